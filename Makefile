@@ -1,0 +1,35 @@
+# Every target creates .venv itself: torch==2.13.0 (the CPU wheel on this disk) first, then unetkit.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.unetkit-installed
+
+.PHONY: test demo lint bench bench-isbi clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+demo: $(STAMP)
+	$(VENV)/bin/unetkit demo --out demo_output
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_augment.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_infer.py
+
+bench-isbi: $(STAMP)
+	$(PY) benchmarks/isbi2012.py ../shared/data/isbi2012/train --config configs/isbi2012.yaml --time 8m
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache build *.egg-info

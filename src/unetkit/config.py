@@ -1,0 +1,267 @@
+"""Validated configuration objects (pydantic) <-> YAML, with ``section.field=value`` overrides.
+
+One ``Config`` has four sections: ``model``, ``data``, ``train`` and ``infer``. It is saved into
+every run directory and checkpoint, so a model can always be rebuilt from its checkpoint alone.
+This module imports no torch and builds nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """Which network to build; options are passed to ``unetkit.nn.build_model``."""
+
+    name: Literal["unet", "resunet", "attention_unet", "unetplusplus"] = "unet"
+    spatial_dims: Literal[2, 3] = 2
+    in_channels: int = Field(1, ge=1)
+    out_channels: int | None = Field(None, ge=1, description="None: derived from data.labels")
+    base_width: int = Field(32, ge=1)
+    widths: list[int] | None = None
+    depth: int = Field(4, ge=1, le=6)
+    norm: Literal["none", "batch", "instance", "group"] = "batch"
+    upsample: Literal["transpose", "interpolate"] = "transpose"
+    padding: Literal["same", "valid"] = "same"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    deep_supervision: bool = False
+
+    def build_options(self) -> dict[str, Any]:
+        """Keyword options for ``build_model`` (without ``name``)."""
+        options = self.model_dump(exclude={"name"})
+        if options["widths"] is None:
+            options.pop("widths")
+        else:
+            options.pop("base_width")
+        return options
+
+
+class NormalizationConfig(_Section):
+    """Intensity normalisation; statistics fitted on the training set are stored with the model."""
+
+    scheme: Literal["zscore", "zscore_dataset", "ct", "window", "minmax", "none"] = "zscore"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    window: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _window_needed(self) -> NormalizationConfig:
+        if self.scheme == "window" and self.window is None:
+            raise ValueError("scheme 'window' needs window: [low, high]")
+        return self
+
+
+class AugmentConfig(_Section):
+    """Batched augmentation; each transform has its own probability (0 disables it)."""
+
+    enabled: bool = True
+    flip_prob: float = Field(0.5, ge=0, le=1)
+    rot90_prob: float = Field(0.5, ge=0, le=1)
+    affine_prob: float = Field(0.3, ge=0, le=1)
+    rotation_degrees: float = Field(30.0, ge=0, le=180)
+    scale_range: tuple[float, float] = (0.8, 1.25)
+    elastic_prob: float = Field(0.3, ge=0, le=1)
+    elastic_alpha: float = Field(10.0, ge=0, description="displacement magnitude in pixels")
+    elastic_sigma: float = Field(12.0, gt=0, description="smoothness of the field in pixels")
+    gamma_prob: float = Field(0.3, ge=0, le=1)
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+    brightness_contrast_prob: float = Field(0.3, ge=0, le=1)
+    brightness_range: tuple[float, float] = (-0.2, 0.2)
+    contrast_range: tuple[float, float] = (0.75, 1.25)
+    noise_prob: float = Field(0.15, ge=0, le=1)
+    noise_std: float = Field(0.1, ge=0)
+    blur_prob: float = Field(0.1, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    lowres_prob: float = Field(0.1, ge=0, le=1)
+    lowres_scale: tuple[float, float] = (0.5, 1.0)
+
+
+class DataConfig(_Section):
+    """Where the cases come from, how they are split, normalised, sampled and augmented."""
+
+    labels: dict[int, str] | None = Field(None, description="None: read from the masks")
+    patch_size: list[int] = Field(default_factory=lambda: [256, 256])
+    batch_size: int = Field(8, ge=1)
+    foreground_fraction: float = Field(0.33, ge=0, le=1)
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    split_file: Path | None = None
+    fold: int | None = Field(None, ge=0)
+    folds: int = Field(5, ge=2)
+    num_workers: int = Field(0, ge=0)
+    cache: bool = True
+    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("patch_size")
+    @classmethod
+    def _positive_patch(cls, value: list[int]) -> list[int]:
+        if not value or any(v < 1 for v in value):
+            raise ValueError("patch_size needs positive integers, one per spatial axis")
+        return value
+
+
+class LossConfig(_Section):
+    """Loss by name with its options; see ``unetkit.losses.build_loss``."""
+
+    name: Literal[
+        "dice_ce", "dice_bce", "ce", "bce", "dice", "jaccard", "focal", "tversky"
+    ] = "dice_ce"
+    dice_weight: float = Field(1.0, ge=0)
+    ce_weight: float = Field(1.0, ge=0)
+    smooth: float = Field(1e-5, ge=0)
+    batch_dice: bool = True
+    include_background: bool = False
+    squared_denominator: bool = False
+    class_weights: list[float] | None = None
+    ignore_index: int | None = None
+    focal_gamma: float = Field(2.0, ge=0)
+    tversky_alpha: float = Field(0.3, ge=0, le=1)
+    tversky_beta: float = Field(0.7, ge=0, le=1)
+
+
+class TrainConfig(_Section):
+    """Optimisation, budget, precision and checkpointing."""
+
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.99, ge=0, lt=1)
+    schedule: Literal["poly", "cosine", "constant"] = "poly"
+    warmup_epochs: int = Field(0, ge=0)
+    epochs: int = Field(100, ge=1)
+    steps_per_epoch: int = Field(50, ge=1)
+    time_budget: str | None = Field(None, description="e.g. '90s', '10m', '2h'; plans the epochs")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    grad_clip: float | None = Field(12.0, gt=0)
+    val_every: int = Field(1, ge=1)
+    patience: int | None = Field(None, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    tensorboard: bool = False
+    loss: LossConfig = Field(default_factory=LossConfig)
+
+    @field_validator("time_budget")
+    @classmethod
+    def _budget_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class PostprocessConfig(_Section):
+    """Connected-component clean-up applied to predicted label maps."""
+
+    keep_largest: bool = False
+    min_size: int = Field(0, ge=0)
+    fill_holes: bool = False
+
+
+class InferConfig(_Section):
+    """Sliding-window inference settings."""
+
+    window: list[int] | None = Field(None, description="None: as large as the image allows")
+    overlap: float = Field(0.25, ge=0, lt=1)
+    gaussian: bool = True
+    batch_size: int = Field(1, ge=1)
+    tta_axes: list[int] = Field(default_factory=list)
+    accumulate: Literal["float32", "float16"] = "float32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+
+
+class Config(_Section):
+    """The whole configuration of a unetkit run."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    infer: InferConfig = Field(default_factory=InferConfig)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
+_UNIT_SECONDS = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'90s' / '10m' / '1.5h' / '300' -> seconds."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"cannot read duration {text!r}: use e.g. '90s', '10m' or '2h'")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "<root>"
+        message = item["msg"]
+        if item["type"] == "literal_error":
+            message = f"got {item['input']!r}; {message.lower()}"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field (check its spelling and section)"
+        lines.append(f"  {field}: {message}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any] | None, source: str = "dict") -> Config:
+    """Validate a plain dict into a ``Config``; raises ``ConfigError`` naming each bad field."""
+    try:
+        return Config.model_validate(data or {})
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, source)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections model/data/train/infer")
+    return config_from_dict(data, source=str(path))
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain, YAML-safe dict of a config (paths as strings, tuples as lists)."""
+    return config.model_dump(mode="json")
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write a config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """Apply ``section.field=value`` overrides (value parsed as YAML) and re-validate."""
+    data = config_to_dict(config)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.field=value, e.g. train.lr=3e-4")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a config section")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"override {item!r}: unknown field {key.strip()!r}")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return config_from_dict(data, source="overrides")
