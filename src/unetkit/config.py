@@ -73,8 +73,10 @@ class AugmentConfig(_Section):
     rotation_degrees: float = Field(30.0, ge=0, le=180)
     scale_range: tuple[float, float] = (0.8, 1.25)
     elastic_prob: float = Field(0.3, ge=0, le=1)
-    elastic_alpha: float = Field(10.0, ge=0, description="displacement magnitude in pixels")
-    elastic_sigma: float = Field(12.0, gt=0, description="smoothness of the field in pixels")
+    elastic_alpha: float = Field(
+        8.0, ge=0, description="std of the random displacements at the control points, in voxels")
+    elastic_sigma: float = Field(
+        40.0, gt=0, description="spacing of the control-point grid in voxels (field smoothness)")
     gamma_prob: float = Field(0.3, ge=0, le=1)
     gamma_range: tuple[float, float] = (0.7, 1.5)
     brightness_contrast_prob: float = Field(0.3, ge=0, le=1)
@@ -179,6 +181,9 @@ class InferConfig(_Section):
     tta_axes: list[int] = Field(default_factory=list)
     accumulate: Literal["float32", "float16"] = "float32"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    memory_budget_mb: float = Field(
+        2048, gt=0, description="per forward and per accumulator; larger inputs are tiled and "
+        "their labels written region by region")
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
 
 
@@ -253,7 +258,9 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     data = config_to_dict(config)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected section.field=value, e.g. train.lr=3e-4")
+            raise ConfigError(
+                f"override {item!r}: expected section.field=value, e.g. train.lr=3e-4"
+            )
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
         node = data
@@ -265,3 +272,51 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
             raise ConfigError(f"override {item!r}: unknown field {key.strip()!r}")
         node[parts[-1]] = yaml.safe_load(raw)
     return config_from_dict(data, source="overrides")
+
+
+def parse_size(text: str, name: str = "--patch-size") -> list[int]:
+    """``'256,256'`` / ``'256x256'`` / ``'128'`` -> list of ints (one value: per axis later)."""
+    parts = [p.strip() for p in str(text).replace("x", ",").split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"{name} {text!r}: expected positive integers such as 256,256")
+    return [int(p) for p in parts]
+
+
+def build_config(
+    config_file: str | Path | None = None,
+    values: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+) -> Config:
+    """The CLI's config: a YAML file (or defaults), then typed options, then ``--set`` overrides.
+
+    A one-value ``data.patch_size`` is repeated over ``model.spatial_dims`` axes.
+    """
+    config = load_config(config_file) if config_file else Config()
+    config = apply_values(config, values or {})
+    config = apply_overrides(config, overrides or [])
+    patch = config.data.patch_size
+    if len(patch) == 1 and config.model.spatial_dims > 1:
+        config = apply_values(config, {"data.patch_size": patch * config.model.spatial_dims})
+    return config
+
+
+def apply_values(config: Config, values: dict[str, Any], source: str = "options") -> Config:
+    """Set ``{"section.field": value}`` (already typed, e.g. from CLI options; None skipped).
+
+    Raises:
+        ConfigError: unknown field, or a value the field does not allow (named in the message).
+    """
+    data = config_to_dict(config)
+    for key, value in values.items():
+        if value is None:
+            continue
+        *sections, name = key.split(".")
+        node = data
+        for part in sections:
+            node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: {key!r} is not a config field")
+        if name not in node:
+            raise ConfigError(f"{source}: unknown field {key!r}")
+        node[name] = value
+    return config_from_dict(data, source=source)

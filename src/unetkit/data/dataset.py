@@ -1,0 +1,219 @@
+"""Find image/mask pairs on disk and load them.
+
+Two layouts are recognised (``docs/data.md``):
+
+* ``root/images/`` + ``root/masks/`` (or ``labels/``): files pair by stem, any supported suffix
+  (``a.png`` pairs with ``a.tif``).  Several image files ``case_0000.png``, ``case_0001.png`` are
+  the channels of case ``case`` (nnU-Net's convention); a folder in ``images/`` is a DICOM series.
+* nnU-Net: ``root/imagesTr/`` + ``root/labelsTr/`` with ``_0000`` channel suffixes and an optional
+  ``dataset.json`` (its ``labels`` and ``channel_names``/``modality`` are read).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from unetkit.data.io import Geometry, is_supported, read_image, read_mask, split_suffix
+
+logger = logging.getLogger(__name__)
+
+_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+_LAYOUTS = (("images", "masks"), ("images", "labels"), ("imagesTr", "labelsTr"))
+
+
+class DatasetError(ValueError):
+    """The data folder is missing, has no recognised layout or holds an inconsistent case."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One training case: its image file(s) (one per channel) and its mask (None if absent)."""
+
+    case_id: str
+    image_paths: tuple[Path, ...]
+    mask_path: Path | None
+
+
+@dataclass
+class DatasetScan:
+    """Everything found in a data folder, paired or not (the doctor reports the leftovers)."""
+
+    root: Path
+    image_dir: Path
+    mask_dir: Path | None
+    cases: list[Case]
+    unpaired_masks: list[Path] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)
+    duplicate_masks: list[Path] = field(default_factory=list)
+    labels: dict[int, str] | None = None
+    channel_names: list[str] | None = None
+
+    @property
+    def unpaired_images(self) -> list[Case]:
+        """Cases that have image files but no mask."""
+        return [case for case in self.cases if case.mask_path is None]
+
+
+def find_layout(root: str | Path) -> tuple[Path, Path | None]:
+    """Return ``(image_dir, mask_dir)`` of a data folder; ``mask_dir`` is None if there is none.
+
+    Raises:
+        DatasetError: ``root`` does not exist or has neither ``images/`` nor ``imagesTr/``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: data folder not found")
+    for image_name, mask_name in _LAYOUTS:
+        if (root / image_name).is_dir():
+            mask_dir = root / mask_name
+            if mask_dir.is_dir():
+                return root / image_name, mask_dir
+    for image_name, _ in _LAYOUTS:
+        if (root / image_name).is_dir():
+            return root / image_name, None
+    raise DatasetError(f"{root}: no images/ + masks/ (or nnU-Net imagesTr/ + labelsTr/) folders")
+
+
+def read_dataset_json(root: str | Path) -> tuple[dict[int, str] | None, list[str] | None]:
+    """Labels ``{value: name}`` and channel names from an nnU-Net ``dataset.json`` (v1 or v2)."""
+    path = Path(root) / "dataset.json"
+    if not path.is_file():
+        return None, None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path}: not valid JSON ({error})") from None
+    labels = None
+    raw = meta.get("labels")
+    if isinstance(raw, dict) and raw:
+        first_key = next(iter(raw))
+        if str(first_key).lstrip("-").isdigit():  # v1: {"0": "background"}
+            labels = {int(k): str(v) for k, v in raw.items()}
+        else:  # v2: {"background": 0}; region lists are not label values
+            labels = {int(v): str(k) for k, v in raw.items() if isinstance(v, int)}
+    channels = meta.get("channel_names") or meta.get("modality")
+    names = [str(channels[k]) for k in sorted(channels, key=int)] if channels else None
+    return labels, names
+
+
+def _group_by_stem(folder: Path) -> tuple[dict[str, list[tuple[int, Path]]], list[Path]]:
+    """``{case_id: [(channel, path), ...]}`` plus files that are not images."""
+    groups: dict[str, list[tuple[int, Path]]] = {}
+    ignored: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not is_supported(path):
+            ignored.append(path)
+            continue
+        stem = path.name if path.is_dir() else split_suffix(path)[0]
+        match = _CHANNEL.match(stem)
+        case_id, channel = (match["case"], int(match["channel"])) if match else (stem, 0)
+        groups.setdefault(case_id, []).append((channel, path))
+    return groups, ignored
+
+
+def scan_dataset(root: str | Path) -> DatasetScan:
+    """Pair images and masks by stem without reading any pixel (see module docstring)."""
+    root = Path(root)
+    image_dir, mask_dir = find_layout(root)
+    images, ignored = _group_by_stem(image_dir)
+    masks: dict[str, Path] = {}
+    duplicates: list[Path] = []
+    if mask_dir is not None:
+        for path in sorted(mask_dir.iterdir()):
+            if path.name.startswith(".") or not is_supported(path):
+                ignored.append(path)
+                continue
+            stem = path.name if path.is_dir() else split_suffix(path)[0]
+            match = _CHANNEL.match(stem)
+            if stem not in images and match and match["case"] in images:
+                stem = match["case"]  # a mask named like a channel file still pairs
+            if stem in masks:
+                duplicates.append(path)
+            else:
+                masks[stem] = path
+    cases = []
+    for case_id in sorted(images):
+        channels = sorted(images[case_id])
+        paths = tuple(path for _, path in channels)
+        cases.append(Case(case_id, paths, masks.pop(case_id, None)))
+    labels, channel_names = read_dataset_json(root)
+    return DatasetScan(root, image_dir, mask_dir, cases, sorted(masks.values()), ignored,
+                       duplicates, labels, channel_names)
+
+
+def discover_cases(root: str | Path, require_masks: bool = True) -> list[Case]:
+    """List the cases of a data folder, sorted by case id.
+
+    Args:
+        root: folder with ``images/`` + ``masks/`` or nnU-Net ``imagesTr/`` + ``labelsTr/``.
+        require_masks: drop (with a logged warning) images that have no mask.
+
+    Raises:
+        DatasetError: no layout, or no case at all.
+    """
+    scan = scan_dataset(root)
+    for path in scan.unpaired_masks:
+        logger.warning("%s: mask without an image; ignored", path)
+    cases = scan.cases
+    if require_masks:
+        for case in scan.unpaired_images:
+            logger.warning("%s: image without a mask; ignored", case.image_paths[0])
+        cases = [case for case in cases if case.mask_path is not None]
+    if not cases:
+        raise DatasetError(f"{root}: no cases found (run `unetkit check {root}` for details)")
+    return cases
+
+
+def load_case(
+    case: Case, labels: dict[int, str] | list[int] | None = None,
+    palette: dict[tuple[int, int, int], int] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, Geometry]:
+    """Read one case.
+
+    Returns:
+        image ``(C, *spatial)`` float32 (channel files stacked in ``_0000``, ``_0001`` order),
+        mask ``(*spatial)`` int64 (None if the case has no mask) and the first image's geometry.
+
+    Raises:
+        DatasetError: channel files or mask disagree in spatial shape, or mask values not in
+            ``labels``.
+    """
+    arrays, geometry = [], None
+    for path in case.image_paths:
+        array, geom = read_image(path)
+        if geometry is not None and array.shape[1:] != arrays[0].shape[1:]:
+            raise DatasetError(f"{path}: channel shape {array.shape[1:]} differs from "
+                               f"{case.image_paths[0]} {arrays[0].shape[1:]}")
+        geometry = geometry or geom
+        arrays.append(array.astype(np.float32, copy=False))
+    image = np.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
+    assert geometry is not None
+    if case.mask_path is None:
+        return image, None, geometry
+    mask, _ = read_mask(case.mask_path, palette=palette)
+    if mask.shape != image.shape[1:]:
+        raise DatasetError(f"{case.mask_path}: mask shape {mask.shape} differs from image shape "
+                           f"{image.shape[1:]} ({case.image_paths[0]})")
+    mask = mask.astype(np.int64, copy=False)
+    if labels is not None:
+        extra = sorted(set(np.unique(mask).tolist()) - {int(v) for v in labels})
+        if extra:
+            raise DatasetError(f"{case.mask_path}: mask values {extra} are not among the labels "
+                               f"{sorted(int(v) for v in labels)}")
+    return image, mask, geometry
+
+
+def check_dataset(
+    root: str | Path, labels: dict[int, str] | list[int] | None = None,
+    palette: dict[tuple[int, int, int], int] | None = None,
+):  # noqa: ANN201 - returns doctor.DoctorReport (imported lazily: doctor imports this module)
+    """Validate a data folder; see ``unetkit.data.doctor.check_dataset``."""
+    from unetkit.data.doctor import check_dataset as _check
+
+    return _check(root, labels=labels, palette=palette)

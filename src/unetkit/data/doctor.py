@@ -1,0 +1,299 @@
+"""The dataset doctor: read every case once and report ALL problems, each naming its file.
+
+Nothing on disk is modified.  Errors make a data set unusable as is (unpaired files, shape or
+geometry mismatch, unreadable files, labels outside the declared set, anti-aliased or colour masks
+without a palette, non-finite intensities, an empty or all-background data set); warnings are
+things unetkit fixes on the fly (0/255 masks, grey masks stored as RGB, palette-mapped colours) or
+that look suspicious (lossy JPEG masks, masks without foreground).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetkit.data.dataset import Case, DatasetError, scan_dataset
+from unetkit.data.io import Geometry, read_image, read_mask, split_suffix
+
+_SAMPLES_PER_CASE = 20_000
+_PERCENTILES = (0.5, 50.0, 99.5)
+
+
+@dataclass
+class DoctorReport:
+    """Result of ``check_dataset``: ``errors`` and ``warnings`` are messages naming a file."""
+
+    root: Path
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
+        return not self.errors
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """The summary as ``(name, value)`` text rows for printing."""
+        s = self.summary
+        rows = [("cases", str(s.get("case_count", 0)))]
+        for key, name in (("channels", "channels"), ("spatial_dims", "spatial dims")):
+            if key in s:
+                rows.append((name, str(s[key])))
+        for key in ("size", "spacing"):
+            if key in s:
+                rows.append((f"{key} (min / median / max)",
+                             " / ".join(_fmt_tuple(v) for v in s[key].values())))
+        for channel, stats in enumerate(s.get("intensity", [])):
+            text = ", ".join(f"{k} {v:.4g}" for k, v in stats.items())
+            rows.append((f"intensity ch{channel}", text))
+        for label, freq in s.get("class_frequencies", {}).items():
+            rows.append((f"class {label}", f"{100 * freq['voxel_fraction']:.2f}% of voxels, "
+                         f"in {freq['cases']} cases"))
+        return rows
+
+
+def _fmt_tuple(values: tuple[float, ...]) -> str:
+    return "x".join(f"{v:g}" for v in values)
+
+
+@contextlib.contextmanager
+def _quiet_io() -> Iterator[None]:
+    """The report already names each conversion; keep io's own warnings out of the console."""
+    io_logger = logging.getLogger("unetkit.data.io")
+    level = io_logger.level
+    io_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        io_logger.setLevel(level)
+
+
+def check_dataset(
+    root: str | Path, labels: dict[int, str] | list[int] | None = None,
+    palette: dict[tuple[int, int, int], int] | None = None,
+) -> DoctorReport:
+    """Validate a data folder and summarise it; never modifies a file.
+
+    Args:
+        root: data folder (``images/`` + ``masks/`` or nnU-Net ``imagesTr/`` + ``labelsTr/``).
+        labels: declared label values; default: ``dataset.json``'s, else whatever the masks hold.
+        palette: RGB colour -> label, for colour masks.
+    """
+    report = DoctorReport(Path(root))
+    try:
+        scan = scan_dataset(root)
+    except DatasetError as error:
+        report.errors.append(str(error))
+        return report
+    declared = labels if labels is not None else scan.labels
+    declared_set = {int(v) for v in declared} if declared is not None else None
+    for path in scan.unpaired_masks:
+        report.errors.append(f"{path}: mask without a matching image in {scan.image_dir}")
+    for case in scan.unpaired_images:
+        report.errors.append(f"{case.image_paths[0]}: image without a matching mask"
+                             + (f" in {scan.mask_dir}" if scan.mask_dir else " (no masks folder)"))
+    for path in scan.duplicate_masks:
+        report.errors.append(f"{path}: a second mask for the same case; keep one")
+    for path in scan.ignored:
+        report.warnings.append(f"{path}: not a supported image file; ignored")
+    records = []
+    with _quiet_io():
+        for case in scan.cases:
+            record = _check_case(case, declared_set, palette, report)
+            if record is not None:
+                records.append(record)
+    if not scan.cases:
+        report.errors.append(f"{root}: empty data set (no image files in {scan.image_dir})")
+    _check_consistency(records, declared_set, report)
+    report.warnings = _group_repeated(report.warnings, Path(root))
+    report.summary = _summarise(records, len(scan.cases))
+    return report
+
+
+def _group_repeated(messages: list[str], root: Path, limit: int = 5) -> list[str]:
+    """Merge identical ``"<file>: <text>"`` messages about more than ``limit`` files into one."""
+    by_text: dict[str, list[str]] = {}
+    for message in messages:
+        path, _, text = message.partition(": ")
+        by_text.setdefault(text, []).append(path)
+    out = []
+    for message in messages:
+        path, _, text = message.partition(": ")
+        paths = by_text[text]
+        if len(paths) <= limit:
+            out.append(message)
+        elif path == paths[0]:
+            names = [str(Path(p).relative_to(root)) if Path(p).is_relative_to(root) else p
+                     for p in paths]
+            shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more"
+                                                if len(names) > limit else "")
+            out.append(f"{len(paths)} files: {text} ({shown})")
+    return out
+
+
+def _check_case(
+    case: Case, declared: set[int] | None,
+    palette: dict[tuple[int, int, int], int] | None, report: DoctorReport,
+) -> dict[str, Any] | None:
+    """Check one case; returns what the summary needs, or None if it could not be read."""
+    arrays, geometry = [], None
+    for path in case.image_paths:
+        try:
+            array, geom = read_image(path)
+        except (ValueError, ImportError, OSError) as error:
+            report.errors.append(f"{path}: unreadable image: {error}")
+            return None
+        if arrays and array.shape[1:] != arrays[0].shape[1:]:
+            report.errors.append(f"{path}: channel file shape {array.shape[1:]} differs from "
+                                 f"{case.image_paths[0].name} {arrays[0].shape[1:]}")
+            return None
+        if not np.issubdtype(array.dtype, np.integer) and not np.all(np.isfinite(array)):
+            bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+            report.errors.append(f"{path}: {bad} non-finite (NaN/inf) intensity values")
+        arrays.append(array)
+        geometry = geometry or geom
+    image = np.concatenate([a.astype(np.float32, copy=False) for a in arrays], axis=0)
+    record: dict[str, Any] = {"shape": image.shape[1:], "channels": image.shape[0],
+                              "spacing": geometry.spacing, "samples": _sample(image)}
+    if case.mask_path is not None:
+        record["counts"] = _check_mask(case, image.shape[1:], geometry, declared, palette, report)
+    return record
+
+
+def _check_mask(
+    case: Case, shape: tuple[int, ...], geometry: Geometry, declared: set[int] | None,
+    palette: dict[tuple[int, int, int], int] | None, report: DoctorReport,
+) -> dict[int, int] | None:
+    path = case.mask_path
+    assert path is not None
+    try:
+        mask, mask_geom = read_mask(path, palette=palette)
+    except (ValueError, ImportError, OSError) as error:
+        report.errors.append(f"{path}: unreadable mask: {error}")
+        return None
+    if mask_geom.extra.get("scaled_255"):
+        report.warnings.append(f"{path}: binary mask stored as 0/255; read as labels 0/1")
+    if mask_geom.extra.get("rgb"):
+        how = "mapped through the palette" if palette else "grey stored as RGB; first channel used"
+        report.warnings.append(f"{path}: colour mask {how}")
+    if split_suffix(path)[1] in (".jpg", ".jpeg"):
+        report.warnings.append(f"{path}: JPEG mask; lossy compression alters label values "
+                               "at edges, prefer PNG")
+    if mask.shape != shape:
+        report.errors.append(f"{path}: mask shape {mask.shape} differs from image shape {shape} "
+                             f"({case.image_paths[0].name})")
+        return None
+    _compare_geometry(path, mask_geom, case.image_paths[0], geometry, report)
+    values, counts = np.unique(mask, return_counts=True)
+    value_set = {int(v) for v in values}
+    if _looks_antialiased(values, counts, declared):
+        report.errors.append(f"{path}: anti-aliased mask edges ({len(values)} values between "
+                             f"{values[0]} and {values[-1]}); re-save it without smoothing or "
+                             "resizing with interpolation")
+    elif declared is not None and not value_set <= declared:
+        report.errors.append(f"{path}: mask values {sorted(value_set - declared)} are not among "
+                             f"the declared labels {sorted(declared)}")
+    if value_set <= {0}:
+        report.warnings.append(f"{path}: mask has no foreground (all background)")
+    return {int(v): int(c) for v, c in zip(values, counts, strict=False)}
+
+
+def _looks_antialiased(values: np.ndarray, counts: np.ndarray, declared: set[int] | None) -> bool:
+    """0/255-style masks with a thin fringe of in-between values (resized or smoothed)."""
+    if len(values) < 4 or values[-1] < 128:
+        return False
+    if declared is not None and {int(v) for v in values} <= declared:
+        return False  # every value is a declared label
+    extremes = counts[0] + counts[-1]
+    return values[0] == 0 and extremes >= 0.8 * counts.sum()
+
+
+def _compare_geometry(
+    mask_path: Path, mask_geom: Geometry, image_path: Path, geometry: Geometry,
+    report: DoctorReport,
+) -> None:
+    if not np.allclose(mask_geom.spacing, geometry.spacing, rtol=1e-3):
+        report.errors.append(f"{mask_path}: spacing {_fmt_tuple(mask_geom.spacing)} differs from "
+                             f"the image's {_fmt_tuple(geometry.spacing)} ({image_path.name})")
+    elif mask_geom.affine is not None and geometry.affine is not None:
+        scale = max(1.0, float(np.abs(geometry.affine).max()))
+        if not np.allclose(mask_geom.affine, geometry.affine, atol=1e-3 * scale):
+            report.errors.append(f"{mask_path}: affine (orientation/origin) differs from the "
+                                 f"image's ({image_path.name})")
+
+
+def _sample(image: np.ndarray) -> np.ndarray:
+    """Up to ``_SAMPLES_PER_CASE`` evenly spaced finite voxels per channel, (C, N)."""
+    flat = image.reshape(image.shape[0], -1)
+    step = max(1, flat.shape[1] // _SAMPLES_PER_CASE)
+    return flat[:, ::step]
+
+
+def _check_consistency(
+    records: list[dict[str, Any]], declared: set[int] | None, report: DoctorReport
+) -> None:
+    if not records:
+        return
+    channels = {r["channels"] for r in records}
+    if len(channels) > 1:
+        report.errors.append(f"{report.root}: cases have different channel counts "
+                             f"{sorted(channels)}")
+    dims = {len(r["shape"]) for r in records}
+    if len(dims) > 1:
+        report.errors.append(f"{report.root}: cases mix 2-D and 3-D images")
+    totals = _class_totals(records)
+    if totals and set(totals) <= {0}:
+        report.errors.append(f"{report.root}: every mask is all background; a network trained on "
+                             "this predicts only background (check the mask encoding)")
+    if declared is None and totals:
+        found = sorted(totals)
+        if found != list(range(len(found))):
+            report.warnings.append(f"{report.root}: mask values {found} are not consecutive "
+                                   "0..K-1; declare the labels (--labels) to confirm them")
+
+
+def _class_totals(records: list[dict[str, Any]]) -> dict[int, list[int]]:
+    totals: dict[int, list[int]] = {}
+    for record in records:
+        for label, count in (record.get("counts") or {}).items():
+            entry = totals.setdefault(label, [0, 0])
+            entry[0] += count
+            entry[1] += 1
+    return totals
+
+
+def _summarise(records: list[dict[str, Any]], case_count: int) -> dict[str, Any]:
+    summary: dict[str, Any] = {"case_count": case_count}
+    if not records or len({len(r["shape"]) for r in records}) > 1:
+        return summary
+    summary["channels"] = records[0]["channels"]
+    summary["spatial_dims"] = len(records[0]["shape"])
+    for key, name in (("shape", "size"), ("spacing", "spacing")):
+        values = np.asarray([r[key] for r in records], dtype=np.float64)
+        summary[name] = {stat: tuple(float(v) for v in fn(values, axis=0))
+                         for stat, fn in (("min", np.min), ("median", np.median),
+                                          ("max", np.max))}
+    if len({r["channels"] for r in records}) == 1:
+        samples = np.concatenate([r["samples"] for r in records], axis=1)
+        summary["intensity"] = []
+        for row in samples:
+            row = row[np.isfinite(row)]
+            if row.size == 0:
+                continue
+            names = [f"p{p:g}" for p in _PERCENTILES]
+            stats = dict(zip(names, np.percentile(row, _PERCENTILES), strict=True))
+            stats.update(mean=row.mean(), std=row.std())
+            summary["intensity"].append({k: float(v) for k, v in stats.items()})
+    totals = _class_totals(records)
+    voxels = sum(t[0] for t in totals.values()) or 1
+    summary["class_frequencies"] = {
+        label: {"voxel_fraction": count / voxels, "cases": cases}
+        for label, (count, cases) in sorted(totals.items())}
+    return summary

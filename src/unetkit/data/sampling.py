@@ -1,0 +1,177 @@
+"""Random patch sampling with foreground oversampling, and whole-image iteration for validation.
+
+A ``PatchSampler`` is an ``IterableDataset`` of ready batches: use it directly
+(``for image, mask in sampler``) or in a ``DataLoader(sampler, batch_size=None, num_workers=n)``
+(``loader.make_patch_loader``).  Its random stream depends only on ``(seed, epoch, rank, worker)``,
+so ``set_epoch`` makes an epoch reproducible and a resumed run draws the same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+_MAX_LOCATIONS = 10_000  # stored foreground voxels per class and case (nnU-Net keeps 10k too)
+
+
+def foreground_locations(
+    mask: np.ndarray, ignore_index: int | None = None, max_per_class: int = _MAX_LOCATIONS
+) -> dict[int, np.ndarray]:
+    """``{label: (N, ndim) voxel indices}`` for every foreground label present in ``mask``.
+
+    At most ``max_per_class`` evenly spaced voxels are kept per label.
+    """
+    locations = {}
+    for label in np.unique(mask):
+        if label == 0 or (ignore_index is not None and label == ignore_index):
+            continue
+        coords = np.argwhere(mask == label)
+        step = max(1, len(coords) // max_per_class)
+        locations[int(label)] = coords[::step]
+    return locations
+
+
+def patch_start(size: int, patch: int, rng: np.random.Generator, center: int | None) -> int:
+    """Start index of a patch along one axis; negative or overlong means padding.
+
+    Random: uniform over positions that keep the patch inside (or the image inside the patch
+    when the image is smaller).  With ``center``: the patch is centred there, then shifted to
+    stay inside while still containing ``center``.
+    """
+    low, high = min(0, size - patch), max(0, size - patch)
+    if center is None:
+        return int(rng.integers(low, high + 1))
+    return int(np.clip(center - patch // 2, low, high))
+
+
+def extract_patch(
+    array: np.ndarray, start: Sequence[int], patch: Sequence[int], pad_value: float
+) -> np.ndarray:
+    """Crop ``array[..., start:start+patch]`` over its last ``len(patch)`` axes, padding outside."""
+    lead = array.ndim - len(patch)
+    out = np.full(array.shape[:lead] + tuple(patch), pad_value, dtype=array.dtype)
+    src, dst = [slice(None)] * lead, [slice(None)] * lead
+    for axis, (s, p) in enumerate(zip(start, patch, strict=False)):
+        size = array.shape[lead + axis]
+        lo, hi = max(s, 0), min(s + p, size)
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - s, hi - s))
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+class PatchSampler(IterableDataset):
+    """Batches of random patches, a fraction centred on foreground voxels.
+
+    Args:
+        images: cases ``(C, *spatial)`` float32 (already normalised).
+        masks: label maps ``(*spatial)`` integer, one per image.
+        patch_size: patch size per spatial axis.
+        batch_size: patches per batch.
+        foreground_fraction: share of each batch (rounded, nnU-Net style) whose patch is centred on
+            a voxel of a random foreground class present in the case.
+        seed: base seed; the stream is a function of ``(seed, epoch, rank, worker)``.
+        rank, world_size: DDP process; each rank draws its own stream.
+        batches_per_epoch: finite epochs (split across DataLoader workers); None: endless.
+        pad_value, mask_pad_value: fill for images smaller than the patch.
+        ignore_index: a mask value never used as a foreground centre.
+
+    Yields:
+        ``(image (B, C, *patch) float32 tensor, mask (B, *patch) int64 tensor)``.
+    """
+
+    def __init__(
+        self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+        patch_size: Sequence[int], batch_size: int, foreground_fraction: float = 0.33,
+        seed: int = 0, *, rank: int = 0, world_size: int = 1,
+        batches_per_epoch: int | None = None, pad_value: float = 0.0, mask_pad_value: int = 0,
+        ignore_index: int | None = None,
+    ):
+        if not images or len(images) != len(masks):
+            raise ValueError(f"PatchSampler needs as many masks as images (got {len(images)} "
+                             f"images, {len(masks)} masks)")
+        self.patch_size = tuple(int(p) for p in patch_size)
+        for index, (image, mask) in enumerate(zip(images, masks, strict=False)):
+            if image.shape[1:] != mask.shape or len(self.patch_size) != mask.ndim:
+                raise ValueError(f"PatchSampler case {index}: image {image.shape}, mask "
+                                 f"{mask.shape}, patch_size {self.patch_size} do not fit")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        self.images, self.masks = list(images), list(masks)
+        self.batch_size = int(batch_size)
+        self.foreground_fraction = float(foreground_fraction)
+        self.seed, self.rank, self.world_size, self.epoch = int(seed), rank, world_size, 0
+        self.batches_per_epoch = batches_per_epoch
+        self.pad_value, self.mask_pad_value = pad_value, mask_pad_value
+        self.locations = [foreground_locations(m, ignore_index) for m in self.masks]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random stream of ``epoch`` (call before iterating each epoch)."""
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to draw the same batches."""
+        return {"seed": self.seed, "epoch": self.epoch, "rank": self.rank}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()``."""
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+
+    def rng(self, worker: int = 0) -> np.random.Generator:
+        """The generator of this (seed, epoch, rank, worker)."""
+        return np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+
+    def sample_batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch ``(B, C, *patch) float32, (B, *patch) int64`` drawn with ``rng``."""
+        forced = self.batch_size - int(round(self.batch_size * (1 - self.foreground_fraction)))
+        images, masks = [], []
+        for index in range(self.batch_size):
+            case = int(rng.integers(len(self.images)))
+            center = self._foreground_center(case, rng) if index >= self.batch_size - forced \
+                else None
+            mask = self.masks[case]
+            start = [patch_start(s, p, rng, None if center is None else center[a])
+                     for a, (s, p) in enumerate(zip(mask.shape, self.patch_size, strict=False))]
+            images.append(extract_patch(self.images[case], start, self.patch_size,
+                                        self.pad_value))
+            masks.append(extract_patch(mask, start, self.patch_size, self.mask_pad_value))
+        image = torch.from_numpy(np.stack(images).astype(np.float32, copy=False))
+        return image, torch.from_numpy(np.stack(masks).astype(np.int64, copy=False))
+
+    def _foreground_center(self, case: int, rng: np.random.Generator) -> np.ndarray | None:
+        locations = self.locations[case]
+        if not locations:
+            return None  # no foreground in this case: a random patch
+        labels = sorted(locations)
+        coords = locations[labels[int(rng.integers(len(labels)))]]
+        return coords[int(rng.integers(len(coords)))]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rng = self.rng(worker)
+        if self.batches_per_epoch is None:
+            while True:
+                yield self.sample_batch(rng)
+        count = self.batches_per_epoch // workers + (worker < self.batches_per_epoch % workers)
+        for _ in range(count):
+            yield self.sample_batch(rng)
+
+    def __len__(self) -> int:
+        if self.batches_per_epoch is None:
+            raise TypeError("an endless PatchSampler has no length (set batches_per_epoch)")
+        return self.batches_per_epoch
+
+
+def iterate_whole(
+    images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Validation: every case whole, as ``(1, C, *spatial) float32, (1, *spatial) int64``."""
+    for image, mask in zip(images, masks, strict=False):
+        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
+        target = None if mask is None else torch.from_numpy(mask.astype(np.int64))[None]
+        yield tensor, target
