@@ -11,6 +11,294 @@ matplotlib.use("Agg")
 
 # --- training curves ---
 
+from os import PathLike  # noqa: E402
+
+
+def plot_training_curves(rows: list[dict], path: str | PathLike) -> PathLike:
+    """Draw nnU-Net-style progress curves from metrics.csv rows and save them as a PNG.
+
+    Top panel: train and validation loss (left axis) and validation Dice per class and mean
+    (right axis) per epoch; bottom panels: learning rate and seconds per epoch.
+
+    Args:
+        rows: dicts with ``epoch``, ``train_loss``, ``val_loss``, ``val_dice``, ``dice_<name>``,
+            ``lr``, ``seconds`` (NaN where not measured), as ``read_metrics`` returns.
+        path: output PNG path.
+
+    Returns:
+        The written path.
+    """
+    import math
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    epochs = [r["epoch"] for r in rows]
+
+    def series(key: str) -> tuple[list, list]:
+        pairs = [(r["epoch"], r[key]) for r in rows if key in r and not math.isnan(r[key])]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    fig, axes = plt.subplots(3, 1, figsize=(9, 9), height_ratios=[3, 1, 1], sharex=True)
+    ax = axes[0]
+    ax.plot(*series("train_loss"), color="tab:blue", label="train loss")
+    ax.plot(*series("val_loss"), color="tab:red", label="val loss")
+    ax.set_ylabel("loss")
+    dice_ax = ax.twinx()
+    per_class = sorted(k for k in (rows[0] if rows else {}) if k.startswith("dice_"))
+    for key in per_class:
+        dice_ax.plot(*series(key), linestyle=":", marker=".", label=key.replace("_", " "))
+    dice_ax.plot(*series("val_dice"), color="tab:green", marker="o", markersize=3,
+                 label="val Dice (mean fg)")
+    dice_ax.set_ylabel("Dice")
+    dice_ax.set_ylim(0, 1)
+    handles = ax.get_legend_handles_labels()[0] + dice_ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="center right", fontsize=8)
+    axes[1].plot(*series("lr"), color="black")
+    axes[1].set_ylabel("learning rate")
+    axes[2].plot(*series("seconds"), color="gray", marker=".")
+    axes[2].set_ylabel("s / epoch")
+    axes[2].set_xlabel("epoch")
+    if epochs:
+        axes[2].set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 # --- overlays ---
 
+import numpy as np  # noqa: E402
+
+
+def _grey_uint8(image: np.ndarray) -> np.ndarray:
+    """Channel 0 of ``(C, *spatial)`` scaled to 0..255 between its 1st and 99th percentiles."""
+    grey = np.asarray(image[0], dtype=np.float32)
+    low, high = np.percentile(grey, (1, 99)) if grey.size else (0.0, 1.0)
+    if high <= low:
+        high = low + 1.0
+    return (np.clip((grey - low) / (high - low), 0, 1) * 255).astype(np.uint8)
+
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels of a 2-D boolean mask with a 4-neighbour outside it."""
+    from scipy import ndimage
+
+    return mask & ~ndimage.binary_erosion(mask, border_value=1)
+
+
+def pick_slice(labels: np.ndarray, gt: np.ndarray | None = None) -> int:
+    """For a 3-D map, the index along the last axis with the most foreground (pred or gt)."""
+    fg = (labels > 0) if gt is None else (labels > 0) | (gt > 0)
+    counts = fg.reshape(-1, fg.shape[-1]).sum(0)
+    return int(counts.argmax()) if counts.any() else fg.shape[-1] // 2
+
+
+def overlay_image(
+    image: np.ndarray,
+    labels: np.ndarray,
+    gt: np.ndarray | None = None,
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """Image with predicted labels filled in colour and ground-truth outlines on top.
+
+    Args:
+        image: ``(C, *spatial)`` intensities (channel 0 shown in grey).
+        labels: ``(*spatial)`` predicted label values (colour ``PALETTE[value]``).
+        gt: optional ``(*spatial)`` ground truth, drawn as 1-pixel outlines in its class colour
+            lightened (yellow for binary masks).
+        alpha: opacity of the filled labels.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB; 3-D inputs show the slice ``pick_slice`` chooses.
+    """
+    from unetkit.infer.files import PALETTE
+
+    if labels.ndim == 3:
+        index = pick_slice(labels, gt)
+        image, labels = image[..., index], labels[..., index]
+        gt = gt[..., index] if gt is not None else None
+    colours = np.array(PALETTE, dtype=np.float32)
+    grey = _grey_uint8(image).astype(np.float32)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    fill = labels > 0
+    tint = colours[labels.astype(np.int64) % len(colours)]
+    rgb[fill] = (1 - alpha) * rgb[fill] + alpha * tint[fill]
+    if gt is not None:
+        for value in np.unique(gt[gt > 0]):
+            edge = _boundary(gt == value)
+            colour = (255, 255, 0) if gt.max() == 1 else 0.5 * (
+                colours[int(value) % len(colours)] + 255)
+            rgb[edge] = colour
+    return rgb.round().clip(0, 255).astype(np.uint8)
+
+
+def save_overlay(
+    path: str | PathLike, image: np.ndarray, labels: np.ndarray, gt: np.ndarray | None = None
+) -> PathLike:
+    """Write ``overlay_image(image, labels, gt)`` as a PNG at ``path``; returns the path."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(overlay_image(image, labels, gt)).save(path)
+    return path
+
+
 # --- html report ---
+
+import base64  # noqa: E402
+import html  # noqa: E402
+import io as _bytes_io  # noqa: E402
+import math  # noqa: E402
+from typing import Any  # noqa: E402
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:13px}th,td{padding:4px 8px;border-bottom:1px solid #ddd;
+text-align:right}th{background:#f3f3f3;cursor:pointer;user-select:none;position:sticky;top:0}
+td:first-child,th:first-child,td:nth-child(3){text-align:left}
+th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
+img{max-width:100%}.cards{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;
+padding:8px;border-radius:6px}.card img{width:260px;height:auto;image-rendering:pixelated;
+display:block}
+.muted{color:#777}.bad{color:#b00}
+"""
+
+# Click a header to sort by that column (numbers numerically, empty cells last).
+_JS = """
+document.querySelectorAll('table.sortable th').forEach(function(th, col){
+  th.addEventListener('click', function(){
+    var table = th.closest('table'), body = table.tBodies[0];
+    var asc = !th.classList.contains('asc');
+    table.querySelectorAll('th').forEach(function(h){h.classList.remove('asc','desc');});
+    th.classList.add(asc ? 'asc' : 'desc');
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function(a, b){
+      var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
+      if (x === '') return 1; if (y === '') return -1;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return asc ? c : -c;
+    });
+    rows.forEach(function(r){body.appendChild(r);});
+  });
+});
+"""
+
+
+def _png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return '<td data-v="" class="muted">–</td>'
+        return f'<td data-v="{value!r}">{value:.4g}</td>'
+    text = html.escape(str(value))
+    return f'<td data-v="{text}">{text}</td>'
+
+
+def _box_plots_png(result: Any, metrics: tuple[str, ...]) -> bytes:
+    """One box plot per metric, one box per class, over cases (NaN left out)."""
+    import matplotlib.pyplot as plt
+
+    labels = sorted(result.labels)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        data = []
+        for label in labels:
+            values = [case[label][metric] for case in result.per_case.values() if label in case]
+            data.append([v for v in values if not math.isnan(v)])
+        ax.boxplot([d if d else [math.nan] for d in data], showmeans=True)
+        ax.set_xticks(range(1, len(labels) + 1),
+                      [result.labels[label] for label in labels], rotation=30, fontsize=8)
+        ax.set_title(metric.replace("_", " "), fontsize=10)
+    fig.tight_layout()
+    buffer = _bytes_io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _overlay_cards(overlays: list[dict[str, Any]]) -> str:
+    from PIL import Image
+
+    cards = []
+    for item in overlays:
+        buffer = _bytes_io.BytesIO()
+        Image.fromarray(overlay_image(item["image"], item["pred"], item["gt"])).save(
+            buffer, format="PNG")
+        score = "n/a" if math.isnan(item["score"]) else f"{item['score']:.4f}"
+        cards.append(f'<div class="card"><img alt="{html.escape(item["case"])}" '
+                     f'src="{_png_data_uri(buffer.getvalue())}"><div><b>{item["kind"]}</b> '
+                     f'{html.escape(item["case"])} – Dice {score}</div></div>')
+    return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def _summary_table(result: Any, metrics: tuple[str, ...]) -> str:
+    head = "".join(f"<th>{m}</th>" for m in metrics)
+    rows = []
+    for label in sorted(result.labels):
+        stats = result.summary["per_class"].get(label, {})
+        cells = "".join(
+            _cell(stats[m]["mean"]) if m in stats else _cell(math.nan) for m in metrics)
+        rows.append(f"<tr>{_cell(label)}{_cell(result.labels[label])}{cells}</tr>")
+    fg = result.summary.get("foreground_mean", {})
+    cells = "".join(_cell(float(fg.get(m, math.nan))) for m in metrics)
+    rows.append(f"<tr><td><b>mean</b></td><td>foreground</td>{cells}</tr>")
+    return (f'<table id="summary"><thead><tr><th>label</th><th>name</th>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def render_html_report(result: Any, overlays: list[dict[str, Any]], title: str = "") -> str:
+    """The evaluation report as one self-contained HTML page (inline CSS, JS and images).
+
+    Args:
+        result: an ``unetkit.evaluate.EvaluationResult``.
+        overlays: dicts with ``kind``, ``case``, ``score``, ``image``, ``pred``, ``gt``.
+        title: page title (default: "unetkit evaluation").
+    """
+    from unetkit.evaluate import EVAL_METRICS, table_rows
+
+    title = html.escape(title or "unetkit evaluation")
+    head = "".join(f"<th>{name}</th>" for name in ("case", "label", "name", *EVAL_METRICS))
+    body = "".join("<tr>" + "".join(_cell(row[k]) for k in ("case", "label", "name",
+                                                            *EVAL_METRICS)) + "</tr>"
+                   for row in table_rows(result))
+    plots = _png_data_uri(_box_plots_png(result, ("dice", "iou", "hd95", "assd",
+                                                  "surface_dice")))
+    failed = "".join(f"<li class='bad'>{html.escape(c)}: {html.escape(e)}</li>"
+                     for c, e in result.failed)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>{_CSS}</style></head><body>
+<h1>{title}</h1>
+<p>{len(result.per_case)} cases evaluated{f", {len(result.failed)} failed" if failed else ""}.
+Distances in the units of the spacing; NaN (–) where a label is absent from both masks.</p>
+<h2>Summary (mean over cases)</h2>{_summary_table(result, EVAL_METRICS)}
+<h2>Distribution over cases</h2><img alt="box plots" src="{plots}">
+<h2>Best and worst cases</h2>
+<p class="muted">Filled: prediction; outline: ground truth.</p>{_overlay_cards(overlays)}
+<h2>Per case</h2><p class="muted">Click a column header to sort.</p>
+<table id="cases" class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{f"<h2>Failed cases</h2><ul>{failed}</ul>" if failed else ""}
+<script>{_JS}</script></body></html>
+"""
+
+
+def write_html_report(out_dir: str | PathLike, result: Any,
+                      overlays: list[dict[str, Any]]) -> PathLike:
+    """Write ``render_html_report`` to ``out_dir/report.html``; returns the path."""
+    from pathlib import Path
+
+    path = Path(out_dir) / "report.html"
+    path.write_text(render_html_report(result, overlays), encoding="utf-8")
+    return path

@@ -1,0 +1,109 @@
+"""Turning a trained module into a fast inference callable, and choosing its window.
+
+* ``fuse_conv_bn`` folds every eval-mode BatchNorm that directly follows a convolution inside a
+  ``nn.Sequential`` into the convolution's weights (one op instead of two; same result).
+* ``torch_network`` wraps the module with the precision plan: autocast (bf16 on CPUs with native
+  bf16 maths, see ``unetkit.train.device``) and channels-last inputs; outputs are float32, so
+  every probability computation after the network runs in float32.
+* ``choose_window`` picks the whole (padded) image when one forward fits the memory budget,
+  else the largest tiles that do: on a CPU one large tile costs about half of the 49 overlapping
+  256x256 windows over a 1024x1024 image (the windows recompute their overlaps and borders).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from unetkit.infer.sliding_window import Network
+from unetkit.train.device import PrecisionPlan, autocast, to_memory_format
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+# Live float activations per voxel at full resolution, in units of the first stage's width:
+# skip + upsampled + concatenation (2x) + two convolution outputs, plus the coarser stages.
+_ACTIVATION_FACTOR = 8
+
+
+def _fold(conv: nn.Module, norm: nn.Module) -> nn.Module:
+    """A copy of ``conv`` whose output equals ``norm(conv(x))`` for an eval-mode ``norm``."""
+    fused = copy.deepcopy(conv)
+    scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+    shape = (-1,) + (1,) * (conv.weight.dim() - 1)
+    fused.weight = nn.Parameter(conv.weight.detach() * scale.reshape(shape))
+    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(norm.running_mean)
+    fused.bias = nn.Parameter((bias - norm.running_mean) * scale + norm.bias.detach())
+    return fused
+
+
+def fuse_conv_bn(model: nn.Module) -> nn.Module:
+    """Copy of ``model`` (eval mode) with each Conv -> BatchNorm pair of a Sequential folded."""
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for first, second in zip(names, names[1:], strict=False):
+            conv, norm = module._modules[first], module._modules[second]
+            if (isinstance(conv, _CONVS) and isinstance(norm, _NORMS) and norm.affine
+                    and norm.track_running_stats and conv.groups == 1):
+                module._modules[first] = _fold(conv, norm)
+                module._modules[second] = nn.Identity()
+    return model
+
+
+def torch_network(model: nn.Module, plan: PrecisionPlan, device: torch.device) -> Network:
+    """``model`` as a callable ``(n, C_in, *S) -> (n, C_out, *S)`` float32 under ``plan``.
+
+    The model is put in eval mode with deep supervision off (only the full-resolution output);
+    its parameters are converted to channels-last when the plan asks for it.
+    """
+    model = model.eval().to(device)
+    if hasattr(model, "deep_supervision"):
+        model.deep_supervision = False
+    if plan.channels_last:
+        spatial_dims = getattr(model, "spatial_dims", 2)
+        model = model.to(memory_format=torch.channels_last if spatial_dims == 2
+                         else torch.channels_last_3d)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast(plan, device):
+            out = model(to_memory_format(x.to(device), plan))
+        if isinstance(out, (list, tuple)):
+            out = out[0]
+        return out.float().contiguous()
+
+    return run
+
+
+def activation_bytes_per_voxel(width: int, plan: PrecisionPlan) -> int:
+    """Estimated peak activation memory of one forward, per input voxel (bytes)."""
+    itemsize = 4 if plan.dtype is None else 2
+    return _ACTIVATION_FACTOR * width * itemsize
+
+
+def choose_window(
+    padded_size: Sequence[int],
+    bytes_per_voxel: int,
+    memory_budget_mb: float,
+    multiple: int,
+) -> tuple[int, ...]:
+    """Largest window (each axis a multiple of ``multiple``) whose forward fits the budget.
+
+    Starts from the whole ``padded_size`` and halves the longest axis until
+    ``prod(window) * bytes_per_voxel`` is within ``memory_budget_mb``.
+    """
+    window = [int(s) for s in padded_size]
+    budget = memory_budget_mb * 2**20
+    while math.prod(window) * bytes_per_voxel > budget:
+        axis = max(range(len(window)), key=lambda i: window[i])
+        half = max(multiple, math.ceil(window[axis] / 2 / multiple) * multiple)
+        if half >= window[axis]:
+            break  # every axis is at its minimum: the budget cannot be met
+        window[axis] = half
+    return tuple(window)

@@ -1,0 +1,64 @@
+"""Small real checkpoints (unetkit UNet, a few hundred weights) built inside the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from unetkit.config import Config, config_to_dict
+from unetkit.nn import build_model
+from unetkit.train.checkpoint import save_checkpoint
+
+
+def build_checkpoint(
+    path: Path,
+    *,
+    out_channels: int = 3,
+    spatial_dims: int = 2,
+    in_channels: int = 1,
+    padding: str = "same",
+    depth: int = 2,
+    normalization: dict[str, Any] | None = None,
+    mask_values: dict[int, int] | None = None,
+    infer: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a checkpoint of a tiny UNet with non-trivial BatchNorm statistics."""
+    config = Config.model_validate({
+        "model": {"spatial_dims": spatial_dims, "in_channels": in_channels,
+                  "out_channels": out_channels, "base_width": 4, "depth": depth,
+                  "padding": padding, "norm": "batch"},
+        "train": {"precision": "fp32"},
+        "infer": {"precision": "fp32", **(infer or {})},
+    })
+    torch.manual_seed(seed)
+    model = build_model("unet", **config.model.build_options())
+    for module in model.modules():  # random running statistics so that fusion is exercised
+        if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    labels = {i: ("background" if i == 0 else f"c{i}") for i in range(max(out_channels, 2))}
+    checkpoint = {
+        "config": config_to_dict(config),
+        "model_state": model.state_dict(),
+        "labels": labels,
+        "normalization": normalization or {"scheme": "zscore"},
+    }
+    if mask_values is not None:
+        checkpoint["mask_values"] = mask_values
+    return save_checkpoint(checkpoint, path)
+
+
+@pytest.fixture
+def make_checkpoint(tmp_path: Path):
+    """``make_checkpoint(name="model.pt", **options)`` -> path of a fresh checkpoint."""
+
+    def make(name: str = "model.pt", **options: Any) -> Path:
+        return build_checkpoint(tmp_path / name, **options)
+
+    return make

@@ -1,0 +1,106 @@
+"""Thin-wall decisions: threshold, seeds, one-pixel walls, seeded-watershed gap closing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from unetkit.infer.boundaries import (
+    basin_walls,
+    seed_regions,
+    seeded_walls,
+    threshold_foreground,
+    wall_decision,
+)
+
+FOUR = ndimage.generate_binary_structure(2, 1)
+
+
+def cells(foreground: np.ndarray) -> int:
+    """Number of 4-connected background components (the cells a membrane map encloses)."""
+    return ndimage.label(~foreground, structure=FOUR)[1]
+
+
+def two_cells_with_gap(gap: slice = slice(10, 14), gap_value: float = 0.4) -> np.ndarray:
+    """24x24 probability map: a vertical wall at column 12 (p 0.9) with a weak stretch."""
+    prob = np.full((24, 24), 0.05)
+    prob[:, 12] = 0.9
+    prob[:, 11] = prob[:, 13] = 0.3  # the wall's flanks, above the 0.2 seed level
+    prob[gap, 11:14] = gap_value
+    return prob
+
+
+def test_threshold_hand_values() -> None:
+    prob = np.array([[0.1, 0.4], [0.5, 0.9]])
+    np.testing.assert_array_equal(threshold_foreground(prob, 0.45), [[False, False], [True, True]])
+    np.testing.assert_array_equal(threshold_foreground(prob, 0.5), [[False, False], [True, True]])
+    with pytest.raises(ValueError, match="threshold"):
+        threshold_foreground(prob, 1.0)
+
+
+def test_seed_regions_drop_small_and_renumber() -> None:
+    prob = np.ones((6, 8))
+    prob[0:2, 0:2] = 0.0  # 4 pixels
+    prob[4, 7] = 0.0  # 1 pixel
+    prob[3:6, 0:3] = 0.1  # 9 pixels
+    seeds, count = seed_regions(prob, 0.2, min_seed_size=2)
+    assert count == 2
+    assert sorted(np.unique(seeds).tolist()) == [0, 1, 2]
+    assert seeds[4, 7] == 0
+    assert {int((seeds == i).sum()) for i in (1, 2)} == {4, 9}
+
+
+def test_basin_walls_take_the_higher_probability_side() -> None:
+    basins = np.array([[1, 1, 2, 2]] * 3)
+    prob = np.array([[0.0, 0.2, 0.8, 0.0]] * 3)
+    walls = basin_walls(basins, prob)
+    np.testing.assert_array_equal(walls, [[False, False, True, False]] * 3)
+    walls = basin_walls(basins, prob[:, ::-1].copy())
+    np.testing.assert_array_equal(walls, [[False, True, False, False]] * 3)
+
+
+def test_basin_walls_separate_every_pair_of_labels() -> None:
+    rng = np.random.default_rng(0)
+    basins = ndimage.zoom(rng.integers(1, 6, (6, 6)), 5, order=0)
+    walls = basin_walls(basins, rng.random(basins.shape))
+    parts, count = ndimage.label(~walls, structure=FOUR)
+    for part in range(1, count + 1):
+        assert len(np.unique(basins[parts == part])) == 1
+
+
+def test_seeded_walls_close_a_gap_between_two_cells() -> None:
+    prob = two_cells_with_gap()
+    thresholded = threshold_foreground(prob, 0.5)
+    assert cells(thresholded) == 1  # the weak stretch merges the two cells
+    closed = wall_decision(prob, 0.5, seed_threshold=0.2, min_seed_size=4)
+    assert cells(closed) == 2
+    added = closed & ~thresholded
+    assert added.sum() == 4  # one pixel per row of the gap, nothing else
+    assert set(np.nonzero(added)[0].tolist()) == {10, 11, 12, 13}
+
+
+def test_no_walls_inside_one_cell_or_from_small_seeds() -> None:
+    prob = np.full((20, 20), 0.05)
+    assert not seeded_walls(prob, 0.2).any()  # one seed: nothing to separate
+    prob[8:12, 8:12] = 0.35  # a ring-like organelle around a 2x2 dark spot
+    prob[9:11, 9:11] = 0.1
+    assert seeded_walls(prob, 0.2, min_seed_size=5).sum() == 0
+    assert seeded_walls(prob, 0.2, min_seed_size=1).sum() > 0  # the spot would split the cell
+
+
+def test_wall_decision_without_seeds_is_the_threshold() -> None:
+    prob = np.random.default_rng(1).random((16, 16))
+    np.testing.assert_array_equal(wall_decision(prob, 0.3), prob >= 0.3)
+    with pytest.raises(ValueError, match="seed_threshold"):
+        seeded_walls(prob, 0.0)
+
+
+def test_seeded_walls_in_3d() -> None:
+    prob = np.full((6, 10, 10), 0.05)
+    prob[:, :, 5] = 0.9
+    prob[2:4, 3:6, 5] = 0.3  # a hole in a wall plane
+    closed = wall_decision(prob, 0.5, seed_threshold=0.2, min_seed_size=4)
+    structure = ndimage.generate_binary_structure(3, 1)
+    assert ndimage.label(~(prob >= 0.5), structure=structure)[1] == 1
+    assert ndimage.label(~closed, structure=structure)[1] == 2
