@@ -171,7 +171,8 @@ def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedPro
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
-    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([binary, *flags, *args], capture_output=True, encoding="utf-8",
+                          errors="replace", timeout=120)
 
 
 @pytest.mark.browser

@@ -155,6 +155,12 @@ class TrainConfig(_Section):
     tensorboard: bool = False
     loss: LossConfig = Field(default_factory=LossConfig)
 
+    @field_validator("channels_last", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        # YAML reads a bare on/off as a boolean.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     @field_validator("time_budget")
     @classmethod
     def _budget_parses(cls, value: str | None) -> str | None:
@@ -169,6 +175,11 @@ class PostprocessConfig(_Section):
     keep_largest: bool = False
     min_size: int = Field(0, ge=0)
     fill_holes: bool = False
+    wall_seed_threshold: float | None = Field(
+        None, gt=0, lt=1, description="two-class models whose foreground is thin walls (cell "
+        "membranes): close wall gaps between seeds = regions of foreground probability below "
+        "this (seeded watershed; unetkit.infer.boundaries); None: off")
+    wall_min_seed: int = Field(16, ge=1, description="smaller seed regions are ignored")
 
 
 class InferConfig(_Section):
@@ -181,6 +192,9 @@ class InferConfig(_Section):
     tta_axes: list[int] = Field(default_factory=list)
     accumulate: Literal["float32", "float16"] = "float32"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    threshold: float | None = Field(
+        None, gt=0, lt=1, description="two-class models: foreground where its probability >= "
+        "threshold; None: the more probable class")
     memory_budget_mb: float = Field(
         2048, gt=0, description="per forward and per accumulator; larger inputs are tiled and "
         "their labels written region by region")

@@ -104,3 +104,32 @@ def test_seeded_walls_in_3d() -> None:
     structure = ndimage.generate_binary_structure(3, 1)
     assert ndimage.label(~(prob >= 0.5), structure=structure)[1] == 1
     assert ndimage.label(~closed, structure=structure)[1] == 2
+
+
+def logit_predictor(labels: dict[int, str], **infer: object):
+    """A Predictor whose network returns its input: the image holds the logits."""
+    from unetkit.config import Config, config_from_dict
+    from unetkit.infer.predictor import Predictor
+
+    config = config_from_dict({"model": {"out_channels": 1}, "infer": infer})
+    assert isinstance(config, Config)
+    return Predictor(lambda x: x.float(), config=config, labels=labels)
+
+
+def test_predictor_threshold_and_walls() -> None:
+    prob = two_cells_with_gap()
+    logits = np.log(prob / (1 - prob)).astype(np.float32)[None]
+    labels = {0: "background", 1: "membrane"}
+    plain = logit_predictor(labels).predict(logits).labels
+    np.testing.assert_array_equal(plain, prob > 0.5)
+    low = logit_predictor(labels, threshold=0.25).predict(logits).labels
+    np.testing.assert_array_equal(low, prob >= 0.25)
+    walls = {"wall_seed_threshold": 0.2, "wall_min_seed": 4}
+    closed = logit_predictor(labels, postprocess=walls).predict(logits).labels.astype(bool)
+    assert cells(plain.astype(bool)) == 1 and cells(closed) == 2
+    np.testing.assert_array_equal(closed, wall_decision(prob, 0.5, 0.2, 4))
+
+
+def test_predictor_refuses_threshold_for_more_classes() -> None:
+    with pytest.raises(ValueError, match="two-class"):
+        logit_predictor({0: "a", 1: "b", 2: "c"}, threshold=0.3)

@@ -46,7 +46,7 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint``; raises ``CheckpointError`` if it is not one."""
+    """Read a checkpoint written by ``save_checkpoint``; ``CheckpointError`` if it is not one."""
     path = Path(path)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):

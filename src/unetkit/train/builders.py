@@ -1,0 +1,118 @@
+"""Build the pieces of a run from the config: network, optimizer, loss, patch stream, augmenter."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from unetkit.config import Config
+from unetkit.train.data import TrainData
+from unetkit.train.distributed import DistInfo
+from unetkit.train.state import epoch_seed
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_config(config: Config, data: TrainData) -> Config:
+    """Fill ``model.in_channels`` / ``model.out_channels`` from the data when they do not match.
+
+    ``out_channels`` defaults to one channel per label (softmax), or 1 (sigmoid) for two labels
+    with a sigmoid loss (``bce`` / ``dice_bce``).
+    """
+    model = config.model
+    updates: dict[str, Any] = {}
+    if model.in_channels != data.in_channels:
+        log.info("model.in_channels: %d -> %d (from the images)",
+                 model.in_channels, data.in_channels)
+        updates["in_channels"] = data.in_channels
+    if model.out_channels is None:
+        n = len(data.labels)
+        sigmoid = config.train.loss.name in ("bce", "dice_bce") and n == 2
+        updates["out_channels"] = 1 if sigmoid else n
+    if not updates:
+        return config
+    return config.model_copy(update={"model": model.model_copy(update=updates)})
+
+
+def build_network(config: Config) -> torch.nn.Module:
+    """The network the config describes (deep supervision as configured)."""
+    from unetkit.nn import build_model
+
+    return build_model(config.model.name, **config.model.build_options())
+
+
+def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW or SGD with Nesterov momentum (nnU-Net's choice), learning rate set per step.
+
+    The fused implementations are used on CPU and CUDA: one kernel per parameter group instead of
+    a dozen element-wise passes (about 8x faster steps of the optimizer on CPU).
+    """
+    t = config.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {}
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=t.lr, momentum=t.momentum, nesterov=True, weight_decay=t.weight_decay,
+            **fused,
+        )
+    return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
+
+
+def build_loss_fn(config: Config) -> torch.nn.Module:
+    """The configured loss, wrapped in ``DeepSupervisionLoss`` when deep supervision is on."""
+    from unetkit.losses import DeepSupervisionLoss, build_loss
+
+    loss = build_loss(config.train.loss, config.model.out_channels)
+    return DeepSupervisionLoss(loss) if config.model.deep_supervision else loss
+
+
+def build_sampler(config: Config, data: TrainData, info: DistInfo) -> Any:
+    """This rank's patch sampler over the training cases (one epoch = ``steps_per_epoch``)."""
+    from unetkit.data.sampling import PatchSampler
+
+    d = config.data
+    return PatchSampler(
+        data.train_images, data.train_masks, d.patch_size, d.batch_size,
+        d.foreground_fraction, config.train.seed, rank=info.rank, world_size=info.world_size,
+        batches_per_epoch=config.train.steps_per_epoch,
+    )
+
+
+def epoch_batches(
+    sampler: Any, epoch: int, skip: int = 0, num_workers: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of epoch ``epoch``; the first ``skip`` are drawn and dropped.
+
+    The sampler's stream is a function of (seed, epoch, rank, worker), and a DataLoader hands out
+    its workers' batches in a fixed round-robin order, so the same epoch always yields the same
+    batches: this is what makes resuming in the middle of an epoch exact.
+    """
+    sampler.set_epoch(epoch)
+    if num_workers > 0:
+        stream = iter(torch.utils.data.DataLoader(
+            sampler, batch_size=None, num_workers=num_workers, pin_memory=torch.cuda.is_available()
+        ))
+    else:
+        stream = iter(sampler)
+    for index, batch in enumerate(stream):
+        if index >= skip:
+            yield batch
+
+
+def build_augmenter(config: Config) -> Any:
+    """The batched augmenter, or None when augmentation is disabled."""
+    if not config.data.augment.enabled:
+        return None
+    from unetkit.data.augment import Augmenter
+
+    return Augmenter(config.data.augment, config.model.spatial_dims)
+
+
+def augment_generator(device: torch.device, seed: int, epoch: int, rank: int) -> torch.Generator:
+    """The augmentation generator of one epoch (on the batch's device)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(epoch_seed(seed, epoch, rank))
+    return generator

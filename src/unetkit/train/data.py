@@ -1,0 +1,161 @@
+"""From a data folder to what the training loop needs: split, loaded, normalised arrays.
+
+The data doctor (``unetkit.data`` ``check_dataset``) runs first and training refuses to start on
+errors. Labels come from ``data.labels`` or from the masks; ``mask_values`` records the values the
+training mask files store for each label (e.g. ``{0: 0, 1: 255}`` for 0/255 masks) so that
+``unetkit predict`` can write masks the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetkit.config import Config
+from unetkit.train.splits import make_split
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """The data folder cannot be trained on; the message lists every problem."""
+
+
+@dataclass
+class TrainData:
+    """Normalised training and validation arrays plus what the checkpoint must remember.
+
+    Images are ``(C, *spatial)`` float32, masks ``(*spatial)`` int64 label maps.
+    """
+
+    train_ids: list[str]
+    val_ids: list[str]
+    train_images: list[np.ndarray]
+    train_masks: list[np.ndarray]
+    val_images: list[np.ndarray]
+    val_masks: list[np.ndarray]
+    labels: dict[int, str]
+    mask_values: dict[int, int]
+    normalization: dict[str, Any]
+    in_channels: int
+    spacings: list[tuple[float, ...]] = field(default_factory=list)
+
+
+def run_doctor(data_dir: Path, labels: dict[int, str] | None) -> None:
+    """Run the data doctor; raise ``DataError`` listing every error; log the warnings."""
+    from unetkit.data.dataset import check_dataset
+
+    report = check_dataset(data_dir, labels=sorted(labels) if labels else None)
+    for warning in report.warnings:
+        log.warning("data: %s", warning)
+    if report.errors:
+        lines = "\n".join(f"  - {e}" for e in report.errors)
+        count = len(report.errors)
+        raise DataError(f"{data_dir}: the data doctor found {count} error(s):\n{lines}")
+
+
+def stored_mask_values(case: Any, mask: np.ndarray) -> dict[int, int]:
+    """``{label: value stored in the mask file}`` by reading the file raw (no 0/255 conversion)."""
+    from unetkit.data import io
+
+    raw, _ = io.read_image(case.mask_path)
+    raw = np.asarray(raw).reshape(mask.shape) if raw.size == mask.size else None
+    values: dict[int, int] = {}
+    for label in np.unique(mask).tolist():
+        if raw is None:
+            values[int(label)] = int(label)
+            continue
+        stored, counts = np.unique(raw[mask == label], return_counts=True)
+        values[int(label)] = int(stored[np.argmax(counts)])
+    return values
+
+
+def label_names(
+    declared: dict[int, str] | None, masks: list[np.ndarray]
+) -> dict[int, str]:
+    """``{label value: name}`` from the config / dataset.json, else the values the masks hold."""
+    if declared:
+        names = {int(k): v for k, v in declared.items()}
+        names.setdefault(0, "background")
+        return dict(sorted(names.items()))
+    present = sorted({int(v) for m in masks for v in np.unique(m)} | {0})
+    return {v: ("background" if v == 0 else f"class{v}") for v in present}
+
+
+def contiguous(labels: dict[int, str]) -> tuple[dict[int, str], np.ndarray | None]:
+    """Relabel values to 0..K-1 (the network's channels) when they are not already.
+
+    Returns:
+        ``({index: name}, lookup table value -> index)``; the table is None when no change.
+    """
+    values = sorted(labels)
+    if values == list(range(len(values))):
+        return labels, None
+    table = np.zeros(max(values) + 1, dtype=np.int64)
+    for index, value in enumerate(values):
+        table[value] = index
+    return {i: labels[v] for i, v in enumerate(values)}, table
+
+
+def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> TrainData:
+    """Check, discover, split, load and normalise a data folder as ``config`` says.
+
+    Raises:
+        DataError: the doctor found errors, or the split leaves no training case.
+    """
+    from unetkit.data.dataset import discover_cases, load_case, read_dataset_json
+    from unetkit.data.normalization import Normalizer
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"--data {data_dir}: not a folder")
+    if check:
+        run_doctor(data_dir, config.data.labels)
+    cases = {case.case_id: case for case in discover_cases(data_dir)}
+    d = config.data
+    try:
+        train_ids, val_ids = make_split(
+            list(cases), val_fraction=d.val_fraction, seed=config.train.seed,
+            split_file=d.split_file, fold=d.fold, folds=d.folds,
+        )
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    if not train_ids:
+        raise DataError(f"--data {data_dir}: the split leaves no training case")
+    # The doctor already reported per-file conversions (e.g. 0/255 masks) in one warning.
+    io_log = logging.getLogger("unetkit.data.io")
+    level = io_log.level
+    io_log.setLevel(logging.ERROR)
+    try:
+        loaded = {cid: load_case(cases[cid]) for cid in train_ids + val_ids}
+    finally:
+        io_log.setLevel(level)
+    images = {cid: item[0].astype(np.float32, copy=False) for cid, item in loaded.items()}
+    masks = {cid: item[1].astype(np.int64, copy=False) for cid, item in loaded.items()}
+    declared = config.data.labels or read_dataset_json(data_dir)[0]
+    labels = label_names(declared, [masks[c] for c in train_ids])
+    stored: dict[int, int] = {}
+    for cid in train_ids[:5]:
+        stored.update(stored_mask_values(cases[cid], masks[cid]))
+    labels_by_value = labels
+    labels, table = contiguous(labels)
+    if table is not None:
+        masks = {cid: table[m] for cid, m in masks.items()}
+    mask_values = {i: stored.get(v, v) for i, v in enumerate(sorted(labels_by_value))}
+    normalizer = Normalizer.from_config(d.normalization)
+    normalizer = normalizer.fit([images[c] for c in train_ids]) or normalizer
+    norm = {cid: np.asarray(normalizer(img), dtype=np.float32) for cid, img in images.items()}
+    log.info("data: %d training and %d validation cases, labels %s",
+             len(train_ids), len(val_ids), labels)
+    return TrainData(
+        train_ids=train_ids, val_ids=val_ids,
+        train_images=[norm[c] for c in train_ids], train_masks=[masks[c] for c in train_ids],
+        val_images=[norm[c] for c in val_ids], val_masks=[masks[c] for c in val_ids],
+        labels=labels, mask_values=dict(sorted(mask_values.items())),
+        normalization=normalizer.state_dict(), in_channels=int(images[train_ids[0]].shape[0]),
+        spacings=[tuple(loaded[c][2].spacing) for c in train_ids],
+    )

@@ -1,0 +1,105 @@
+"""DDP plumbing through ``torch.distributed``: process group set-up, rank info, reductions.
+
+Launch with ``torchrun --nproc_per_node N -m unetkit train ...``. torchrun starts N processes and
+gives each its ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``; this
+module reads them (users set no environment variables themselves). The backend is gloo on CPU and
+NCCL on CUDA. Every rank trains on its own shard of the patch stream (sampler seeded with
+``seed + rank``), gradients are averaged by DDP, and rank 0 alone logs and writes files.
+
+Multi-node: run the same command on every node with
+``torchrun --nnodes M --nproc_per_node N --rdzv_backend c10d --rdzv_endpoint HOST:29500 -m unetkit
+train ...`` (see docs/training.md).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0, the only rank that logs and writes files."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """True when more than one process trains."""
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    """True when torchrun (or another launcher) gave this process a rank and a world size."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> DistInfo:
+    """Join the process group if this process was launched by torchrun; else single-process.
+
+    Picks gloo on CPU and NCCL on CUDA; on CUDA each process uses the GPU ``LOCAL_RANK``.
+    Already-initialised groups (e.g. from ``torch.multiprocessing`` tests) are reused.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), _local_rank())
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) <= 1:
+        return DistInfo()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(_local_rank())
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), _local_rank(), owns_group=True)
+
+
+def _local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def rank_device(device: torch.device, info: DistInfo) -> torch.device:
+    """The device of this rank: ``cuda:LOCAL_RANK`` for CUDA jobs, ``device`` otherwise."""
+    if device.type == "cuda" and info.enabled:
+        return torch.device("cuda", info.local_rank)
+    return device
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op when single-process)."""
+    if info.enabled:
+        dist.barrier()
+
+
+def all_reduce_mean(value: float, info: DistInfo, device: torch.device) -> float:
+    """Mean of a Python float over all ranks."""
+    if not info.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return float(tensor.item()) / info.world_size
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's ``obj`` on every rank (used for stop decisions and epoch plans)."""
+    if not info.enabled:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def cleanup(info: DistInfo) -> None:
+    """Leave the process group if this module created one."""
+    if info.owns_group and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,150 @@
+"""The run directory: config.yaml, metrics.csv, train.log, checkpoints, curves, TensorBoard.
+
+Layout of ``RUN/``::
+
+    config.yaml        the full validated config of the run
+    metrics.csv        one row per epoch: train loss, val loss, val Dice per class, lr, seconds
+    train.log          the log of the run (also what the console shows)
+    last.pt, best.pt   checkpoints (``unetkit.train.checkpoint`` format)
+    progress.png       training curves (like nnU-Net's progress.png)
+    tensorboard/       optional TensorBoard events (``train.tensorboard: true``)
+
+Only rank 0 creates any of this.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from unetkit.config import Config, save_config
+
+LOGGER_NAME = "unetkit"
+
+
+def default_run_dir(root: str | Path = "runs") -> Path:
+    """``runs/<YYYYmmdd-HHMMSS>`` (a suffix is added when that folder exists)."""
+    base = Path(root) / datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = base, 1
+    while path.exists():
+        path, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return path
+
+
+def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool = False) -> Path:
+    """Create ``out_dir`` and write ``config.yaml``.
+
+    Raises:
+        FileExistsError: ``out_dir`` already holds a run and ``resume`` is False.
+    """
+    out = Path(out_dir)
+    if not resume and (out / "last.pt").exists():
+        raise FileExistsError(
+            f"--out {out}: already holds a run (last.pt); use --resume {out} or another folder"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    return out
+
+
+def attach_log_file(run_dir: Path) -> logging.Handler:
+    """Send the ``unetkit`` logger's records to ``run_dir/train.log`` too; returns the handler."""
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return handler
+
+
+def detach_log_file(handler: logging.Handler) -> None:
+    """Undo ``attach_log_file``."""
+    logging.getLogger(LOGGER_NAME).removeHandler(handler)
+    handler.close()
+
+
+def metric_columns(label_names: dict[int, str]) -> list[str]:
+    """Columns of metrics.csv; one ``dice_<name>`` per foreground label."""
+    dice = [f"dice_{name}" for label, name in sorted(label_names.items()) if label != 0]
+    return ["epoch", "step", "train_loss", "val_loss", "val_dice", *dice, "lr", "seconds"]
+
+
+class MetricsLog:
+    """Appends one row per epoch to ``metrics.csv`` (kept across resumes; later rows win)."""
+
+    def __init__(self, path: Path, label_names: dict[int, str]) -> None:
+        self.path = path
+        self.columns = metric_columns(label_names)
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Write ``row`` (missing columns left empty, NaN written as empty)."""
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop rows of epochs after ``epoch`` (a resumed run re-does them)."""
+        rows = read_metrics(self.path)
+        if not rows:
+            return
+        self.path.unlink()
+        for row in rows:
+            if row["epoch"] <= epoch:
+                self.append(row)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return value
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a metrics.csv as dicts of floats (``epoch``/``step`` as int, empty -> NaN)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with path.open(newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row: dict[str, Any] = {}
+            for key, value in raw.items():
+                if key in ("epoch", "step"):
+                    row[key] = int(value)
+                else:
+                    row[key] = float(value) if value not in ("", None) else math.nan
+            rows.append(row)
+    return rows
+
+
+class TensorBoardLog:
+    """Optional TensorBoard scalars (needs ``pip install unetkit[tensorboard]``)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ValueError(
+                "train.tensorboard: the tensorboard package is not installed; "
+                "pip install 'unetkit[tensorboard]' or set train.tensorboard=false"
+            ) from None
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def log(self, row: dict[str, Any]) -> None:
+        """Write every numeric, finite value of ``row`` at ``row['step']``."""
+        for key, value in row.items():
+            if key not in ("epoch", "step") and isinstance(value, float) and math.isfinite(value):
+                self.writer.add_scalar(key, value, row["step"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Close the event file."""
+        self.writer.close()

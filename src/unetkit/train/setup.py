@@ -1,0 +1,211 @@
+"""Set up a run: device, distributed group, data, network, optimizer, resume, run directory.
+
+``Run`` holds the mutable state of one training run; ``loop.py`` drives it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unetkit.config import Config
+from unetkit.train import builders
+from unetkit.train.budget import TimeBudget
+from unetkit.train.data import TrainData
+from unetkit.train.device import (
+    PrecisionPlan,
+    model_to_memory_format,
+    pick_device,
+    resolve_precision,
+)
+from unetkit.train.distributed import DistInfo, barrier, init_distributed, rank_device
+from unetkit.train.run_dir import (
+    MetricsLog,
+    TensorBoardLog,
+    attach_log_file,
+    default_run_dir,
+    detach_log_file,
+    prepare_run_dir,
+    read_metrics,
+)
+from unetkit.train.state import restore_rng, seed_everything
+
+log = logging.getLogger(__name__)
+CURVES_EVERY_S = 10.0  # redraw progress.png at most this often (and always at the end)
+
+
+class RunLogs:
+    """Rank 0's outputs per epoch: metrics.csv, progress.png, TensorBoard, train.log."""
+
+    def __init__(self, run_dir: Path, labels: dict[int, str], tensorboard: bool) -> None:
+        self.run_dir = run_dir
+        self.metrics = MetricsLog(run_dir / "metrics.csv", labels)
+        self.tensorboard = TensorBoardLog(run_dir) if tensorboard else None
+        self.handler = attach_log_file(run_dir)
+        self._drawn = 0.0
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        """Record one epoch's row; redraw the curves now and then."""
+        self.metrics.append(row)
+        if self.tensorboard is not None:
+            self.tensorboard.log(row)
+        if time.monotonic() - self._drawn >= CURVES_EVERY_S:
+            self.draw()
+
+    def draw(self) -> None:
+        """Write ``progress.png`` from metrics.csv."""
+        from unetkit.report import plot_training_curves
+
+        rows = read_metrics(self.metrics.path)
+        if rows:
+            plot_training_curves(rows, self.run_dir / "progress.png")
+        self._drawn = time.monotonic()
+
+    def close(self) -> None:
+        """Final curves; close files."""
+        self.draw()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        detach_log_file(self.handler)
+
+
+@dataclass
+class Run:
+    """Everything a training run carries from step to step."""
+
+    config: Config
+    device: torch.device
+    plan: PrecisionPlan
+    info: DistInfo
+    data: TrainData
+    model: torch.nn.Module
+    ddp_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    loss_fn: torch.nn.Module
+    val_loss_fn: torch.nn.Module
+    sampler: Any
+    augmenter: Any
+    generator: torch.Generator
+    data_dir: Path | None = None
+    run_dir: Path | None = None
+    logs: RunLogs | None = None
+    budget: TimeBudget | None = None
+    step: int = 0
+    first_step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    loss_sum: float = 0.0
+    total_steps: int = 1
+    warmup_steps: int = 0
+    planned_epochs: int = 1
+    planned: bool = False
+    budget_stop: bool = False
+    lr: float = 0.0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str = "completed"
+    started: float = field(default_factory=time.monotonic)
+    elapsed_before: float = 0.0
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, earlier sessions of a resumed run included."""
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def close(self) -> None:
+        """Flush the logs (rank 0)."""
+        if self.logs is not None:
+            self.logs.close()
+            self.logs = None
+
+
+def set_up_run(
+    config: Config,
+    data_dir: str | Path,
+    out_dir: str | Path | None,
+    checkpoint: dict[str, Any] | None,
+    check_data: bool,
+    data: TrainData | None,
+    prepare: Callable[..., TrainData],
+) -> Run:
+    """Build a ``Run`` ready for its first (or resumed) step."""
+    device = pick_device(config.train.device)
+    info = init_distributed(device)
+    device = rank_device(device, info)
+    seed_everything(config.train.seed + info.rank)
+    if data is None:
+        data = prepare(config, data_dir, check=check_data)
+    config = builders.resolve_model_config(config, data)
+    plan = resolve_precision(config.train.precision, config.train.channels_last, device)
+    model = builders.build_network(config).to(device)
+    model_to_memory_format(model, plan, config.model.spatial_dims)
+    optimizer = builders.build_optimizer(config, model)
+    scaler = torch.amp.GradScaler(device.type) if plan.use_scaler else None
+    val_config = config.model_copy(update={"model": config.model.model_copy(
+        update={"deep_supervision": False})})
+    run = Run(
+        config=config, device=device, plan=plan, info=info, data=data, model=model,
+        ddp_model=model, optimizer=optimizer, scaler=scaler,
+        loss_fn=builders.build_loss_fn(config), val_loss_fn=builders.build_loss_fn(val_config),
+        sampler=builders.build_sampler(config, data, info),
+        augmenter=builders.build_augmenter(config),
+        generator=builders.augment_generator(device, config.train.seed, 0, info.rank),
+    )
+    run.data_dir = Path(data_dir).resolve() if data_dir is not None else None
+    t = config.train
+    run.planned_epochs = t.epochs
+    run.total_steps = t.epochs * t.steps_per_epoch
+    run.warmup_steps = t.warmup_epochs * t.steps_per_epoch
+    run.lr = t.lr
+    if checkpoint is not None:
+        _restore(run, checkpoint)
+    if info.enabled:
+        run.ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=not config.model.deep_supervision,
+        )
+    if info.is_main:
+        run.run_dir = prepare_run_dir(out_dir or default_run_dir(), config,
+                                      resume=checkpoint is not None)
+        run.logs = RunLogs(run.run_dir, data.labels, t.tensorboard)
+        if checkpoint is not None:
+            run.logs.metrics.truncate_after(run.epoch)
+        log.info("training on %s (%s, %s, channels_last=%s, %d process(es)) into %s",
+                 device, config.model.name, plan.name, plan.channels_last, info.world_size,
+                 run.run_dir)
+    barrier(info)
+    if checkpoint is not None:
+        restore_rng(checkpoint["rng"], run.generator)
+    return run
+
+
+def _restore(run: Run, checkpoint: dict[str, Any]) -> None:
+    """Load the training state of a checkpoint into ``run`` (RNG states are restored last)."""
+    run.model.load_state_dict(checkpoint["model_state"])
+    model_to_memory_format(run.model, run.plan, run.config.model.spatial_dims)
+    run.optimizer.load_state_dict(checkpoint["optimizer_state"])
+    if run.scaler is not None and checkpoint.get("scaler_state"):
+        run.scaler.load_state_dict(checkpoint["scaler_state"])
+    progress = checkpoint["training"]
+    run.epoch, run.step = progress["epoch"], progress["step"]
+    run.first_step = run.step
+    run.step_in_epoch, run.loss_sum = progress["step_in_epoch"], progress["partial_loss"]
+    run.warmup_steps = progress["warmup_steps"]
+    if run.config.train.time_budget is None:
+        run.planned_epochs = run.config.train.epochs
+        run.total_steps = run.planned_epochs * run.config.train.steps_per_epoch
+    else:
+        run.planned_epochs, run.total_steps = progress["planned_epochs"], progress["total_steps"]
+        run.planned = progress.get("planned", False)
+    run.best_metric, run.best_epoch = checkpoint.get("best_metric"), progress.get("best_epoch")
+    run.last_metrics = checkpoint.get("metrics", {})
+    run.elapsed_before = progress.get("elapsed_s", 0.0)
+    log.info("resuming at epoch %d, step %d", run.epoch, run.step)

@@ -1,0 +1,99 @@
+"""CliRunner tests of `unetkit train` with a tiny config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from unetkit.cli import app
+from unetkit.train.checkpoint import load_checkpoint
+
+runner = CliRunner()
+TINY = ["--set", "model.base_width=4", "--set", "model.depth=2", "--set", "train.steps_per_epoch=2",
+        "--set", "data.augment.enabled=false", "--patch-size", "32", "--batch-size", "2",
+        "--precision", "fp32", "--device", "cpu", "-q"]
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory):
+    from unetkit.data.synthetic import write_cells_dataset
+
+    return write_cells_dataset(tmp_path_factory.mktemp("cli") / "cells", 4, (32, 32), seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_writes_a_run_and_takes_typed_options(tmp_path, cells):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(cells), "--out", str(out), "--epochs", "2",
+                                 "--lr", "0.02", "--seed", "3", "--val-fraction", "0.25", *TINY])
+    assert result.exit_code == 0, result.output
+    text = result.output.replace("\n", "")  # rich wraps long paths
+    assert "done (completed): 2 epochs, 4 steps" in text
+    assert f"run folder: {out}" in text
+    assert "INFO" not in text  # -q: warnings only on the console
+    checkpoint = load_checkpoint(out / "best.pt")
+    config = checkpoint["config"]
+    assert config["train"]["lr"] == 0.02 and config["train"]["seed"] == 3
+    assert config["data"]["patch_size"] == [32, 32] and config["data"]["batch_size"] == 2
+    assert checkpoint["labels"] == {0: "background", 1: "membrane"}  # from dataset.json
+    assert (out / "config.yaml").is_file() and (out / "metrics.csv").is_file()
+
+
+def test_train_resume_continues_to_more_epochs(tmp_path, cells):
+    out = tmp_path / "run"
+    first = runner.invoke(app, ["train", "--data", str(cells), "--out", str(out), "--epochs", "1",
+                                *TINY])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "2", "-q"])
+    assert again.exit_code == 0, again.output
+    assert "2 epochs, 4 steps" in again.output
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+
+
+def test_train_kfold_option(tmp_path, cells):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(cells), "--out", str(out), "--epochs", "1",
+                                 "--fold", "1", "--folds", "2", *TINY])
+    assert result.exit_code == 0, result.output
+    saved = load_checkpoint(out / "last.pt")["config"]["data"]
+    assert saved["fold"] == 1 and saved["folds"] == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "train.optimizer=adam"], "train.optimizer: got 'adam'"),
+    (["--lr", "-1"], "train.lr"),
+    (["--precision", "fp8"], "train.precision: got 'fp8'"),
+    (["--patch-size", "12,a"], "--patch-size '12,a'"),
+    (["--set", "train.nope=1"], "unknown field 'train.nope'"),
+    (["--time", "soon"], "cannot read duration 'soon'"),
+])
+def test_invalid_config_exits_2_with_message(tmp_path, cells, args, message):
+    result = runner.invoke(app, ["train", "--data", str(cells), "--out", str(tmp_path / "r"),
+                                 *args])
+    assert result.exit_code == 2
+    assert message in result.output.replace("\n", "")
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_data_and_doctor_errors(tmp_path, cells):
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--data DIR is needed" in result.output
+    bad = tmp_path / "bad"
+    (bad / "images").mkdir(parents=True)
+    (bad / "masks").mkdir()
+    for name in ("cell_000.png", "cell_001.png"):
+        (bad / "images" / name).write_bytes((cells / "images" / name).read_bytes())
+    (bad / "masks" / "cell_000.png").write_bytes((cells / "masks" / "cell_000.png").read_bytes())
+    result = runner.invoke(app, ["train", "--data", str(bad), "--out", str(tmp_path / "r"), *TINY])
+    assert result.exit_code == 1
+    text = result.output.replace("\n", "")  # rich wraps long paths
+    assert "data doctor found 1 error(s)" in text and "cell_001.png: image without" in text

@@ -1,0 +1,56 @@
+"""LR schedules: hand-computed values and properties."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from unetkit.train.schedule import cosine_lr, lr_at, poly_lr, warmup_factor
+
+
+def test_poly_hand_values():
+    assert poly_lr(0, 100, 0.01) == pytest.approx(0.01)
+    assert poly_lr(50, 100, 0.01) == pytest.approx(0.01 * 0.5**0.9)
+    assert poly_lr(99, 100, 0.01) == pytest.approx(0.01 * 0.01**0.9)
+    assert poly_lr(100, 100, 0.01) == 0.0
+    assert poly_lr(150, 100, 0.01) == 0.0  # past the plan: stays at 0
+    assert poly_lr(25, 100, 1.0, exponent=1.0) == pytest.approx(0.75)
+
+
+def test_poly_matches_nnunet_formula():
+    # nnU-Net's PolyLRScheduler: initial_lr * (1 - current_step / max_steps) ** 0.9
+    for step in range(0, 1000, 37):
+        assert poly_lr(step, 1000, 1e-2) == pytest.approx(1e-2 * (1 - step / 1000) ** 0.9)
+
+
+def test_cosine_hand_values():
+    assert cosine_lr(0, 100, 1.0) == pytest.approx(1.0)
+    assert cosine_lr(50, 100, 1.0) == pytest.approx(0.5)
+    assert cosine_lr(100, 100, 1.0) == pytest.approx(0.0)
+    expected = 0.1 + 0.45 * (1 + math.cos(math.pi / 4))
+    assert cosine_lr(25, 100, 1.0, min_lr=0.1) == pytest.approx(expected)
+    # warm-up: 10 steps, linear from base/11 to base, then cosine over the remaining 90 steps
+    assert cosine_lr(0, 100, 1.0, warmup_steps=10) == pytest.approx(1 / 11)
+    assert cosine_lr(9, 100, 1.0, warmup_steps=10) == pytest.approx(10 / 11)
+    assert cosine_lr(10, 100, 1.0, warmup_steps=10) == pytest.approx(1.0)
+    assert cosine_lr(55, 100, 1.0, warmup_steps=10) == pytest.approx(0.5)
+
+
+def test_schedules_are_monotone_after_warmup():
+    for name in ("poly", "cosine"):
+        values = [lr_at(name, s, 200, 1e-3, warmup_steps=20) for s in range(20, 201)]
+        assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+        warm = [lr_at(name, s, 200, 1e-3, warmup_steps=20) for s in range(21)]
+        assert all(a < b for a, b in zip(warm, warm[1:], strict=False))
+
+
+def test_lr_at_dispatch_and_errors():
+    assert lr_at("constant", 7, 10, 0.1) == 0.1
+    assert lr_at("constant", 0, 10, 0.1, warmup_steps=4) == pytest.approx(0.02)
+    assert lr_at("poly", 3, 10, 0.1, warmup_steps=4) == pytest.approx(
+        0.1 * 0.7**0.9 * warmup_factor(3, 4))
+    with pytest.raises(ValueError, match="unknown schedule 'step'"):
+        lr_at("step", 0, 10, 0.1)
+    with pytest.raises(ValueError, match="total_steps must be positive"):
+        poly_lr(0, 0, 0.1)
