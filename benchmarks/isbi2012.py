@@ -150,20 +150,85 @@ def peer_speed(data_dir: Path, seconds: float, batch_size: int, patch: int) -> d
         net = build()
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
         loss_fn = DiceCELoss(sigmoid=True)
-        steps, started = 0, None
+        warmup, steps, started = 2, 0, None
         while started is None or time.perf_counter() - started < seconds:
             x, y = batch()
             loss = loss_fn(net(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            steps += 1
-            if steps == 2:
-                started, steps = time.perf_counter(), 0
+            if started is None:
+                warmup -= 1
+                if warmup == 0:
+                    started = time.perf_counter()
+            else:
+                steps += 1
         elapsed = time.perf_counter() - started
         result[name] = {"iterations_per_minute": 60 * steps / elapsed,
                         "images_per_second": steps * batch_size / elapsed, "steps": steps}
         print(f"peer {name}: {result[name]}", flush=True)
+    return result
+
+
+def profile_step(data_dir: Path, config_path: Path, steps: int, overrides: list[str]) -> dict:
+    """Milliseconds per phase of ``steps`` training steps (after 2 warm-up steps) as unetkit
+    builds them from the config: patch sampling, augmentation, forward, loss, backward, optimizer
+    (with gradient clipping). Single process, no time budget, no validation."""
+    import torch
+
+    from unetkit.config import build_config
+    from unetkit.train import builders
+    from unetkit.train.data import prepare_data
+    from unetkit.train.device import (
+        autocast,
+        model_to_memory_format,
+        resolve_precision,
+        to_memory_format,
+    )
+    from unetkit.train.distributed import DistInfo
+
+    config = build_config(config_path, {}, overrides)
+    data = prepare_data(config, data_dir, check=False)
+    config = builders.resolve_model_config(config, data)
+    device = torch.device("cpu")
+    plan = resolve_precision(config.train.precision, config.train.channels_last, device)
+    model = builders.build_network(config)
+    model_to_memory_format(model, plan, config.model.spatial_dims)
+    optimizer, loss_fn = builders.build_optimizer(config, model), builders.build_loss_fn(config)
+    sampler = builders.build_sampler(config, data, DistInfo())
+    sampler.batches_per_epoch = None  # endless
+    augmenter, generator = builders.build_augmenter(config), torch.Generator().manual_seed(0)
+    phases = dict.fromkeys(("sampling", "augmentation", "forward", "loss", "backward",
+                            "optimizer"), 0.0)
+    stream = iter(sampler)
+    for index in range(steps + 2):
+        marks = [time.perf_counter()]
+        image, mask = next(stream)
+        marks.append(time.perf_counter())
+        if augmenter is not None:
+            image, mask = augmenter(image, mask, generator)
+        image = to_memory_format(image, plan)
+        marks.append(time.perf_counter())
+        with autocast(plan, device):
+            output = model(image)
+        output = output.float()
+        marks.append(time.perf_counter())
+        loss = loss_fn(output, mask)
+        marks.append(time.perf_counter())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        marks.append(time.perf_counter())
+        if config.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+        optimizer.step()
+        marks.append(time.perf_counter())
+        if index >= 2:
+            for name, start, end in zip(phases, marks, marks[1:], strict=False):
+                phases[name] += end - start
+    result = {name: 1000 * seconds / steps for name, seconds in phases.items()}
+    result["total"] = sum(result.values())
+    result["images_per_second"] = 1000 * config.data.batch_size / result["total"]
+    result["precision"] = plan.name
     return result
 
 
@@ -182,8 +247,14 @@ def main() -> None:
                         help="re-predict and re-score the run already in --out")
     parser.add_argument("--peers", type=float, default=0.0,
                         help="also time MONAI's U-Nets for this many seconds each (0: no)")
+    parser.add_argument("--profile", type=int, default=0,
+                        help="only time the phases of this many training steps and exit")
     parser.add_argument("--json", type=Path, default=None, help="where to write the results JSON")
     args = parser.parse_args()
+    if args.profile:
+        timings = profile_step(args.data_dir, args.config, args.profile, args.set)
+        print(json.dumps(timings, indent=2))
+        return
 
     work = args.out
     heldout = parse_slices(args.heldout)
