@@ -180,6 +180,10 @@ class PostprocessConfig(_Section):
         "membranes): close wall gaps between seeds = regions of foreground probability below "
         "this (seeded watershed; unetkit.infer.boundaries); None: off")
     wall_min_seed: int = Field(16, ge=1, description="smaller seed regions are ignored")
+    wall_split_depth: float | None = Field(
+        None, gt=0, description="seeds are the maxima of each seed region's distance transform "
+        "at least this many pixels high, so cells joined through a wall gap get one seed each; "
+        "None: one seed per region")
 
 
 class InferConfig(_Section):

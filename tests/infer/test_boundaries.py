@@ -51,6 +51,40 @@ def test_seed_regions_drop_small_and_renumber() -> None:
     assert {int((seeds == i).sum()) for i in (1, 2)} == {4, 9}
 
 
+def two_discs_joined_by_a_neck() -> np.ndarray:
+    """40x70 map: two discs of radius 14 (p 0.05) in a wall (p 0.9), joined by a 3-pixel gap
+    whose probability (0.1) is as low as the cells' interior."""
+    rows, cols = np.mgrid[:40, :70]
+    prob = np.full((40, 70), 0.9)
+    for centre in (18, 51):
+        prob[(rows - 20) ** 2 + (cols - centre) ** 2 <= 14 ** 2] = 0.05
+    prob[19:22, 30:40] = 0.1
+    return prob
+
+
+def test_split_depth_gives_each_lobe_its_own_seed() -> None:
+    prob = two_discs_joined_by_a_neck()
+    assert seed_regions(prob, 0.5)[1] == 1  # one region: the gap is clearly interior
+    seeds, count = seed_regions(prob, 0.5, split_depth=5)
+    assert count == 2
+    assert seeds[20, 18] != seeds[20, 51] and seeds[20, 18] > 0 and seeds[20, 51] > 0
+    assert cells(wall_decision(prob, 0.5, 0.5, 1)) == 1  # whole-region seeds: still merged
+    split = wall_decision(prob, 0.5, 0.5, 1, split_depth=5)
+    assert cells(split) == 2
+    assert (split & ~(prob >= 0.5)).sum() == 3  # one wall pixel per row of the neck
+
+
+def test_split_depth_keeps_regions_without_a_deep_maximum() -> None:
+    prob = two_discs_joined_by_a_neck()
+    prob[2:5, 2:8] = 0.05  # a thin cell: its distance transform never reaches 5
+    seeds, count = seed_regions(prob, 0.5, split_depth=5)
+    assert count == 3
+    assert len(np.unique(seeds[2:5, 2:8])) == 1 and seeds[3, 4] > 0  # kept whole
+    assert sorted(np.unique(seeds).tolist()) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="split_depth"):
+        seed_regions(prob, 0.5, split_depth=0)
+
+
 def test_basin_walls_take_the_higher_probability_side() -> None:
     basins = np.array([[1, 1, 2, 2]] * 3)
     prob = np.array([[0.0, 0.2, 0.8, 0.0]] * 3)
@@ -76,8 +110,9 @@ def test_seeded_walls_close_a_gap_between_two_cells() -> None:
     closed = wall_decision(prob, 0.5, seed_threshold=0.2, min_seed_size=4)
     assert cells(closed) == 2
     added = closed & ~thresholded
-    assert added.sum() == 4  # one pixel per row of the gap, nothing else
-    assert set(np.nonzero(added)[0].tolist()) == {10, 11, 12, 13}
+    rows, cols = np.nonzero(added)
+    assert set(rows.tolist()) == {10, 11, 12, 13}  # every row of the gap, nothing else
+    assert set(cols.tolist()) <= {11, 12, 13} and added.sum() <= 6  # a thin wall in the gap
 
 
 def test_no_walls_inside_one_cell_or_from_small_seeds() -> None:
@@ -128,6 +163,17 @@ def test_predictor_threshold_and_walls() -> None:
     closed = logit_predictor(labels, postprocess=walls).predict(logits).labels.astype(bool)
     assert cells(plain.astype(bool)) == 1 and cells(closed) == 2
     np.testing.assert_array_equal(closed, wall_decision(prob, 0.5, 0.2, 4))
+
+
+def test_predictor_split_depth_from_the_config() -> None:
+    prob = two_discs_joined_by_a_neck()
+    logits = np.log(prob / (1 - prob)).astype(np.float32)[None]
+    labels = {0: "background", 1: "membrane"}
+    walls = {"wall_seed_threshold": 0.5, "wall_min_seed": 1}
+    whole = logit_predictor(labels, postprocess=walls).predict(logits).labels.astype(bool)
+    split = logit_predictor(labels, postprocess={**walls, "wall_split_depth": 5}
+                            ).predict(logits).labels.astype(bool)
+    assert cells(whole) == 1 and cells(split) == 2
 
 
 def test_predictor_refuses_threshold_for_more_classes() -> None:

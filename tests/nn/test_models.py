@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from unetkit.nn import MODELS, UNetPlusPlus, build_model, pad_to_valid
+from unetkit.train.device import cpu_has_fast_bf16
 
 # Odd sizes on purpose: every case goes through pad_to_valid and is cropped back.
 SIZES = {2: (23, 37), 3: (13, 16, 21)}
@@ -124,8 +125,10 @@ def test_bf16_autocast_channels_last(name, dims, norm, upsample):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         outputs = model(x)
     assert outputs[0].dtype == torch.bfloat16 and outputs[0].shape == reference.shape
-    # No layer silently falls back to the contiguous layout.
-    assert all(o.is_contiguous(memory_format=fmt) for o in outputs)
+    # No layer silently falls back to the contiguous layout. Without native bf16 (AVX2-only
+    # CPUs) oneDNN's 3D bf16 convolution returns NCDHW; unetkit trains in fp32 there.
+    if dims == 2 or cpu_has_fast_bf16():
+        assert all(o.is_contiguous(memory_format=fmt) for o in outputs)
     scale = reference.abs().max().item()
     torch.testing.assert_close(outputs[0].float(), reference, atol=0.05 * scale, rtol=0.05)
     sum(o.float().mean() for o in outputs).backward()

@@ -54,3 +54,25 @@ def test_lr_at_dispatch_and_errors():
         lr_at("step", 0, 10, 0.1)
     with pytest.raises(ValueError, match="total_steps must be positive"):
         poly_lr(0, 0, 0.1)
+
+
+def test_replanned_budget_never_raises_the_learning_rate():
+    from types import SimpleNamespace
+
+    from unetkit.config import Config
+    from unetkit.train.loop import scheduled_lr
+
+    config = Config().model_copy(update={})
+    run = SimpleNamespace(config=config, step=0, total_steps=100, warmup_steps=2, lr=0.0)
+    seen = []
+    for step in range(150):
+        run.step = step
+        if step == 30:
+            run.total_steps = 300  # the budget re-plan finds time for 3x the iterations
+        run.lr = scheduled_lr(run)
+        seen.append(run.lr)
+    assert seen[0] < seen[1] < seen[2]  # warm-up still rises
+    assert all(b <= a for a, b in zip(seen[2:], seen[3:], strict=False))
+    assert seen[30] == seen[29]  # held, not raised to poly(30 / 300)
+    assert seen[149] < seen[29]  # and decaying again once the longer schedule is below it
+    assert seen[149] == pytest.approx(poly_lr(149, 300, config.train.lr))

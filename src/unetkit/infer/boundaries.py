@@ -7,15 +7,17 @@ distinct regions. Seeds are the connected regions whose foreground probability i
 ``seed_threshold`` (clearly inside a cell); a watershed of the probability map grows them until
 they meet, and a one-pixel wall is drawn wherever two grown seeds touch. Walls that thresholding
 already found are unchanged; a broken wall between two seeded cells is completed along the
-probability ridge. Pure numpy/scipy on arrays of any dimensionality.
+probability ridge. With ``split_depth``, an interior region gets one seed per lobe: the
+maxima of its distance transform at least ``split_depth`` pixels high, so two cells that a gap
+joins through a narrow neck are still split. Numpy/scipy/scikit-image, any dimensionality.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-
-_LEVELS = 65535  # probabilities are quantised to uint16 for scipy's watershed
+from skimage.morphology import h_maxima
+from skimage.segmentation import watershed
 
 
 def threshold_foreground(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -33,23 +35,51 @@ def threshold_foreground(probability: np.ndarray, threshold: float = 0.5) -> np.
     return probability >= threshold
 
 
-def seed_regions(probability: np.ndarray, seed_threshold: float, min_seed_size: int = 1
-                 ) -> tuple[np.ndarray, int]:
-    """Face-connected regions with ``probability < seed_threshold`` of at least ``min_seed_size``.
+def seed_regions(probability: np.ndarray, seed_threshold: float, min_seed_size: int = 1,
+                 split_depth: float | None = None) -> tuple[np.ndarray, int]:
+    """Seeds inside the regions with ``probability < seed_threshold`` (face-connected).
+
+    Regions smaller than ``min_seed_size`` pixels are dropped. Without ``split_depth`` each
+    region is one seed; with it, each maximum of the region's distance transform that rises at
+    least ``split_depth`` pixels above its surroundings is a seed (regions without such a
+    maximum stay one seed).
 
     Returns:
         ``(seeds, count)``: int32 ``(*spatial)`` ids 1..count (0 = no seed), ids consecutive.
     """
-    structure = ndimage.generate_binary_structure(probability.ndim, 1)
-    seeds, count = ndimage.label(probability < seed_threshold, structure=structure)
+    regions, count = _label(probability < seed_threshold)
     if count == 0:
-        return seeds.astype(np.int32), 0
-    sizes = np.bincount(seeds.ravel(), minlength=count + 1)
+        return regions, 0
+    sizes = np.bincount(regions.ravel(), minlength=count + 1)
     keep = sizes >= min_seed_size
     keep[0] = False
-    new_ids = np.zeros(count + 1, dtype=np.int32)
-    new_ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return new_ids[seeds], int(keep.sum())
+    regions = np.where(keep[regions], regions, 0)
+    if split_depth is None:
+        return _renumber(regions)
+    if split_depth <= 0:
+        raise ValueError(f"split_depth must be > 0 pixels, got {split_depth}")
+    distance = ndimage.distance_transform_edt(regions > 0)
+    peaks, peak_count = _label(h_maxima(distance, split_depth).astype(bool) & (regions > 0))
+    unsplit = np.ones(count + 1, dtype=bool)
+    unsplit[np.unique(regions[peaks > 0])] = False
+    unsplit[0] = False
+    seeds = np.where(unsplit[regions], regions + peak_count, peaks)
+    return _renumber(seeds)
+
+
+def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    structure = ndimage.generate_binary_structure(mask.ndim, 1)
+    labels, count = ndimage.label(mask, structure=structure)
+    return labels.astype(np.int32), int(count)
+
+
+def _renumber(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Ids made consecutive 1..count, 0 kept."""
+    used = np.unique(labels)
+    used = used[used > 0]
+    lookup = np.zeros(int(labels.max()) + 1, dtype=np.int32)
+    lookup[used] = np.arange(1, len(used) + 1, dtype=np.int32)
+    return lookup[labels], len(used)
 
 
 def basin_walls(basins: np.ndarray, probability: np.ndarray) -> np.ndarray:
@@ -70,43 +100,43 @@ def basin_walls(basins: np.ndarray, probability: np.ndarray) -> np.ndarray:
     return walls
 
 
-def seeded_walls(probability: np.ndarray, seed_threshold: float, min_seed_size: int = 16
-                 ) -> np.ndarray:
+def seeded_walls(probability: np.ndarray, seed_threshold: float, min_seed_size: int = 16,
+                 split_depth: float | None = None) -> np.ndarray:
     """Walls where a seeded watershed of ``probability`` separates two seeds.
 
     Args:
         probability: ``(*spatial)`` foreground (wall) probability in [0, 1].
         seed_threshold: seeds are regions with probability below this value.
         min_seed_size: smaller seed regions are ignored (noise inside a cell must not split it).
+        split_depth: None: one seed per region; else see ``seed_regions``.
 
     Returns:
         ``(*spatial)`` bool walls, one pixel thick; all False with fewer than two seeds.
     """
     if not 0.0 < seed_threshold < 1.0:
         raise ValueError(f"seed_threshold must be in (0, 1), got {seed_threshold}")
-    seeds, count = seed_regions(probability, seed_threshold, min_seed_size)
+    seeds, count = seed_regions(probability, seed_threshold, min_seed_size, split_depth)
     if count < 2:
         return np.zeros(probability.shape, dtype=bool)
-    levels = np.round(np.clip(probability, 0.0, 1.0) * _LEVELS).astype(np.uint16)
-    structure = ndimage.generate_binary_structure(probability.ndim, 1)
-    basins = ndimage.watershed_ift(levels, seeds, structure=structure)
+    basins = watershed(probability, seeds, connectivity=1)
     return basin_walls(basins, probability)
 
 
 def wall_decision(probability: np.ndarray, threshold: float = 0.5,
-                  seed_threshold: float | None = None, min_seed_size: int = 16) -> np.ndarray:
+                  seed_threshold: float | None = None, min_seed_size: int = 16,
+                  split_depth: float | None = None) -> np.ndarray:
     """Foreground = ``probability >= threshold``, plus seeded-watershed walls when asked.
 
     Args:
         probability: ``(*spatial)`` foreground probability.
         threshold: decision level.
         seed_threshold: None: threshold only; else see ``seeded_walls``.
-        min_seed_size: see ``seeded_walls``.
+        min_seed_size, split_depth: see ``seed_regions``.
 
     Returns:
         ``(*spatial)`` bool foreground.
     """
     foreground = threshold_foreground(probability, threshold)
     if seed_threshold is not None:
-        foreground |= seeded_walls(probability, seed_threshold, min_seed_size)
+        foreground |= seeded_walls(probability, seed_threshold, min_seed_size, split_depth)
     return foreground

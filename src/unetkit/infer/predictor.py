@@ -327,6 +327,7 @@ def _decide(probs: torch.Tensor, infer: InferConfig) -> np.ndarray:
     post = infer.postprocess
     if probs.shape[0] == 2 and (infer.threshold is not None or post.wall_seed_threshold):
         foreground = wall_decision(probs[1].numpy(), infer.threshold or 0.5,
-                                   post.wall_seed_threshold, post.wall_min_seed)
+                                   post.wall_seed_threshold, post.wall_min_seed,
+                                   post.wall_split_depth)
         return foreground.astype(np.uint8)
     return probs.argmax(0).to(torch.uint8 if probs.shape[0] <= 256 else torch.int64).numpy()

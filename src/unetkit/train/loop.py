@@ -57,8 +57,7 @@ def train_step(run: Run, image: torch.Tensor, mask: torch.Tensor) -> float:
     if run.augmenter is not None:
         image, mask = run.augmenter(image, mask, run.generator)
     image = to_memory_format(image, run.plan)
-    lr = lr_at(run.config.train.schedule, run.step, run.total_steps, run.config.train.lr,
-               run.warmup_steps)
+    lr = scheduled_lr(run)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     with autocast(run.plan, run.device):
@@ -87,6 +86,19 @@ def train_step(run: Run, image: torch.Tensor, mask: torch.Tensor) -> float:
         run.optimizer.step()
     run.lr = lr
     return float(loss.detach())
+
+
+def scheduled_lr(run: Run) -> float:
+    """The schedule's learning rate at ``run.step``, never above the previous step's after warm-up.
+
+    A time-budget re-plan that lengthens the run (a core freed, a faster stretch) moves the
+    schedule's end; without the cap the decayed learning rate would jump back up.
+    """
+    lr = lr_at(run.config.train.schedule, run.step, run.total_steps, run.config.train.lr,
+               run.warmup_steps)
+    if run.step > run.warmup_steps and run.lr > 0.0:
+        lr = min(lr, run.lr)
+    return lr
 
 
 def train_one_epoch(run: Run, on_step: StepCallback | None = None) -> float:
@@ -173,7 +185,7 @@ def save(run: Run, path_name: str) -> None:
         "warmup_steps": run.warmup_steps, "planned_epochs": run.planned_epochs,
         "metrics": run.last_metrics, "best_metric": run.best_metric,
         "best_epoch": run.best_epoch, "elapsed_s": run.elapsed(), "planned": run.planned,
-        "data_dir": str(run.data_dir),
+        "lr": run.lr, "data_dir": str(run.data_dir),
     }
     checkpoint = build_checkpoint(
         config=run.config, model=run.model, optimizer=run.optimizer, scaler=run.scaler,

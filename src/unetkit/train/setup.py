@@ -199,6 +199,7 @@ def _restore(run: Run, checkpoint: dict[str, Any]) -> None:
     run.first_step = run.step
     run.step_in_epoch, run.loss_sum = progress["step_in_epoch"], progress["partial_loss"]
     run.warmup_steps = progress["warmup_steps"]
+    run.lr = progress.get("lr", 0.0)  # the cap of ``scheduled_lr``
     if run.config.train.time_budget is None:
         run.planned_epochs = run.config.train.epochs
         run.total_steps = run.planned_epochs * run.config.train.steps_per_epoch
