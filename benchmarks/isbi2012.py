@@ -111,6 +111,15 @@ def training_speed(run_dir: Path, batch_size: int) -> dict[str, float]:
     }
 
 
+def _calibration_summary(run_dir: Path) -> dict | None:
+    """The threshold training calibrated (``infer.threshold: auto``), without its curve."""
+    path = run_dir / "calibration.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return {k: v for k, v in record.items() if k != "curve"}
+
+
 def peer_speed(data_dir: Path, seconds: float, batch_size: int, patch: int) -> dict[str, dict]:
     """Training-step speed of MONAI's U-Nets on the same slices (fp32, Adam, Dice + BCE).
 
@@ -245,6 +254,10 @@ def main() -> None:
                         help="infer.* override for predict only, repeatable")
     parser.add_argument("--skip-train", action="store_true",
                         help="re-predict and re-score the run already in --out")
+    parser.add_argument("--calibrate", type=float, default=None, metavar="BETA",
+                        help="before predicting, calibrate best.pt's threshold on the training "
+                        "slices for this F-beta (unetkit calibrate); with --skip-train re-scores "
+                        "an old run")
     parser.add_argument("--peers", type=float, default=0.0,
                         help="also time MONAI's U-Nets for this many seconds each (0: no)")
     parser.add_argument("--profile", type=int, default=0,
@@ -268,6 +281,9 @@ def main() -> None:
             [*unetkit, "train", "--data", str(train_dir), "--config", str(args.config),
              "--time", args.time, "--out", str(run_dir), "--seed", str(args.seed), *overrides]
         )
+    if args.calibrate is not None:  # (re-)choose best.pt's threshold on the training slices
+        run([*unetkit, "calibrate", str(run_dir / "best.pt"), "--data", str(train_dir),
+             "--beta", str(args.calibrate), "--max-images", "20"])
     predict_overrides = [item for value in args.predict_set for item in ("--set", value)]
     predict_seconds = run([*unetkit, "predict", str(run_dir / "best.pt"), str(heldout_images),
                            "-o", str(pred_dir), "--quiet", *predict_overrides])
@@ -290,6 +306,7 @@ def main() -> None:
         "train_wall_seconds": train_seconds, "predict_wall_seconds": predict_seconds,
         "batch_size": batch_size, "patch_size": patch,
         "speed": training_speed(run_dir, batch_size), "per_image": per_image, "mean": mean,
+        "calibration": _calibration_summary(run_dir),
     }
     if args.peers > 0:
         result["peers"] = peer_speed(args.data_dir, args.peers, batch_size, patch[0])
@@ -298,6 +315,8 @@ def main() -> None:
         print(f"| {name} | {s['dice']:.4f} | {s['iou']:.4f} | {s['pixel_error']:.4f} "
               f"| {s['v_rand']:.4f} |")
     print("speed:", result["speed"])
+    if result["calibration"]:
+        print("calibrated threshold:", result["calibration"])
     json_path = args.json or work / "result.json"
     json_path.write_text(json.dumps(result, indent=2))
     print(f"results written to {json_path}")

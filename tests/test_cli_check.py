@@ -47,3 +47,16 @@ def test_check_prints_file_names_literally(tmp_path):
     result = runner.invoke(app, ["check", str(root)])
     assert result.exit_code == 1
     assert "scan[red].png" in result.output and "without a matching image" in result.output
+
+
+def test_check_offset_measures_masks_drawn_off_the_images(tmp_path):
+    from tests.train.test_image_offset import offset_disks
+
+    root = offset_disks(tmp_path / "data", offset=(0.0, 0.8), n=3, size=64)
+    result = runner.invoke(app, ["check", str(root), "--offset"])
+    assert result.exit_code == 0, result.output
+    text = result.output.replace("\n", " ")
+    assert "c0: mask offset [" in text
+    suggested = text.split("masks lie [")[1].split("]")[0]
+    dy, dx = (float(v) for v in suggested.split(","))
+    assert dy == 0.0 and abs(dx - 0.8) < 0.2

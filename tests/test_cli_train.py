@@ -97,3 +97,35 @@ def test_missing_data_and_doctor_errors(tmp_path, cells):
     assert result.exit_code == 1
     text = result.output.replace("\n", "")  # rich wraps long paths
     assert "data doctor found 1 error(s)" in text and "cell_001.png: image without" in text
+
+
+def test_train_with_auto_threshold_reports_it_and_predict_uses_it(tmp_path, cells):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(cells), "--out", str(out), "--epochs", "1",
+                                 "--val-fraction", "0.25", "--set", "infer.threshold=auto", *TINY])
+    assert result.exit_code == 0, result.output
+    calibration = load_checkpoint(out / "best.pt")["calibration"]
+    assert calibration["source"] == "validation" and calibration["images"] == 1
+    assert f"decision threshold {calibration['threshold']:.2f} (calibrated" in result.output
+    predicted = runner.invoke(app, ["predict", str(out / "best.pt"), str(cells / "images"),
+                                    "-o", str(tmp_path / "pred"), "--device", "cpu", "-q"])
+    assert predicted.exit_code == 0, predicted.output
+
+
+def test_calibrate_command_stores_a_threshold(tmp_path, cells):
+    out = tmp_path / "run"
+    trained = runner.invoke(app, ["train", "--data", str(cells), "--out", str(out), "--epochs", "1",
+                                  *TINY])
+    assert trained.exit_code == 0, trained.output
+    assert load_checkpoint(out / "best.pt").get("calibration") is None
+    result = runner.invoke(app, ["calibrate", str(out / "best.pt"), "--data", str(cells),
+                                 "--beta", "0.5", "--max-images", "3", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    checkpoint = load_checkpoint(out / "best.pt")
+    record = checkpoint["calibration"]
+    assert record["beta"] == 0.5 and record["images"] == 3
+    assert checkpoint["config"]["infer"]["threshold"] == record["threshold"]
+    assert f"threshold {record['threshold']:.2f}: mean F0.5" in result.output
+    missing = runner.invoke(app, ["calibrate", str(out / "best.pt"), "--data",
+                                  str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "error" in missing.output

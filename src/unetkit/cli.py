@@ -108,6 +108,8 @@ def check(
     labels: str | None = typer.Option(
         None, "--labels", help="declared label values, e.g. 0,1,2 (default: dataset.json/masks)"
     ),
+    offset: bool = typer.Option(False, "--offset", help="also measure how far the masks lie "
+                                "off the images (sub-voxel; for data.image_offset)"),
 ) -> None:
     """Check a data folder: report ALL problems (each naming its file) and summarise it."""
     from rich.markup import escape
@@ -130,10 +132,23 @@ def check(
     for name, value in report.summary_rows():
         table.add_row(escape(name), escape(value))
     console.print(table)
+    if offset and report.ok:
+        _print_offsets(data_dir)
     verdict = "[bold green]OK[/]" if report.ok else "[bold red]NOT OK[/]"
     console.print(f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _print_offsets(data_dir: str) -> None:
+    from unetkit.data.offset import folder_offsets, median_offset
+
+    offsets = folder_offsets(data_dir)
+    for case_id, values in offsets.items():
+        console.print(f"  {case_id}: mask offset {[round(v, 2) for v in values]} voxels")
+    suggested = median_offset(list(offsets.values()))
+    console.print(f"masks lie {suggested} voxels off the images (median of {len(offsets)} "
+                  f"cases): set data.image_offset to this (or auto) if the cases agree")
 
 
 # --- command: train ---
@@ -263,6 +278,11 @@ def train(
         best = "-" if result.best_metric is None else f"{result.best_metric:.4f}"
         console.print(f"[bold green]done[/] ({result.stopped}): {result.epochs} epochs, "
                       f"{result.steps} steps, best val Dice {best} (epoch {result.best_epoch})")
+        if result.calibration:
+            c = result.calibration
+            console.print(f"decision threshold {c['threshold']:.2f} (calibrated: mean "
+                          f"F{c['beta']:g} {c['score']:.4f} on {c['images']} {c['source']} "
+                          f"images)")
         console.print(f"run folder: {result.run_dir}  (predict with: unetkit predict "
                       f"{result.run_dir}/best.pt IMAGES -o OUT)")
 
@@ -509,6 +529,34 @@ def export(
         console.print(f"  input {'x'.join(map(str, size))}: max abs difference to PyTorch "
                       f"{diff:.3g}")
 
+
+# --- command: calibrate ---
+@app.command()
+def calibrate(
+    checkpoint: str = typer.Argument(..., help="checkpoint .pt of a two-class model"),
+    data: str = typer.Option(..., "--data", "-d", help="labelled folder (images/ + masks/)"),
+    beta: float = typer.Option(None, "--beta", help="F-beta to maximise (default: the "
+                               "checkpoint's infer.calibration_beta; 1 = Dice)"),
+    max_images: int = typer.Option(None, "--max-images", help="at most this many images, "
+                                   "evenly spaced (default infer.calibration_images)"),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Choose a two-class model's decision threshold on labelled images; store it in the file."""
+    from rich.markup import escape
+
+    from unetkit.data.dataset import DatasetError
+    from unetkit.infer.calibration import calibrate_checkpoint
+    from unetkit.train.checkpoint import CheckpointError
+
+    _log_to_console(verbose=False)
+    try:
+        result = calibrate_checkpoint(checkpoint, data, beta=beta, max_images=max_images,
+                                      device=device)
+    except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as error:
+        fail(escape(str(error)), code=2)
+    at_half = result.curve.get("0.50", float("nan"))
+    console.print(f"threshold {result.threshold:.2f}: mean F{result.beta:g} {result.score:.4f} "
+                  f"on {result.images} image(s) (0.50: {at_half:.4f}); written to {checkpoint}")
 
 
 def main() -> None:

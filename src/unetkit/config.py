@@ -68,6 +68,10 @@ class AugmentConfig(_Section):
 
     enabled: bool = True
     flip_prob: float = Field(0.5, ge=0, le=1)
+    flip_axes: list[int] | None = Field(
+        None, description="spatial axes that may be flipped (0 = first spatial axis); None: all. "
+        "Leave out an axis along which the masks are not mirror-symmetric to the images (labels "
+        "drawn offset by a pixel in one direction)")
     rot90_prob: float = Field(0.5, ge=0, le=1)
     affine_prob: float = Field(0.3, ge=0, le=1)
     rotation_degrees: float = Field(30.0, ge=0, le=180)
@@ -88,6 +92,23 @@ class AugmentConfig(_Section):
     blur_sigma: tuple[float, float] = (0.5, 1.0)
     lowres_prob: float = Field(0.1, ge=0, le=1)
     lowres_scale: tuple[float, float] = (0.5, 1.0)
+    mask_interpolation: Literal["nearest", "linear"] = Field(
+        "nearest", description="how rotation/scaling/elastic resample masks: nearest label, or "
+        "linear interpolation of each label's indicator then the most covered label (edges stay "
+        "where the linearly interpolated image has them)")
+    padding_mode: Literal["zeros", "border", "reflection"] = Field(
+        "zeros", description="what rotation/scaling/elastic show where they look outside the "
+        "patch: zeros (image 0 = the mean, mask = background), border, or reflection (mirrored "
+        "content, as the U-Net paper extrapolated)")
+
+
+    @field_validator("flip_axes")
+    @classmethod
+    def _axes_valid(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (any(not 0 <= a <= 2 for a in value)
+                                  or len(set(value)) < len(value)):
+            raise ValueError("flip_axes holds distinct spatial axes 0, 1 (and 2 in 3D)")
+        return value
 
 
 class DataConfig(_Section):
@@ -103,6 +124,11 @@ class DataConfig(_Section):
     folds: int = Field(5, ge=2)
     num_workers: int = Field(0, ge=0)
     cache: bool = True
+    image_offset: list[float] | Literal["auto"] | None = Field(
+        None, description="voxels by which the masks lie off the images, per spatial axis "
+        "(mask(u) marks image(u + offset)); images are resampled by it in training and before "
+        "prediction, so mirror augmentation keeps masks and images aligned. auto: measured on "
+        "the training cases (unetkit.data.offset) and stored; None: no resampling")
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
@@ -196,13 +222,28 @@ class InferConfig(_Section):
     tta_axes: list[int] = Field(default_factory=list)
     accumulate: Literal["float32", "float16"] = "float32"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    threshold: float | None = Field(
-        None, gt=0, lt=1, description="two-class models: foreground where its probability >= "
-        "threshold; None: the more probable class")
+    threshold: float | Literal["auto"] | None = Field(
+        None, description="two-class models: foreground where its probability >= threshold; "
+        "auto: the threshold with the best mean F-beta on calibration images, chosen at the end "
+        "of training and stored in the checkpoint; None: the more probable class")
+    calibration_beta: float = Field(
+        1.0, gt=0, description="threshold auto: F-beta to maximise (1 = Dice; below 1 favours "
+        "precision, i.e. thinner foreground)")
+    calibration_images: int = Field(
+        16, ge=1, description="threshold auto: at most this many images (the validation cases, "
+        "else the training cases, evenly spaced)")
     memory_budget_mb: float = Field(
         2048, gt=0, description="per forward and per accumulator; larger inputs are tiled and "
         "their labels written region by region")
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_in_range(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float) and not 0.0 < value < 1.0:
+            raise ValueError("threshold must be in (0, 1), auto or null")
+        return value
 
 
 class Config(_Section):

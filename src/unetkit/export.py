@@ -60,7 +60,8 @@ def metadata(checkpoint: dict[str, Any]) -> dict[str, Any]:
             "config": checkpoint["config"],
             "labels": {str(k): v for k, v in checkpoint["labels"].items()},
             "mask_values": {str(k): int(v) for k, v in mask_values.items()},
-            "normalization": checkpoint.get("normalization")}
+            "normalization": checkpoint.get("normalization"),
+            "calibration": checkpoint.get("calibration")}
 
 
 def _spatial_names(spatial_dims: int) -> list[str]:

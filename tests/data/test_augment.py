@@ -68,11 +68,14 @@ def test_identity_parameters_give_identity(dims):
 
 @pytest.mark.parametrize("dims", [2, 3])
 @pytest.mark.parametrize("transform", ["flip", "rot90", "affine", "elastic", "gamma",
-                                       "brightness_contrast", "noise", "blur", "lowres", "all"])
+                                       "brightness_contrast", "noise", "blur", "lowres", "all",
+                                       "all_linear"])
 def test_mask_values_stay_in_label_set(dims, transform):
     image, mask = _smooth_batch(SHAPES[dims])
-    on = {**{k: 1.0 for k in OFF}, "rot90_prob": 0.7} if transform == "all" \
+    on = {**{k: 1.0 for k in OFF}, "rot90_prob": 0.7} if transform.startswith("all") \
         else {f"{transform}_prob": 1.0}
+    if transform == "all_linear":
+        on["mask_interpolation"] = "linear"
     out, out_mask = Augmenter(_config(**on), dims)(image, mask, torch.Generator().manual_seed(3))
     assert out.shape == image.shape and out.dtype == image.dtype
     assert out_mask.dtype == torch.int64 and out_mask.shape == mask.shape
@@ -249,3 +252,82 @@ def test_rot90_skips_non_square_planes():
     image = torch.randn(2, 1, 6, 8, 10)
     assert torch.equal(augmenter(image, None, torch.Generator().manual_seed(0))[0], image)
     assert F.mse_loss(image, image) == 0
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_flip_axes_limit_which_axes_are_flipped(dims):
+    image, mask = _smooth_batch(SHAPES[dims])
+    generator = torch.Generator().manual_seed(0)
+    only_last = Augmenter(_config(flip_prob=1.0, flip_axes=[dims - 1]), dims)
+    out, out_mask = only_last(image, mask, generator)
+    assert torch.equal(out, image.flip(-1)) and torch.equal(out_mask, mask.flip(-1))
+    none = Augmenter(_config(flip_prob=1.0, flip_axes=[]), dims)
+    assert torch.equal(none(image, mask, generator)[0], image)
+    every = Augmenter(_config(flip_prob=1.0), dims)(image, mask, generator)[0]
+    assert torch.equal(every, image.flip(list(range(2, dims + 2))))
+
+
+def test_flip_axes_errors_name_the_field():
+    with pytest.raises(ValueError, match="flip_axes"):
+        AugmentConfig(flip_axes=[0, 0])
+    with pytest.raises(ValueError, match="flip_axes"):
+        AugmentConfig(flip_axes=[3])
+    image, mask = _smooth_batch(SHAPES[2])
+    with pytest.raises(ValueError, match=r"flip_axes \[2\]: a 2D patch has axes 0..1"):
+        Augmenter(_config(flip_prob=1.0, flip_axes=[2]), 2)(image, mask)
+
+
+def test_padding_mode_fills_rotated_corners_from_the_config():
+    from unetkit.config import Config
+    from unetkit.train.builders import build_augmenter
+
+    image = torch.ones(1, 1, 32, 32)
+    mask = torch.ones(1, 32, 32, dtype=torch.long)
+    rotate = dict(affine_prob=1.0, rotation_degrees=45.0, scale_range=(1.0, 1.0))
+    config = Config()
+    for mode, corner in (("zeros", 0.0), ("reflection", 1.0), ("border", 1.0)):
+        augment = config.data.augment.model_copy(update={**OFF, **rotate, "padding_mode": mode})
+        config = config.model_copy(update={"data": config.data.model_copy(
+            update={"augment": augment})})
+        augmenter = build_augmenter(config)
+        assert augmenter.padding_mode == mode
+        out, out_mask = augmenter(image, mask, torch.Generator().manual_seed(1))
+        assert out[0, 0, 0, 0].item() == pytest.approx(corner)  # a corner sees outside
+        assert out_mask[0, 0, 0].item() == int(corner)
+        assert out[0, 0, 16, 16].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_linear_mask_interpolation_keeps_edges_where_the_image_has_them(dims):
+    """Image = the mask's indicator: linear masks equal the resampled image thresholded at 0.5;
+    nearest masks snap edges up to half a voxel away from it."""
+    shape = (2, 1, 40, 36) if dims == 2 else (1, 1, 20, 24, 18)
+    _, mask = _smooth_batch(shape, seed=2, sigma=3.0)
+    mask = (mask > 0).long()
+    image = mask[:, None].float()
+    spatial_on = dict(affine_prob=1.0, elastic_prob=1.0, elastic_alpha=2.0, elastic_sigma=10.0)
+    results = {}
+    for mode in ("linear", "nearest"):
+        augmenter = Augmenter(_config(**spatial_on, mask_interpolation=mode), dims,
+                              padding_mode="border")  # zeros would blend with the outside
+        out, out_mask = augmenter(image, mask, torch.Generator().manual_seed(4))
+        results[mode] = (out_mask == (out[:, 0] > 0.5).long()).float().mean().item()
+        assert set(out_mask.unique().tolist()) <= {0, 1}
+    assert results["linear"] == 1.0
+    assert results["nearest"] < 0.995
+
+
+def test_linear_mask_interpolation_of_several_labels_by_hand():
+    """Half-voxel shift of [0, 0, 5, 5, 9]: the most covered label, ties to the smaller."""
+    mask = torch.tensor([[[0, 0, 5, 5, 9]] * 3])
+    grid_x = torch.linspace(-1, 1, 5) + 0.25  # half a voxel (step 0.5) to the right
+    grid = torch.stack([grid_x.expand(3, 5), torch.linspace(-1, 1, 3)[:, None].expand(3, 5)],
+                       -1)[None]
+    _, linear = spatial.resample(mask[:, None].float(), mask, grid, "border", "linear")
+    assert linear[0, 0].tolist() == [0, 0, 5, 5, 9]  # each tie (0|5, 5|9) keeps the smaller
+    shifted = grid.clone()
+    shifted[..., 0] += 0.1  # 0.7 voxel: the right neighbour covers more
+    _, linear = spatial.resample(mask[:, None].float(), mask, shifted, "border", "linear")
+    assert linear[0, 0].tolist() == [0, 5, 5, 9, 9]
+    with pytest.raises(ValueError, match="mask_mode"):
+        spatial.resample(mask[:, None].float(), mask, grid, "zeros", "cubic")

@@ -153,3 +153,22 @@ def test_bad_settings_are_reported(make_checkpoint) -> None:
     assert predictor.infer.overlap == 0.5
     predictor.update({"infer.tta_axes": [0, 1]})
     assert predictor.infer.tta_axes == [0, 1]
+
+
+def test_warns_when_tta_mirrors_an_axis_training_never_flipped(caplog) -> None:
+    from unetkit.config import config_from_dict
+
+    def predictor(augment: dict, tta: list[int]) -> Predictor:
+        config = config_from_dict({"model": {"out_channels": 1}, "infer": {"tta_axes": tta},
+                                   "data": {"augment": augment}})
+        return Predictor(lambda x: x.float(), config=config, labels={0: "bg", 1: "fg"})
+
+    only_x = {"flip_axes": [1], "rot90_prob": 0.0}
+    with caplog.at_level("WARNING", logger="unetkit.infer.predictor"):
+        predictor(only_x, [1])
+        predictor({"flip_axes": [1]}, [0, 1])  # rot90 mixes the axes: every mirror was seen
+        predictor({}, [0, 1])
+        assert not caplog.records
+        predictor(only_x, [0, 1])
+    assert len(caplog.records) == 1
+    assert "mirrors axes [0]" in caplog.records[0].getMessage()

@@ -67,3 +67,20 @@ def test_plan_before_measurement_is_an_error():
 ])
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def test_final_work_is_reserved_in_the_plan_and_the_stop(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr("unetkit.train.budget.time.monotonic", clock)
+    budget = TimeBudget(budget_s=100.0, steps_per_epoch=10, val_every=1, warmup_steps=0)
+    budget.record_step(0.5, 0)
+    clock.now += 20.0
+    # remaining = 100 - 20 - 3 (safety) = 77 with no validation; 5 s per epoch -> 15 epochs
+    assert budget.plan(epochs_done=0, val_estimate_s=0.0) == 15
+    budget.final_s = 14.0  # e.g. threshold calibration after the last epoch
+    # the budget shrinks by 14 s (safety stays 3 % of the whole): (86 - 20 - 3) / 5 -> 12
+    assert budget.plan(epochs_done=0) == 12
+    clock.now += 100 - 20 - (100 * SAFETY_FRACTION + 14.0) - 0.01
+    assert not budget.expired()
+    clock.now += 0.02
+    assert budget.expired()

@@ -110,7 +110,7 @@ class Augmenter:
         rot = coin(cfg.rot90_prob) & bool(planes)
         rot_k = torch.where(rot, 1 + (rand(batch) * 3).long().clamp(max=2), 0)
         rot_plane = (rand(batch) * max(len(planes), 1)).long().clamp(max=max(len(planes) - 1, 0))
-        flips = rand(batch, n) < cfg.flip_prob
+        flips = (rand(batch, n) < cfg.flip_prob) & self._flippable(n)
         max_angle = math.radians(cfg.rotation_degrees)
         angles = uniform(-max_angle, max_angle, batch, 1 if n == 2 else 3)
         log_scale = uniform(math.log(cfg.scale_range[0]), math.log(cfg.scale_range[1]), batch)
@@ -135,6 +135,15 @@ class Augmenter:
             lowres=coin(cfg.lowres_prob), lowres_scale=uniform(*cfg.lowres_scale, batch),
             gamma=coin(cfg.gamma_prob), gamma_value=log_gamma.exp(),
         )
+
+    def _flippable(self, n: int) -> torch.Tensor:
+        """``(n,)`` bool: which spatial axes ``flip_axes`` allows (all when None)."""
+        axes = self.config.flip_axes
+        if axes is None:
+            return torch.ones(n, dtype=torch.bool)
+        if any(a >= n for a in axes):
+            raise ValueError(f"data.augment.flip_axes {axes}: a {n}D patch has axes 0..{n - 1}")
+        return torch.tensor([a in axes for a in range(n)])
 
     def apply(self, image: torch.Tensor, mask: torch.Tensor | None, params: AugmentParams
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -172,7 +181,8 @@ class Augmenter:
         size = tuple(image.shape[2:])
         if resampled.all():  # the whole batch in one call, no copies
             grid = self._grid(params, torch.arange(len(resampled)), size, image.device)
-            out_image, out_mask = spatial.resample(image, mask, grid, self.padding_mode)
+            out_image, out_mask = spatial.resample(image, mask, grid, self.padding_mode,
+                                                   self.config.mask_interpolation)
             return out_image, out_mask, True
         out_image = image.clone()
         out_mask = mask.clone() if mask is not None else None
@@ -187,7 +197,8 @@ class Augmenter:
             device_index = index.to(image.device)
             sub_mask = mask[device_index] if mask is not None else None
             new_image, new_mask = spatial.resample(image[device_index], sub_mask, grid,
-                                                   self.padding_mode)
+                                                   self.padding_mode,
+                                                   self.config.mask_interpolation)
             out_image[device_index] = new_image
             if out_mask is not None:
                 out_mask[device_index] = new_mask

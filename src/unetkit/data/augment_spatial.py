@@ -140,16 +140,38 @@ def interpolated_grid(matrix: torch.Tensor, shape: Sequence[int],
 
 def resample(
     image: torch.Tensor, mask: torch.Tensor | None, grid: torch.Tensor,
-    padding_mode: str = "zeros",
+    padding_mode: str = "zeros", mask_mode: str = "nearest",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Resample ``image (B, C, *S)`` (linear) and ``mask (B, *S)`` (nearest) on one grid."""
+    """Resample ``image (B, C, *S)`` (linear) and ``mask (B, *S)`` on one grid.
+
+    ``mask_mode`` ``nearest`` copies the nearest label; ``linear`` interpolates each label's
+    indicator and keeps the most covered label, so label edges move with the image's linear
+    interpolation instead of snapping up to half a voxel away from it.
+    """
     out = F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode=padding_mode,
                         align_corners=True)
     if mask is None:
         return out, None
+    if mask_mode == "linear":
+        return out, _resample_labels_linear(mask, grid, padding_mode)
+    if mask_mode != "nearest":
+        raise ValueError(f"mask_mode must be 'nearest' or 'linear', got {mask_mode!r}")
     labels = F.grid_sample(mask[:, None].to(grid.dtype), grid, mode="nearest",
                            padding_mode=padding_mode, align_corners=True)
     return out, labels[:, 0].to(mask.dtype)  # nearest copies values: no rounding needed
+
+
+def _resample_labels_linear(mask: torch.Tensor, grid: torch.Tensor, padding_mode: str
+                            ) -> torch.Tensor:
+    """Label map resampled by linear interpolation of one-hot indicators, then argmax.
+
+    With zero padding, voxels that see only outside get the smallest label (the background).
+    """
+    values = torch.unique(mask)
+    one_hot = (mask[:, None] == values.view(1, -1, *[1] * (mask.ndim - 1))).to(grid.dtype)
+    weights = F.grid_sample(one_hot, grid, mode="bilinear", padding_mode=padding_mode,
+                            align_corners=True)
+    return values[weights.argmax(dim=1)].to(mask.dtype)
 
 
 def permute_sample(x: torch.Tensor, flips: Sequence[bool], k: int,

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from unetkit.config import Config, InferConfig, apply_overrides, apply_values, config_from_dict
+from unetkit.data.offset import shift_image
 from unetkit.infer.boundaries import wall_decision
 from unetkit.infer.network import (
     activation_bytes_per_voxel,
@@ -72,6 +73,7 @@ class Predictor:
         mask_values: dict[int, int] | None = None,
         plan: PrecisionPlan | None = None,
         model: torch.nn.Module | None = None,
+        calibration: dict[str, Any] | None = None,
     ) -> None:
         """Wrap a network callable (``(n, C_in, *S) -> (n, C_out, *S')`` float32 logits).
 
@@ -83,6 +85,8 @@ class Predictor:
             mask_values: ``{label: value stored in the training masks}`` (e.g. ``{0: 0, 1: 255}``).
             plan: the precision plan (for reporting and the memory estimate).
             model: the torch module behind ``network`` if any (for size rules).
+            calibration: the checkpoint's threshold calibration (``unetkit.infer.calibration``),
+                used where ``infer.threshold`` is ``auto``.
         """
         from unetkit.data.normalization import Normalizer
 
@@ -94,6 +98,8 @@ class Predictor:
         self.normalizer = Normalizer.from_state_dict(normalization) if normalization else None
         self.plan = plan or PrecisionPlan(dtype=None, use_scaler=False, channels_last=False)
         self.model = model
+        self.calibration = calibration
+        self.config = _resolve_auto_threshold(config, calibration)
         self._check_settings()
 
     def _check_settings(self) -> None:
@@ -106,6 +112,11 @@ class Predictor:
         if binary_rule and len(self.labels) != 2:
             raise ValueError(f"infer.threshold / infer.postprocess.wall_seed_threshold need a "
                              f"two-class model; this one has {len(self.labels)} labels")
+        unseen = _unflipped_tta_axes(self.config)
+        if unseen:
+            log.warning("infer.tta_axes mirrors axes %s, which training never flipped "
+                        "(data.augment.flip_axes %s, no rot90): the mirrored views are ones the "
+                        "network has not learnt", unseen, self.config.data.augment.flip_axes)
         if self.infer.window is not None and len(self.infer.window) != dims:
             raise ValueError(f"infer.window {self.infer.window}: needs {dims} values for a "
                              f"{dims}D model")
@@ -150,7 +161,8 @@ class Predictor:
                  plan.channels_last)
         return cls(network, config=config, labels=checkpoint["labels"],
                    normalization=checkpoint.get("normalization"),
-                   mask_values=checkpoint.get("mask_values"), plan=plan, model=model)
+                   mask_values=checkpoint.get("mask_values"), plan=plan, model=model,
+                   calibration=checkpoint.get("calibration"))
 
     @classmethod
     def from_onnx(
@@ -174,11 +186,12 @@ class Predictor:
         sizes = build_model(config.model.name, **config.model.build_options())  # size rules only
         return cls(onnx_network(path), config=config, labels=meta["labels"],
                    normalization=meta.get("normalization"), mask_values=meta.get("mask_values"),
-                   model=sizes)
+                   model=sizes, calibration=meta.get("calibration"))
 
     def update(self, settings: dict[str, Any]) -> None:
         """Change ``{"infer.field": value}`` settings after loading (not the precision)."""
-        self.config = apply_values(self.config, settings, source="inference options")
+        self.config = _resolve_auto_threshold(
+            apply_values(self.config, settings, source="inference options"), self.calibration)
         self._check_settings()
 
     @property
@@ -210,6 +223,7 @@ class Predictor:
             source = str(image)
             image, geometry = io.read_image(image)
         array = self._check_input(np.asarray(image), source)
+        array = shift_image(array, self._image_offset())
         if self.normalizer is not None:
             array = self.normalizer(array)
         x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
@@ -224,6 +238,15 @@ class Predictor:
         out_dtype = np.uint8 if labels.max(initial=0) < 256 else np.int32
         probs_np = probs.numpy() if (probs is not None and probabilities) else None
         return Prediction(probs_np, labels.astype(out_dtype), geometry)
+
+    def _image_offset(self) -> list[float] | None:
+        """The training's ``data.image_offset`` (numbers; ``auto`` is resolved when training)."""
+        offset = self.config.data.image_offset
+        if offset == "auto":
+            log.warning("data.image_offset is auto in this model's config but was never "
+                        "measured; predicting without resampling")
+            return None
+        return offset
 
     def _check_input(self, array: np.ndarray, source: str) -> np.ndarray:
         model = self.config.model
@@ -271,6 +294,7 @@ class Predictor:
             log.info("predictor: class scores need %.0f MB > budget; labels by region",
                      score_bytes / 2**20)
             return sliding_window_labels(padded, network, window, self.infer.overlap,
+                                         threshold=_logit(self.infer.threshold),
                                          **options)[crop[1:]]
         return sliding_window_inference(padded, network, window, self.infer.overlap,
                                         **options)[crop]
@@ -316,6 +340,35 @@ def _configure(config: Config, infer: InferConfig | None, settings: dict[str, An
     if overrides:
         config = apply_overrides(config, list(overrides))
     return config
+
+
+def _logit(threshold: float | str | None) -> float:
+    """Sigmoid-output decision level of a probability threshold (0.0 for None)."""
+    if not isinstance(threshold, float):
+        return 0.0
+    return math.log(threshold / (1.0 - threshold))
+
+
+def _resolve_auto_threshold(config: Config, calibration: dict[str, Any] | None) -> Config:
+    """``infer.threshold: auto`` -> the calibrated threshold (0.5, with a warning, if none)."""
+    if config.infer.threshold != "auto":
+        return config
+    threshold = (calibration or {}).get("threshold")
+    if threshold is None:
+        log.warning("infer.threshold is auto but this model was not calibrated (training did "
+                    "not reach its end?); using 0.5")
+        threshold = 0.5
+    infer = config.infer.model_copy(update={"threshold": float(threshold)})
+    return config.model_copy(update={"infer": infer})
+
+
+def _unflipped_tta_axes(config: Config) -> list[int]:
+    """TTA axes that the training augmentation never mirrored (flip_axes without rot90)."""
+    augment = config.data.augment
+    if augment.flip_axes is None or (augment.rot90_prob > 0 and augment.enabled):
+        return []
+    flipped = set(augment.flip_axes) if augment.enabled and augment.flip_prob > 0 else set()
+    return [a for a in config.infer.tta_axes if a not in flipped]
 
 
 def _decide(probs: torch.Tensor, infer: InferConfig) -> np.ndarray:

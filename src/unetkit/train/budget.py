@@ -71,6 +71,7 @@ class TimeBudget:
     step_s: float | None = None
     val_s: float | None = None
     val_estimate_s: float = 0.0  # used until a validation has been timed
+    final_s: float = 0.0  # work after the last epoch inside the budget (threshold calibration)
     overhead_s: float = 0.0
     _timed_steps: int = 0
     _timed_seconds: float = 0.0
@@ -86,7 +87,7 @@ class TimeBudget:
     def expired(self) -> bool:
         """True when only the final validation, checkpoint and safety margin still fit."""
         val_s = self.val_s if self.val_s is not None else self.val_estimate_s
-        reserve = self.budget_s * SAFETY_FRACTION + val_s + self.overhead_s
+        reserve = self.budget_s * SAFETY_FRACTION + val_s + self.overhead_s + self.final_s
         return self.remaining() <= reserve
 
     def record_step(self, seconds: float, global_step: int) -> None:
@@ -128,7 +129,7 @@ class TimeBudget:
             self.val_estimate_s = val_estimate_s
         in_epoch = epoch_progress * self.steps_per_epoch * self.step_s
         return plan_epochs(
-            self.budget_s,
+            self.budget_s - self.final_s,
             self.elapsed() - in_epoch,
             epochs_done,
             self.step_s,

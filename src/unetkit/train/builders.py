@@ -37,6 +37,15 @@ def resolve_model_config(config: Config, data: TrainData) -> Config:
     return config.model_copy(update={"model": model.model_copy(update=updates)})
 
 
+def resolve_data_config(config: Config, data: TrainData) -> Config:
+    """``data.image_offset: auto`` -> the offset measured on the training cases (so checkpoints
+    and run folders record what prediction must apply)."""
+    if config.data.image_offset != "auto":
+        return config
+    return config.model_copy(update={"data": config.data.model_copy(
+        update={"image_offset": data.image_offset})})
+
+
 def build_network(config: Config) -> torch.nn.Module:
     """The network the config describes (deep supervision as configured)."""
     from unetkit.nn import build_model
@@ -108,7 +117,8 @@ def build_augmenter(config: Config) -> Any:
         return None
     from unetkit.data.augment import Augmenter
 
-    return Augmenter(config.data.augment, config.model.spatial_dims)
+    augment = config.data.augment
+    return Augmenter(augment, config.model.spatial_dims, padding_mode=augment.padding_mode)
 
 
 def augment_generator(device: torch.device, seed: int, epoch: int, rank: int) -> torch.Generator:

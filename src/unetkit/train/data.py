@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from unetkit.config import Config
+from unetkit.data.offset import estimate_offset, shift_image
 from unetkit.train.splits import make_split
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class TrainData:
     normalization: dict[str, Any]
     in_channels: int
     spacings: list[tuple[float, ...]] = field(default_factory=list)
+    image_offset: list[float] | None = None  # applied to every image above (data.image_offset)
 
 
 def run_doctor(data_dir: Path, labels: dict[int, str] | None) -> None:
@@ -136,6 +138,9 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         io_log.setLevel(level)
     images = {cid: item[0].astype(np.float32, copy=False) for cid, item in loaded.items()}
     masks = {cid: item[1].astype(np.int64, copy=False) for cid, item in loaded.items()}
+    offset = resolve_offset(d.image_offset, [images[c] for c in train_ids],
+                            [masks[c] for c in train_ids])
+    images = {cid: shift_image(img, offset) for cid, img in images.items()}
     declared = config.data.labels or read_dataset_json(data_dir)[0]
     labels = label_names(declared, [masks[c] for c in train_ids])
     stored: dict[int, int] = {}
@@ -157,5 +162,13 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         val_images=[norm[c] for c in val_ids], val_masks=[masks[c] for c in val_ids],
         labels=labels, mask_values=dict(sorted(mask_values.items())),
         normalization=normalizer.state_dict(), in_channels=int(images[train_ids[0]].shape[0]),
-        spacings=[tuple(loaded[c][2].spacing) for c in train_ids],
+        spacings=[tuple(loaded[c][2].spacing) for c in train_ids], image_offset=offset,
     )
+
+
+def resolve_offset(setting: list[float] | str | None, images: list[np.ndarray],
+                   masks: list[np.ndarray]) -> list[float] | None:
+    """``data.image_offset`` as numbers: measured on the training cases when ``auto``."""
+    if setting == "auto":
+        return estimate_offset(images, masks)
+    return None if setting is None else [float(v) for v in setting]

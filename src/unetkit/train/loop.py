@@ -23,6 +23,7 @@ import torch
 from unetkit.config import Config, config_from_dict, parse_duration
 from unetkit.train import builders
 from unetkit.train.budget import TimeBudget, format_seconds
+from unetkit.train.calibrate import calibrate_run, calibration_estimate_s, check_calibration
 from unetkit.train.checkpoint import load_checkpoint, save_checkpoint
 from unetkit.train.data import TrainData, prepare_data
 from unetkit.train.device import autocast, to_memory_format
@@ -49,6 +50,7 @@ class TrainResult:
     stopped: str  # "completed", "early_stopping", "time_budget"
     history: list[dict[str, Any]] = field(default_factory=list)
     model: torch.nn.Module | None = None  # the trained network (last weights, eval mode)
+    calibration: dict[str, Any] | None = None  # infer.threshold auto: what best.pt got
 
 
 def train_step(run: Run, image: torch.Tensor, mask: torch.Tensor) -> float:
@@ -138,6 +140,7 @@ def _budget_tick(run: Run) -> None:
     """
     budget = run.budget
     budget.val_estimate_s = _val_estimate(run)
+    budget.final_s = calibration_estimate_s(run, budget.step_s or 0.0)
     planned = None
     if budget.ready() and budget.timed_steps >= FIRST_PLAN_STEPS:
         progress = run.step_in_epoch / run.config.train.steps_per_epoch
@@ -288,17 +291,20 @@ def fit(
     if config is None or data_dir is None:
         raise ValueError("fit: a config and a data folder are needed unless resuming")
     run = set_up_run(config, data_dir, out_dir, checkpoint, check_data, data, prepare_data)
+    check_calibration(run.config, run.data.labels)
     if run.config.train.time_budget:
         budget_s = parse_duration(run.config.train.time_budget)
         spent = checkpoint["training"]["elapsed_s"] if checkpoint else 0.0
         run.budget = TimeBudget(budget_s, run.config.train.steps_per_epoch,
                                 run.config.train.val_every, start=time.monotonic() - spent)
+    calibration = None
     try:
         while run.epoch < run.planned_epochs:
             started = time.monotonic()
             train_loss = train_one_epoch(run, on_step)
             if end_of_epoch(run, train_loss, time.monotonic() - started):
                 break
+        calibration = calibrate_run(run)
     except KeyboardInterrupt:
         save(run, "last.pt")
         log.warning("interrupted at step %d; resume with --resume %s", run.step, run.run_dir)
@@ -307,7 +313,7 @@ def fit(
         run.close()
         cleanup(run.info)
     return TrainResult(run.run_dir, run.epoch, run.step, run.best_metric, run.best_epoch,
-                       run.stopped, run.history, unwrap(run.model).eval())
+                       run.stopped, run.history, unwrap(run.model).eval(), calibration)
 
 
 def _resumed_config(checkpoint: dict[str, Any], config: Config | None) -> Config:

@@ -143,7 +143,7 @@ def set_up_run(
     seed_everything(config.train.seed + info.rank)
     if data is None:
         data = prepare(config, data_dir, check=check_data)
-    config = builders.resolve_model_config(config, data)
+    config = builders.resolve_data_config(builders.resolve_model_config(config, data), data)
     plan = resolve_precision(config.train.precision, config.train.channels_last, device)
     model = builders.build_network(config).to(device)
     model_to_memory_format(model, plan, config.model.spatial_dims)

@@ -1,0 +1,36 @@
+"""infer.threshold auto at the end of training: best.pt calibrated, stored, used by predict."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unetkit.infer.predictor import Predictor
+from unetkit.train.checkpoint import load_checkpoint
+from unetkit.train.loop import fit
+
+
+@pytest.mark.slow
+def test_training_with_auto_threshold_calibrates_best_checkpoint(tmp_path, disks, tiny_config):
+    data = disks(tmp_path / "data", n_cases=4)
+    config = tiny_config("infer.threshold=auto", "data.val_fraction=0",
+                              "train.loss.name=dice_bce", "infer.tta_axes=[1]")
+    result = fit(config, data, tmp_path / "run")
+    record = result.calibration
+    assert record is not None and record["source"] == "training" and record["images"] == 4
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["calibration"] == record
+    assert best["config"]["infer"]["threshold"] == record["threshold"]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["calibration"] == record
+    assert json.loads((tmp_path / "run" / "calibration.json").read_text()) == record
+    assert record["score"] == pytest.approx(max(record["curve"].values()), abs=1e-5)
+    predictor = Predictor.from_checkpoint(tmp_path / "run" / "best.pt", device="cpu")
+    assert predictor.infer.threshold == record["threshold"]
+
+
+def test_auto_threshold_refuses_multiclass_data_before_training(tmp_path, disks, tiny_config):
+    data = disks(tmp_path / "data", n_cases=3)
+    config = tiny_config("infer.threshold=auto", "data.labels={0: bg, 1: a, 2: b}")
+    with pytest.raises(ValueError, match="infer.threshold: auto needs two labels"):
+        fit(config, data, tmp_path / "run")
