@@ -49,3 +49,23 @@ def test_auto_offset_is_measured_stored_and_applied(tmp_path, tiny_config):
                                plain.predict(shift_image(image, offset)).probabilities, atol=1e-5)
     assert not np.allclose(plain.predict(image).probabilities,
                            shifted.predict(image).probabilities, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_in_run_calibration_sees_what_predict_sees(tmp_path, tiny_config):
+    """The end-of-run calibration (on the run's aligned, normalised arrays) and ``unetkit
+    calibrate`` (on the files, through the predictor) compute the same curve."""
+    import shutil
+
+    from unetkit.infer.calibration import calibrate_checkpoint
+
+    data = offset_disks(tmp_path / "data")
+    config = tiny_config("data.image_offset=auto", "data.patch_size=[48, 48]",
+                         "data.val_fraction=0", "infer.threshold=auto", "infer.tta_axes=[0, 1]")
+    record = fit(config, data, tmp_path / "run").calibration
+    copy = tmp_path / "copy.pt"
+    shutil.copy(tmp_path / "run" / "best.pt", copy)
+    again = calibrate_checkpoint(copy, data, device="cpu")
+    assert again.threshold == record["threshold"]
+    for key, value in record["curve"].items():
+        assert again.curve[key] == pytest.approx(value, abs=1e-4)

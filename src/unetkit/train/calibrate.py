@@ -85,7 +85,7 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
     model = model_from_checkpoint(checkpoint)
     predictor = Predictor(torch_network(fuse_conv_bn(model), plan, run.device),
                           config=_probabilities_only(config), labels=run.data.labels,
-                          plan=plan, model=model)  # images are normalised already
+                          plan=plan, model=model)  # images are aligned and normalised already
     images, masks, source = calibration_cases(run)
     record = calibrate_threshold(predictor, images, masks, beta=config.infer.calibration_beta,
                                  source=source).as_dict()
@@ -99,10 +99,12 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
 
 
 def _probabilities_only(config: Config) -> Config:
-    """The config with no decision rule: calibration needs probabilities, not walls."""
+    """The config for a predictor over the run's own arrays: no decision rule (calibration needs
+    probabilities, not walls) and no image offset (the arrays were resampled when loaded)."""
     infer = config.infer.model_copy(update={"threshold": None,
                                             "postprocess": PostprocessConfig()})
-    return config.model_copy(update={"infer": infer})
+    data = config.data.model_copy(update={"image_offset": None})
+    return config.model_copy(update={"infer": infer, "data": data})
 
 
 __all__ = ["calibrate_run", "calibration_cases", "calibration_estimate_s", "check_calibration"]
