@@ -112,12 +112,12 @@ def training_speed(run_dir: Path, batch_size: int) -> dict[str, float]:
 
 
 def _calibration_summary(run_dir: Path) -> dict | None:
-    """The threshold training calibrated (``infer.threshold: auto``), without its curve."""
-    path = run_dir / "calibration.json"
-    if not path.is_file():
-        return None
-    record = json.loads(path.read_text())
-    return {k: v for k, v in record.items() if k != "curve"}
+    """The threshold ``best.pt`` predicts with when calibrated (by training with
+    ``infer.threshold: auto`` or by ``--calibrate``), without its curve."""
+    from unetkit.train.checkpoint import load_checkpoint
+
+    record = load_checkpoint(run_dir / "best.pt").get("calibration")
+    return {k: v for k, v in record.items() if k != "curve"} if record else None
 
 
 def peer_speed(data_dir: Path, seconds: float, batch_size: int, patch: int) -> dict[str, dict]:
