@@ -101,7 +101,6 @@ class AugmentConfig(_Section):
         "patch: zeros (image 0 = the mean, mask = background), border, or reflection (mirrored "
         "content, as the U-Net paper extrapolated)")
 
-
     @field_validator("flip_axes")
     @classmethod
     def _axes_valid(cls, value: list[int] | None) -> list[int] | None:
@@ -236,7 +235,6 @@ class InferConfig(_Section):
         2048, gt=0, description="per forward and per accumulator; larger inputs are tiled and "
         "their labels written region by region")
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
-
 
     @field_validator("threshold")
     @classmethod

@@ -77,3 +77,11 @@ def test_aligned_pairs_measure_no_offset_after_shifting():
     mask = offset_mask(image, (0.7, 0.3))
     offset = estimate_offset([image[None]], [mask])
     assert case_offset(shift_image(image[None], offset), mask) == pytest.approx((0, 0), abs=0.12)
+
+
+def test_evenly_spaced_case_selection():
+    from unetkit.data.dataset import evenly_spaced
+
+    assert evenly_spaced(3, 16) == [0, 1, 2]
+    assert evenly_spaced(20, 5) == [0, 5, 10, 14, 19]  # linspace 0, 4.75, 9.5, 14.25, 19 rounded
+    assert evenly_spaced(20, 1) == [0]

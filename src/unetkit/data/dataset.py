@@ -170,6 +170,13 @@ def discover_cases(root: str | Path, require_masks: bool = True) -> list[Case]:
     return cases
 
 
+def evenly_spaced(count: int, limit: int) -> list[int]:
+    """At most ``limit`` indices spread evenly over ``range(count)`` (all when they fit)."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({int(i) for i in np.linspace(0, count - 1, limit).round()})
+
+
 def load_case(
     case: Case, labels: dict[int, str] | list[int] | None = None,
     palette: dict[tuple[int, int, int], int] | None = None,

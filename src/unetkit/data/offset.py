@@ -112,13 +112,11 @@ def shift_image(image: np.ndarray, offset: Sequence[float] | None) -> np.ndarray
 def folder_offsets(root: str, max_cases: int = 50) -> dict[str, tuple[float, ...]]:
     """``{case id: offset}`` for the image/mask pairs of a data folder (at most ``max_cases``,
     evenly spaced), as ``unetkit check --offset`` prints them."""
-    from unetkit.data.dataset import discover_cases, load_case
+    from unetkit.data.dataset import discover_cases, evenly_spaced, load_case
 
     cases = discover_cases(root)
-    if len(cases) > max_cases:
-        cases = [cases[int(i)] for i in np.linspace(0, len(cases) - 1, max_cases).round()]
     offsets = {}
-    for case in cases:
+    for case in (cases[i] for i in evenly_spaced(len(cases), max_cases)):
         image, mask, _ = load_case(case)
         if mask is not None:
             offsets[case.case_id] = case_offset(image, mask)

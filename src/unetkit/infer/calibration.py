@@ -24,8 +24,11 @@ from unetkit.metrics.threshold import DEFAULT_THRESHOLDS, best_threshold
 
 log = logging.getLogger(__name__)
 
-# What a predictor used for calibration must not do: decide (threshold) or draw walls.
-PROBABILITIES_ONLY = ("infer.threshold=null", "infer.postprocess.wall_seed_threshold=null")
+# What a predictor used for calibration must not do: decide (threshold), draw walls or clean
+# up labels; calibration reads its probabilities only.
+PROBABILITIES_ONLY = ("infer.threshold=null", "infer.postprocess.wall_seed_threshold=null",
+                      "infer.postprocess.keep_largest=false", "infer.postprocess.min_size=0",
+                      "infer.postprocess.fill_holes=false")
 
 
 @dataclass
@@ -88,13 +91,6 @@ def calibrate_threshold(predictor: Predictor, images: Sequence[np.ndarray],
     )
 
 
-def evenly_spaced(count: int, limit: int) -> list[int]:
-    """At most ``limit`` indices spread evenly over ``range(count)`` (all when they fit)."""
-    if count <= limit:
-        return list(range(count))
-    return sorted({int(round(i)) for i in np.linspace(0, count - 1, limit)})
-
-
 def store_calibration(path: str | Path, record: dict[str, Any]) -> None:
     """Write ``record`` into the checkpoint at ``path``: ``checkpoint["calibration"]`` and its
     threshold into ``config.infer.threshold`` (so every later prediction uses it)."""
@@ -113,7 +109,7 @@ def calibrate_checkpoint(path: str | Path, data_dir: str | Path, *, beta: float 
     ``beta`` and ``max_images`` default to the checkpoint's ``infer.calibration_beta`` /
     ``calibration_images``; the folder is read as ``unetkit.data`` reads training data.
     """
-    from unetkit.data.dataset import discover_cases, load_case
+    from unetkit.data.dataset import discover_cases, evenly_spaced, load_case
 
     predictor = Predictor.from_checkpoint(path, overrides=PROBABILITIES_ONLY, device=device)
     infer = predictor.infer

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from unetkit.config import Config, PostprocessConfig
+from unetkit.config import Config, apply_overrides
+from unetkit.data.dataset import evenly_spaced
 from unetkit.train.checkpoint import load_checkpoint, model_from_checkpoint
 from unetkit.train.device import resolve_precision
 
@@ -46,10 +47,8 @@ def calibration_cases(run: Run) -> tuple[list[np.ndarray], list[np.ndarray], str
         images, masks, source = data.val_images, data.val_masks, "validation"
     else:
         images, masks, source = data.train_images, data.train_masks, "training"
-    if len(images) > limit:
-        keep = np.unique(np.linspace(0, len(images) - 1, limit).round().astype(int))
-        images, masks = [images[i] for i in keep], [masks[i] for i in keep]
-    return list(images), list(masks), source
+    keep = evenly_spaced(len(images), limit)
+    return [images[i] for i in keep], [masks[i] for i in keep], source
 
 
 def calibration_estimate_s(run: Run, step_s: float) -> float:
@@ -75,7 +74,7 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
         log.warning("calibration skipped: %s was not written", best)
         return None
     # infer builds on train: imported here, when a finished run needs it
-    from unetkit.infer.calibration import calibrate_threshold, store_calibration
+    from unetkit.infer.calibration import PROBABILITIES_ONLY, calibrate_threshold, store_calibration
     from unetkit.infer.network import fuse_conv_bn, torch_network
     from unetkit.infer.predictor import Predictor
 
@@ -84,8 +83,10 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
     plan = resolve_precision(config.infer.precision, config.train.channels_last, run.device)
     model = model_from_checkpoint(checkpoint)
     predictor = Predictor(torch_network(fuse_conv_bn(model), plan, run.device),
-                          config=_probabilities_only(config), labels=run.data.labels,
-                          plan=plan, model=model)  # images are aligned and normalised already
+                          # the run's arrays were aligned (image_offset) when loaded
+                          config=apply_overrides(config, [*PROBABILITIES_ONLY,
+                                                          "data.image_offset=null"]),
+                          labels=run.data.labels, plan=plan, model=model)
     images, masks, source = calibration_cases(run)
     record = calibrate_threshold(predictor, images, masks, beta=config.infer.calibration_beta,
                                  source=source).as_dict()
@@ -96,15 +97,6 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
         store_calibration(last, record)
     (run.run_dir / "calibration.json").write_text(json.dumps(record, indent=2))
     return record
-
-
-def _probabilities_only(config: Config) -> Config:
-    """The config for a predictor over the run's own arrays: no decision rule (calibration needs
-    probabilities, not walls) and no image offset (the arrays were resampled when loaded)."""
-    infer = config.infer.model_copy(update={"threshold": None,
-                                            "postprocess": PostprocessConfig()})
-    data = config.data.model_copy(update={"image_offset": None})
-    return config.model_copy(update={"infer": infer, "data": data})
 
 
 __all__ = ["calibrate_run", "calibration_cases", "calibration_estimate_s", "check_calibration"]
