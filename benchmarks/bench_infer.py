@@ -35,8 +35,8 @@ from unetkit.config import Config, config_to_dict
 from unetkit.data.synthetic import make_cells
 from unetkit.infer.predictor import Predictor
 from unetkit.nn import build_model
-from unetkit.train.checkpoint import save_checkpoint
-from unetkit.train.device import cpu_has_fast_bf16
+from unetkit.runtime.checkpoint import save_checkpoint
+from unetkit.runtime.device import cpu_has_fast_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 1024
@@ -87,7 +87,8 @@ def run(repeats: int, train_steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = save_checkpoint({"config": config_to_dict(config), "model_state": model.state_dict(),
                                 "labels": {0: "background", 1: "membrane"},
-                                "normalization": {"scheme": "zscore"}}, Path(tmp) / "best.pt")
+                                "preprocessing": {"normalization": {"scheme": "zscore"}}},
+                               Path(tmp) / "best.pt")
         predictors = {
             "unetkit fp32": Predictor.from_checkpoint(ckpt, settings={"infer.precision": "fp32"}),
             "unetkit auto": Predictor.from_checkpoint(ckpt),

@@ -27,8 +27,7 @@ from torch import nn
 from unetkit.config import Config, LossConfig
 from unetkit.losses import build_loss
 from unetkit.nn import UNet
-from unetkit.train.builders import build_optimizer
-from unetkit.train.device import (
+from unetkit.runtime.device import (
     autocast,
     cpu_has_fast_bf16,
     model_to_memory_format,
@@ -36,6 +35,7 @@ from unetkit.train.device import (
     resolve_precision,
     to_memory_format,
 )
+from unetkit.train.builders import build_optimizer
 
 BATCH = (4, 1, 256, 256)
 

@@ -114,7 +114,7 @@ def training_speed(run_dir: Path, batch_size: int) -> dict[str, float]:
 def _calibration_summary(run_dir: Path) -> dict | None:
     """The threshold ``best.pt`` predicts with when calibrated (by training with
     ``infer.threshold: auto`` or by ``--calibrate``), without its curve."""
-    from unetkit.train.checkpoint import load_checkpoint
+    from unetkit.runtime.checkpoint import load_checkpoint
 
     record = load_checkpoint(run_dir / "best.pt").get("calibration")
     return {k: v for k, v in record.items() if k != "curve"} if record else None
@@ -186,22 +186,23 @@ def profile_step(data_dir: Path, config_path: Path, steps: int, overrides: list[
     import torch
 
     from unetkit.config import build_config
-    from unetkit.train import builders
-    from unetkit.train.data import prepare_data
-    from unetkit.train.device import (
+    from unetkit.runtime.checkpoint import build_model_from_config
+    from unetkit.runtime.device import (
         autocast,
         model_to_memory_format,
         resolve_precision,
         to_memory_format,
     )
-    from unetkit.train.distributed import DistInfo
+    from unetkit.runtime.distributed import DistInfo
+    from unetkit.train import builders
+    from unetkit.train.data import prepare_data
 
     config = build_config(config_path, {}, overrides)
     data = prepare_data(config, data_dir, check=False)
     config = builders.resolve_model_config(config, data)
     device = torch.device("cpu")
     plan = resolve_precision(config.train.precision, config.train.channels_last, device)
-    model = builders.build_network(config)
+    model = build_model_from_config(config)
     model_to_memory_format(model, plan, config.model.spatial_dims)
     optimizer, loss_fn = builders.build_optimizer(config, model), builders.build_loss_fn(config)
     sampler = builders.build_sampler(config, data, DistInfo())

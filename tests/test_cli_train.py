@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from unetkit.cli import app
-from unetkit.train.checkpoint import load_checkpoint
+from unetkit.runtime.checkpoint import load_checkpoint
 
 runner = CliRunner()
 TINY = ["--set", "model.base_width=4", "--set", "model.depth=2", "--set", "train.steps_per_epoch=2",
@@ -55,7 +55,7 @@ def test_train_resume_continues_to_more_epochs(tmp_path, cells):
     again = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "2", "-q"])
     assert again.exit_code == 0, again.output
     assert "2 epochs, 4 steps" in again.output
-    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    assert load_checkpoint(out / "last.pt")["training"]["epoch"] == 2
 
 
 def test_train_kfold_option(tmp_path, cells):

@@ -115,7 +115,7 @@ def run_demo(
     from unetkit.infer.files import collect_inputs, predict_files
     from unetkit.infer.predictor import Predictor
     from unetkit.report import write_html_report
-    from unetkit.train.loop import fit
+    from unetkit.train.fit import fit
 
     out = Path(out_dir)
     for stale in ("run", "predictions", "evaluation", "data"):

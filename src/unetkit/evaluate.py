@@ -13,8 +13,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,9 +102,8 @@ def evaluate_folders(
     loaded, failed = {}, [(key, "no prediction") for key in missing]
     for key, pred_path, gt_path in pairs:
         try:
-            with _quiet_io():
-                pred, _ = io.read_mask(pred_path)
-                gt, geometry = io.read_mask(gt_path)
+            pred, _ = io.read_mask(pred_path)
+            gt, geometry = io.read_mask(gt_path)
             pred, gt = _as_labels(pred), _as_labels(gt)
             if pred.shape != gt.shape:
                 raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ "
@@ -131,18 +129,6 @@ def evaluate_folders(
             overlays = _overlay_cases(result, loaded, images_dir)
             result.files["html"] = report(out, result, overlays)
     return result
-
-
-@contextmanager
-def _quiet_io() -> Iterator[None]:
-    """Silence the per-file '0/255 read as 0/1' warnings of ``io.read_mask`` (expected here)."""
-    logger = logging.getLogger(io.__name__)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _as_labels(mask: np.ndarray) -> np.ndarray:

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from unetkit.config import config_from_dict
-from unetkit.infer.network import fuse_conv_bn
-from unetkit.infer.onnx_backend import METADATA_KEY, onnx_network
+from unetkit.runtime.checkpoint import FORMAT_VERSION, load_checkpoint, model_from_checkpoint
+from unetkit.runtime.network import fuse_conv_bn
+from unetkit.runtime.onnx import METADATA_KEY, onnx_network
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,11 @@ class ExportResult:
 def metadata(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """JSON-safe inference metadata of a checkpoint (no weights, no training state)."""
     mask_values = checkpoint.get("mask_values") or {}
-    return {"format_version": checkpoint.get("format_version", 1),
+    return {"format_version": FORMAT_VERSION,
             "config": checkpoint["config"],
             "labels": {str(k): v for k, v in checkpoint["labels"].items()},
             "mask_values": {str(k): int(v) for k, v in mask_values.items()},
-            "normalization": checkpoint.get("normalization"),
+            "preprocessing": checkpoint.get("preprocessing"),
             "calibration": checkpoint.get("calibration")}
 
 
@@ -165,13 +166,11 @@ def export_checkpoint(
     Raises:
         ExportError: the exported model differs from PyTorch by more than ``tolerance``.
     """
-    from unetkit.train.checkpoint import load_checkpoint, model_from_checkpoint
-
     if fmt not in ("onnx", "torchscript"):
         raise ValueError(f"format must be 'onnx' or 'torchscript', got {fmt!r}")
     checkpoint = load_checkpoint(checkpoint_path)
     config = config_from_dict(checkpoint["config"], source=str(checkpoint_path))
-    model = model_from_checkpoint(checkpoint)
+    model = model_from_checkpoint(checkpoint, str(checkpoint_path))
     if hasattr(model, "deep_supervision"):
         model.deep_supervision = False
     fused = fuse_conv_bn(model)

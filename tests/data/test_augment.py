@@ -92,8 +92,8 @@ def test_image_and_mask_stay_aligned(dims, padding):
     image, _ = _smooth_batch(shape, seed=5, sigma=4.0)
     mask = (image[:, 0] > 0).long()
     image = torch.cat([image, torch.ones_like(image)], dim=1)  # channel 1 marks the inside
-    augmenter = Augmenter(_config(**SPATIAL, elastic_alpha=3.0, elastic_sigma=12.0), dims,
-                          padding_mode=padding)
+    augmenter = Augmenter(_config(**SPATIAL, elastic_alpha=3.0, elastic_sigma=12.0,
+                                  padding_mode=padding), dims)
     out, out_mask = augmenter(image, mask, torch.Generator().manual_seed(1))
     inside = out[:, 1] > 0.999  # sampled from inside the patch (zero padding blends at edges)
     assert inside.float().mean() > 0.5
@@ -308,8 +308,9 @@ def test_linear_mask_interpolation_keeps_edges_where_the_image_has_them(dims):
     spatial_on = dict(affine_prob=1.0, elastic_prob=1.0, elastic_alpha=2.0, elastic_sigma=10.0)
     results = {}
     for mode in ("linear", "nearest"):
-        augmenter = Augmenter(_config(**spatial_on, mask_interpolation=mode), dims,
-                              padding_mode="border")  # zeros would blend with the outside
+        # zeros would blend with the outside
+        augmenter = Augmenter(_config(**spatial_on, mask_interpolation=mode,
+                                      padding_mode="border"), dims)
         out, out_mask = augmenter(image, mask, torch.Generator().manual_seed(4))
         results[mode] = (out_mask == (out[:, 0] > 0.5).long()).float().mean().item()
         assert set(out_mask.unique().tolist()) <= {0, 1}

@@ -209,14 +209,15 @@ def test_unknown_and_corrupt_files_name_the_file(tmp_path):
         read_image(tmp_path / "missing.png")
 
 
-def test_read_mask_converts_0_255_with_warning(tmp_path, caplog):
+def test_read_mask_converts_0_255_and_says_so(tmp_path, caplog):
     mask = np.zeros((8, 9), np.uint8)
     mask[2:5, 3:7] = 255
     write_image(tmp_path / "m.png", mask[None])
-    with caplog.at_level(logging.WARNING, logger="unetkit.data.io"):
-        labels, _ = read_mask(tmp_path / "m.png")
+    with caplog.at_level(logging.DEBUG, logger="unetkit"):
+        labels, geometry = read_mask(tmp_path / "m.png")
     np.testing.assert_array_equal(labels, mask // 255)
-    assert "m.png" in caplog.text and "0/255" in caplog.text
+    assert geometry.extra["scaled_255"] is True  # the fact is returned ...
+    assert caplog.text == ""  # ... not logged: callers decide whether to warn
 
 
 def test_isbi_masks_load_as_0_1():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from unetkit.data.loader import make_patch_loader
-from unetkit.data.sampling import PatchSampler, extract_patch, iterate_whole, patch_start
+from unetkit.data.sampling import PatchSampler, extract_patch, patch_start
+from unetkit.train.builders import epoch_batches
 
 
 def _cases(n=3, shape=(40, 50), seed=0):
@@ -100,21 +100,18 @@ def test_state_dict_resume():
 def test_dataloader_with_workers_is_reproducible():
     images, masks = _cases()
     sampler = PatchSampler(images, masks, (8, 8), 2, seed=0, batches_per_epoch=5)
-    sampler.set_epoch(2)
-    first = [b[0] for b in make_patch_loader(sampler, num_workers=2)]
-    second = [b[0] for b in make_patch_loader(sampler, num_workers=2)]
+    first = [b[0] for b in epoch_batches(sampler, 2, num_workers=2)]
+    second = [b[0] for b in epoch_batches(sampler, 2, num_workers=2)]
     assert len(first) == 5 and len(sampler) == 5
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
     assert not torch.equal(first[0], first[1])  # the two workers draw different streams
 
 
-def test_3d_sampling_and_whole_iteration():
+def test_3d_sampling():
     images, masks = _cases(2, (10, 12, 9))
     sampler = PatchSampler(images, masks, (8, 8, 8), 2, seed=0)
     image, mask = next(iter(sampler))
     assert image.shape == (2, 2, 8, 8, 8) and mask.shape == (2, 8, 8, 8)
-    whole = list(iterate_whole(images, masks))
-    assert whole[0][0].shape == (1, 2, 10, 12, 9) and whole[1][1].shape == (1, 10, 12, 9)
 
 
 def test_invalid_arguments_are_named():

@@ -1,14 +1,12 @@
-"""Synthetic data sets (exact ground truth) and the caching loader."""
+"""Synthetic data sets (exact ground truth), checked by the doctor and loaded as cases."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from scipy import ndimage
 
-from unetkit.data.dataset import discover_cases
+from unetkit.data.dataset import discover_cases, load_case
 from unetkit.data.doctor import check_dataset
-from unetkit.data.loader import CaseDataset, load_cases
 from unetkit.data.normalization import Normalizer
 from unetkit.data.synthetic import make_blobs_3d, make_cells, write_cells_dataset
 
@@ -45,27 +43,15 @@ def test_blobs_3d():
     assert image[0][mask > 0].mean() > image[0][mask == 0].mean() + 0.2
 
 
-def test_written_dataset_passes_the_doctor_and_loads_cached(tmp_path, monkeypatch):
+def test_written_dataset_passes_the_doctor_and_loads(tmp_path):
     root = write_cells_dataset(tmp_path / "cells", n_cases=3, size=(48, 64), seed=2)
     report = check_dataset(root)
     assert report.ok, report.errors
     assert report.warnings == []
     cases = discover_cases(root)
-    dataset = CaseDataset(cases, labels=[0, 1], normalizer=Normalizer("zscore"))
-    assert dataset.cache
-    images, masks = load_cases(dataset, num_workers=2)
+    image, mask, _ = load_case(cases[1], labels=[0, 1])
     expected_image, expected_mask = make_cells((48, 64), seed=2 * 100_003 + 1)
-    np.testing.assert_array_equal(masks[1], expected_mask)
+    np.testing.assert_array_equal(mask, expected_mask)
     raw = np.round(expected_image * 255)
-    np.testing.assert_allclose(images[1], (raw - raw.mean()) / raw.std(), atol=1e-4)
-    # cached: a second read does not touch the disk
-    monkeypatch.setattr("unetkit.data.loader.load_case", lambda *a, **k: pytest.fail("disk"))
-    assert np.array_equal(dataset[1][1], masks[1])
-
-
-def test_cache_disabled_when_too_big(tmp_path):
-    root = write_cells_dataset(tmp_path / "cells", n_cases=2, size=(32, 32), seed=0)
-    dataset = CaseDataset(discover_cases(root), max_cache_bytes=100)
-    assert not dataset.cache
-    images, masks = load_cases(dataset)
-    assert len(images) == 2 and dataset._cache == {}
+    np.testing.assert_allclose(Normalizer("zscore")(image), (raw - raw.mean()) / raw.std(),
+                               atol=1e-4)

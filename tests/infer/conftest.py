@@ -10,7 +10,7 @@ import torch
 
 from unetkit.config import Config, config_to_dict
 from unetkit.nn import build_model
-from unetkit.train.checkpoint import save_checkpoint
+from unetkit.runtime.checkpoint import save_checkpoint
 
 
 def build_checkpoint(
@@ -47,7 +47,7 @@ def build_checkpoint(
         "config": config_to_dict(config),
         "model_state": model.state_dict(),
         "labels": labels,
-        "normalization": normalization or {"scheme": "zscore"},
+        "preprocessing": {"normalization": normalization or {"scheme": "zscore"}},
     }
     if mask_values is not None:
         checkpoint["mask_values"] = mask_values

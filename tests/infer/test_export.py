@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from unetkit.export import ExportError, export_checkpoint, verify
-from unetkit.infer.onnx_backend import read_metadata
 from unetkit.infer.predictor import Predictor
-from unetkit.train.checkpoint import load_checkpoint, model_from_checkpoint
+from unetkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
+from unetkit.runtime.onnx import read_metadata
 
 pytest.importorskip("onnxruntime")
 
@@ -46,7 +46,7 @@ def test_metadata_travels_and_onnx_predicts_like_pytorch(make_checkpoint, tmp_pa
     meta = read_metadata(onnx_path)
     assert meta["labels"] == {0: "background", 1: "c1"}
     assert meta["mask_values"] == {0: 0, 1: 255}
-    assert meta["normalization"]["stats"]["mean"] == [3.0]
+    assert meta["preprocessing"]["normalization"]["stats"]["mean"] == [3.0]
     image = np.random.default_rng(0).normal(3, 2, (1, 26, 19)).astype(np.float32)
     torch_pred = Predictor.from_checkpoint(path).predict(image)
     for predictor in (Predictor.from_onnx(onnx_path), Predictor.from_checkpoint(path,

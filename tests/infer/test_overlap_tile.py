@@ -7,7 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from unetkit.infer.overlap_tile import mirror_pad, overlap_tile_inference, tile_origins
+from unetkit.infer.overlap_tile import overlap_tile_inference, tile_origins
+from unetkit.nn.sizes import pad_spatial
+
+
+def mirror_pad(x, before, after):
+    return pad_spatial(x, before, after, "mirror")
 
 
 class ValidNet(nn.Module):

@@ -8,23 +8,25 @@ import torch
 
 from unetkit.config import InferConfig
 from unetkit.data.normalization import Normalizer
-from unetkit.infer.network import choose_window, fuse_conv_bn
-from unetkit.infer.overlap_tile import mirror_pad
 from unetkit.infer.predictor import Predictor
-from unetkit.train.checkpoint import load_checkpoint, model_from_checkpoint
+from unetkit.infer.tiling import plan_window
+from unetkit.nn.sizes import pad_spatial
+from unetkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
+from unetkit.runtime.network import fuse_conv_bn
 
 
 def reference(path, image: np.ndarray) -> torch.Tensor:
     """Independent whole-image prediction: normalise, mirror-pad to a multiple of 4, forward."""
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint)
-    x = torch.from_numpy(Normalizer.from_state_dict(checkpoint["normalization"])(image))[None]
+    state = checkpoint["preprocessing"]["normalization"]
+    x = torch.from_numpy(Normalizer.from_state_dict(state)(image))[None]
     spatial = x.shape[2:]
     target = [-(-n // 4) * 4 for n in spatial]
     before = [(t - n) // 2 for t, n in zip(target, spatial, strict=True)]
     after = [t - n - b for t, n, b in zip(target, spatial, before, strict=True)]
     with torch.no_grad():
-        logits = model(mirror_pad(x, before, after))
+        logits = model(pad_spatial(x, before, after, "mirror"))
     crop = tuple(slice(b, b + n) for b, n in zip(before, spatial, strict=True))
     return logits[(slice(None), slice(None), *crop)][0]
 
@@ -80,12 +82,18 @@ def test_tiled_and_region_strategies_agree(make_checkpoint) -> None:
     assert (whole.labels == full.labels).mean() > 0.9
 
 
-def test_choose_window_respects_budget() -> None:
-    assert choose_window((1024, 1024), 1024, 2048, 16) == (1024, 1024)
-    window = choose_window((1024, 1024), 1024, 300, 16)
-    assert window == (512, 512)
-    assert np.prod(window) * 1024 <= 300 * 2**20
-    assert choose_window((40, 24), 10**9, 1, 8) == (8, 8)  # cannot shrink further
+def test_plan_window_respects_budget() -> None:
+    whole = plan_window((1024, 1024), bytes_per_voxel=1024, out_channels=2, budget_mb=2048,
+                        multiple=16)
+    assert whole.window == (1024, 1024) and whole.whole
+    tiled = plan_window((1024, 1024), bytes_per_voxel=1024, out_channels=2, budget_mb=300,
+                        multiple=16)
+    assert tiled.tiles == (2, 2) and tiled.window[0] == tiled.window[1]  # even, square tiles
+    assert 512 < tiled.window[0] < 600 and tiled.estimate_bytes <= 300 * 2**20
+    smallest = plan_window((40, 24), bytes_per_voxel=10**9, out_channels=2, budget_mb=1,
+                           multiple=8)
+    # cannot shrink further: one multiple per tile plus the shared margin
+    assert smallest.window == (16, 16) and smallest.estimate_bytes > 2**20
 
 
 def test_tta_makes_prediction_flip_equivariant(make_checkpoint) -> None:

@@ -6,15 +6,24 @@ import pytest
 import torch
 from torch import nn
 
-from unetkit.infer.regions import decide_labels, sliding_window_labels
-from unetkit.infer.sliding_window import (
+from unetkit.infer.decision import decide as decide_labels
+from unetkit.infer.tta import mirror_tta
+from unetkit.infer.windows import (
     gaussian_importance,
-    mirror_tta,
-    pad_to_size,
     sliding_window_inference,
+    sliding_window_labels,
+    symmetric_pads,
     window_slices,
     window_starts,
 )
+from unetkit.nn.sizes import pad_spatial
+
+
+def pad_to_size(x: torch.Tensor, size: tuple[int, ...]) -> tuple[torch.Tensor, tuple]:
+    """Zero-pad ``x`` symmetrically up to ``size``; the crop back (as the windows do)."""
+    before, after = symmetric_pads(x.shape[2:], size)
+    crop = tuple(slice(b, b + n) for b, n in zip(before, x.shape[2:], strict=True))
+    return pad_spatial(x, before, after, "constant"), crop
 
 
 def conv_net(dims: int, cin: int = 1, cout: int = 3, seed: int = 0) -> nn.Module:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from unetkit.nn import MODELS, UNetPlusPlus, build_model, pad_to_valid
-from unetkit.train.device import cpu_has_fast_bf16
+from unetkit.runtime.device import cpu_has_fast_bf16
 
 # Odd sizes on purpose: every case goes through pad_to_valid and is cropped back.
 SIZES = {2: (23, 37), 3: (13, 16, 21)}

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from unetkit.infer.predictor import Predictor
-from unetkit.train.checkpoint import load_checkpoint
-from unetkit.train.loop import fit
+from unetkit.runtime.checkpoint import load_checkpoint
+from unetkit.train.fit import fit
 
 
 @pytest.mark.slow

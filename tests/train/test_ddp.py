@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from unetkit.config import Config, apply_overrides
-from unetkit.train.loop import fit
+from unetkit.train.fit import fit
 
 OVERRIDES = [
     "model.base_width=4", "model.depth=2", "model.norm=instance", "data.patch_size=[32, 32]",
@@ -62,7 +62,7 @@ def test_two_gloo_ranks_stay_identical_and_only_rank0_writes(tmp_path, disks):
     assert not (out / "run1").exists()
     assert info1["run_dir"] == "None"
     # the weights changed from their (rank-0 broadcast) initialisation
-    from unetkit.train.checkpoint import load_checkpoint
+    from unetkit.runtime.checkpoint import load_checkpoint
 
     saved = load_checkpoint(out / "run0" / "last.pt")["model_state"]
     for key in p0:

@@ -9,8 +9,8 @@ from scipy import ndimage
 
 from unetkit.data.offset import shift_image
 from unetkit.infer.predictor import Predictor
-from unetkit.train.checkpoint import load_checkpoint
-from unetkit.train.loop import fit
+from unetkit.runtime.checkpoint import load_checkpoint
+from unetkit.train.fit import fit
 
 
 def offset_disks(root, offset=(0.7, -0.4), n=3, size=48):

@@ -9,9 +9,9 @@ import torch
 import yaml
 
 from unetkit.config import load_config
-from unetkit.train.checkpoint import load_checkpoint, model_from_checkpoint
+from unetkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
 from unetkit.train.data import DataError
-from unetkit.train.loop import fit
+from unetkit.train.fit import fit
 from unetkit.train.run_dir import read_metrics
 from unetkit.train.schedule import lr_at
 
@@ -32,8 +32,8 @@ def test_overfits_tiny_set_within_bounded_steps(tmp_path, disks, tiny_config):
     assert result.best_metric > 0.95
     # best.pt holds the best epoch's weights and rebuilds into a working network
     best = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert best["best_metric"] == pytest.approx(result.best_metric)
-    assert best["epoch"] == result.best_epoch
+    assert best["training"]["best_metric"] == pytest.approx(result.best_metric)
+    assert best["training"]["epoch"] == result.best_epoch
     net = model_from_checkpoint(best)
     assert net(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
 
@@ -56,9 +56,9 @@ def test_run_directory_contents(tmp_path, disks_dir, tiny_config):
     last = load_checkpoint(run / "last.pt")
     assert last["mask_values"] == {0: 0, 1: 255}  # masks stored as 0/255
     assert last["labels"] == {0: "background", 1: "class1"}
-    assert last["normalization"]["scheme"] == "zscore"
-    assert last["epoch"] == 3 and last["step"] == 12
-    assert last["scheduler_state"]["total_steps"] == 12
+    assert last["preprocessing"]["normalization"]["scheme"] == "zscore"
+    assert last["training"]["epoch"] == 3 and last["training"]["step"] == 12
+    assert last["training"]["total_steps"] == 12
     assert set(last["rng"]) >= {"python", "numpy", "torch", "augment"}
     assert "Config" not in repr(type(last["config"]))  # a plain dict
     assert result.run_dir == run
@@ -79,7 +79,7 @@ def test_resume_after_keyboard_interrupt_is_exact(tmp_path, disks_dir, tiny_conf
     with pytest.raises(KeyboardInterrupt):
         fit(config, disks_dir, tmp_path / "cut", on_step=interrupt)
     saved = load_checkpoint(tmp_path / "cut" / "last.pt")
-    assert saved["step"] == 6 and saved["training"]["step_in_epoch"] == 2
+    assert saved["training"]["step"] == 6 and saved["training"]["step_in_epoch"] == 2
     result = fit(None, disks_dir, resume=tmp_path / "cut")
     assert result.steps == 12
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")["model_state"]
@@ -116,7 +116,7 @@ class StepClock:
 def test_time_budget_plans_epochs_and_ends_schedule(tmp_path, disks_dir, tiny_config,
                                                     monkeypatch):
     clock = StepClock(0.05)
-    for module in ("budget", "loop", "setup"):
+    for module in ("budget", "loop", "setup", "fit"):
         monkeypatch.setattr(f"unetkit.train.{module}.time", clock)
     config = tiny_config("train.time_budget=30s", "train.epochs=1000")
     lrs = []
@@ -124,7 +124,7 @@ def test_time_budget_plans_epochs_and_ends_schedule(tmp_path, disks_dir, tiny_co
     assert 3 <= result.epochs < 1000  # planned from the (fake) measured step time
     assert clock.now <= 30.0  # finished inside the budget, validation and saving included
     last = load_checkpoint(tmp_path / "run" / "last.pt")
-    total = last["scheduler_state"]["total_steps"]
+    total = last["training"]["total_steps"]
     assert result.steps == total == result.epochs * 4  # the schedule ran to its planned end
     # the plan is refined every epoch, so the last lr is near (not exactly at) the schedule's end
     assert lrs[-1] < 0.01 * 0.2

@@ -57,20 +57,19 @@ def test_lr_at_dispatch_and_errors():
 
 
 def test_replanned_budget_never_raises_the_learning_rate():
-    from types import SimpleNamespace
-
     from unetkit.config import Config
+    from unetkit.runtime.checkpoint import TrainingState
     from unetkit.train.loop import scheduled_lr
 
-    config = Config().model_copy(update={})
-    run = SimpleNamespace(config=config, step=0, total_steps=100, warmup_steps=2, lr=0.0)
+    config = Config()
+    state = TrainingState(step=0, total_steps=100, warmup_steps=2, lr=0.0)
     seen = []
     for step in range(150):
-        run.step = step
+        state.step = step
         if step == 30:
-            run.total_steps = 300  # the budget re-plan finds time for 3x the iterations
-        run.lr = scheduled_lr(run)
-        seen.append(run.lr)
+            state.total_steps = 300  # the budget re-plan finds time for 3x the iterations
+        state.lr = scheduled_lr(config.train, state)
+        seen.append(state.lr)
     assert seen[0] < seen[1] < seen[2]  # warm-up still rises
     assert all(b <= a for a, b in zip(seen[2:], seen[3:], strict=False))
     assert seen[30] == seen[29]  # held, not raised to poly(30 / 300)

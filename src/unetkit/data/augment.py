@@ -58,19 +58,22 @@ class Augmenter:
 
     Args:
         config: probabilities and ranges (``data.augment``); ``enabled=False`` makes it a no-op.
+            Its ``padding_mode`` is the ``grid_sample`` padding where a transform looks outside
+            the patch: ``zeros`` (default, as nnU-Net: image 0 = the mean after z-scoring, mask
+            0 = background), ``border``, or ``reflection`` (mirrors; about twice as slow).
         spatial_dims: 2 or 3.
-        padding_mode: ``grid_sample`` padding where a transform looks outside the patch:
-            ``zeros`` (default, as nnU-Net: image 0 = the mean after z-scoring, mask 0 =
-            background), ``border``, or ``reflection`` (mirrors; about twice as slow).
     """
 
-    def __init__(self, config: AugmentConfig | None = None, spatial_dims: int = 2,
-                 padding_mode: str = "zeros"):
+    def __init__(self, config: AugmentConfig | None = None, spatial_dims: int = 2):
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         self.config = config or AugmentConfig()
         self.spatial_dims = spatial_dims
-        self.padding_mode = padding_mode
+
+    @property
+    def padding_mode(self) -> str:
+        """What geometric transforms show outside the patch (``config.padding_mode``)."""
+        return self.config.padding_mode
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None,
                  generator: torch.Generator | None = None

@@ -214,13 +214,3 @@ def load_case(
             raise DatasetError(f"{case.mask_path}: mask values {extra} are not among the labels "
                                f"{sorted(int(v) for v in labels)}")
     return image, mask, geometry
-
-
-def check_dataset(
-    root: str | Path, labels: dict[int, str] | list[int] | None = None,
-    palette: dict[tuple[int, int, int], int] | None = None,
-):  # noqa: ANN201 - returns doctor.DoctorReport (imported lazily: doctor imports this module)
-    """Validate a data folder; see ``unetkit.data.doctor.check_dataset``."""
-    from unetkit.data.doctor import check_dataset as _check
-
-    return _check(root, labels=labels, palette=palette)

@@ -9,9 +9,6 @@ that look suspicious (lossy JPEG masks, masks without foreground).
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,18 +60,6 @@ def _fmt_tuple(values: tuple[float, ...]) -> str:
     return "x".join(f"{v:g}" for v in values)
 
 
-@contextlib.contextmanager
-def _quiet_io() -> Iterator[None]:
-    """The report already names each conversion; keep io's own warnings out of the console."""
-    io_logger = logging.getLogger("unetkit.data.io")
-    level = io_logger.level
-    io_logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        io_logger.setLevel(level)
-
-
 def check_dataset(
     root: str | Path, labels: dict[int, str] | list[int] | None = None,
     palette: dict[tuple[int, int, int], int] | None = None,
@@ -104,11 +89,10 @@ def check_dataset(
     for path in scan.ignored:
         report.warnings.append(f"{path}: not a supported image file; ignored")
     records = []
-    with _quiet_io():
-        for case in scan.cases:
-            record = _check_case(case, declared_set, palette, report)
-            if record is not None:
-                records.append(record)
+    for case in scan.cases:
+        record = _check_case(case, declared_set, palette, report)
+        if record is not None:
+            records.append(record)
     if not scan.cases:
         report.errors.append(f"{root}: empty data set (no image files in {scan.image_dir})")
     _check_consistency(records, declared_set, report)

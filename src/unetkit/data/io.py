@@ -8,21 +8,19 @@ Conventions (``docs/data.md``):
   transposed to the same ``(X, Y, Z)`` order so that ``Geometry.spacing[i]`` belongs to array axis
   ``i`` for every format.  Affines are voxel -> RAS+ world (nibabel's convention).
 * ``read_mask`` returns ``(*spatial)`` integers.  A binary mask stored as {0, 255} is converted to
-  {0, 1} with a logged warning.  RGB masks are mapped through ``palette`` or rejected.
+  {0, 1}; the returned geometry says so (``extra["scaled_255"]``: callers decide whether to
+  warn).  RGB masks are mapped through ``palette`` or rejected.
 * No tensors here and no augmentation; DICOM/NRRD/MHA live in ``io_medical`` (optional extras).
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from unetkit.data import io_formats, io_medical
 from unetkit.data.geometry import Geometry, ImageFormatError, split_suffix
-
-logger = logging.getLogger(__name__)
 
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -82,7 +80,8 @@ def read_mask(
 ) -> tuple[np.ndarray, Geometry]:
     """Read a label mask as an integer array ``(*spatial)``.
 
-    A {0, 255} mask becomes {0, 1} (logged warning).  A palette PNG gives its palette indices.
+    A {0, 255} mask becomes {0, 1} (``geometry.extra["scaled_255"]`` is set).  A palette PNG
+    gives its palette indices.
     A colour mask needs ``palette`` (RGB tuple -> label); a grey mask stored as RGB is accepted.
 
     Raises:
@@ -103,7 +102,6 @@ def read_mask(
     labels = _as_integer_labels(array, path)
     values = np.unique(labels)
     if values.size == 2 and values[0] == 0 and values[1] == 255:
-        logger.warning("%s: binary mask stored as 0/255; read as labels 0/1", path)
         labels = (labels == 255).astype(np.uint8)
         geometry.extra["scaled_255"] = True
     return labels, geometry

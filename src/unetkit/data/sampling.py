@@ -1,9 +1,10 @@
-"""Random patch sampling with foreground oversampling, and whole-image iteration for validation.
+"""Random patch sampling with foreground oversampling.
 
 A ``PatchSampler`` is an ``IterableDataset`` of ready batches: use it directly
 (``for image, mask in sampler``) or in a ``DataLoader(sampler, batch_size=None, num_workers=n)``
-(``loader.make_patch_loader``).  Its random stream depends only on ``(seed, epoch, rank, worker)``,
-so ``set_epoch`` makes an epoch reproducible and a resumed run draws the same batches.
+(as ``unetkit.train.builders.epoch_batches`` does).  Its random stream depends only on
+``(seed, epoch, rank, worker)``, so ``set_epoch`` makes an epoch reproducible and a resumed run
+draws the same batches.
 """
 
 from __future__ import annotations
@@ -165,13 +166,3 @@ class PatchSampler(IterableDataset):
         if self.batches_per_epoch is None:
             raise TypeError("an endless PatchSampler has no length (set batches_per_epoch)")
         return self.batches_per_epoch
-
-
-def iterate_whole(
-    images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None]
-) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Validation: every case whole, as ``(1, C, *spatial) float32, (1, *spatial) int64``."""
-    for image, mask in zip(images, masks, strict=False):
-        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
-        target = None if mask is None else torch.from_numpy(mask.astype(np.int64))[None]
-        yield tensor, target

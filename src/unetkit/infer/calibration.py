@@ -19,16 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from unetkit.infer.decision import foreground_probability
 from unetkit.infer.predictor import Predictor
 from unetkit.metrics.threshold import DEFAULT_THRESHOLDS, best_threshold
 
 log = logging.getLogger(__name__)
-
-# What a predictor used for calibration must not do: decide (threshold), draw walls or clean
-# up labels; calibration reads its probabilities only.
-PROBABILITIES_ONLY = ("infer.threshold=null", "infer.postprocess.wall_seed_threshold=null",
-                      "infer.postprocess.keep_largest=false", "infer.postprocess.min_size=0",
-                      "infer.postprocess.fill_holes=false")
 
 
 @dataclass
@@ -47,38 +42,48 @@ class Calibration:
         return asdict(self)
 
 
-def foreground_probabilities(predictor: Predictor, images: Sequence[np.ndarray]
-                             ) -> list[np.ndarray]:
-    """Foreground probability ``(*spatial)`` of each image as ``predictor`` computes it."""
+def foreground_probabilities(predictor: Predictor, images: Sequence[np.ndarray],
+                             preprocessed: bool = False) -> list[np.ndarray]:
+    """Foreground probability ``(*spatial)`` of each image as ``predictor`` computes it.
+
+    Args:
+        predictor: a two-class predictor.
+        images: raw ``(C, *spatial)`` images, or network inputs when ``preprocessed``
+            (training's arrays): then only ``predict_logits`` runs.
+        preprocessed: the images went through the predictor's preprocessing already.
+    """
     if len(predictor.labels) != 2:
         raise ValueError(f"threshold calibration needs a two-class model; this one has "
                          f"{len(predictor.labels)} labels")
     maps = []
     for image in images:
-        prediction = predictor.predict(image)
-        if prediction.probabilities is None:
-            raise ValueError("threshold calibration needs probabilities; raise "
-                             "infer.memory_budget_mb so whole-image scores fit")
-        maps.append(prediction.probabilities[1])
+        if preprocessed:
+            logits = predictor.predict_logits(image)
+        else:
+            x, record = predictor.preprocess(image)
+            logits = predictor.restore(predictor.predict_logits(x), record)
+        maps.append(foreground_probability(logits).cpu().numpy())
     return maps
 
 
 def calibrate_threshold(predictor: Predictor, images: Sequence[np.ndarray],
                         masks: Sequence[np.ndarray], *, beta: float = 1.0, source: str = "training",
-                        thresholds: np.ndarray = DEFAULT_THRESHOLDS) -> Calibration:
+                        thresholds: np.ndarray = DEFAULT_THRESHOLDS,
+                        preprocessed: bool = False) -> Calibration:
     """The threshold with the best mean F-beta of ``predictor`` over ``images``.
 
     Args:
-        predictor: a two-class predictor (its own threshold is not used).
-        images: ``(C, *spatial)`` arrays as the predictor takes them.
+        predictor: a two-class predictor (its own threshold and post-processing are not used).
+        images: raw ``(C, *spatial)`` images, or network inputs when ``preprocessed``.
         masks: ``(*spatial)`` label maps; foreground = label 1 (nonzero).
         beta: F-beta's beta (1: Dice).
         source: where the images come from, for the record.
         thresholds: the increasing grid searched.
+        preprocessed: see ``foreground_probabilities``.
     """
     if len(images) != len(masks) or not images:
         raise ValueError("threshold calibration needs at least one image and one mask per image")
-    maps = foreground_probabilities(predictor, images)
+    maps = foreground_probabilities(predictor, images, preprocessed)
     truths = [np.asarray(mask) > 0 for mask in masks]
     threshold, score, curve = best_threshold(maps, truths, thresholds, beta)
     log.info("calibration: threshold %.2f (mean F%.2g %.4f on %d %s images; 0.50: %.4f)",
@@ -94,7 +99,7 @@ def calibrate_threshold(predictor: Predictor, images: Sequence[np.ndarray],
 def store_calibration(path: str | Path, record: dict[str, Any]) -> None:
     """Write ``record`` into the checkpoint at ``path``: ``checkpoint["calibration"]`` and its
     threshold into ``config.infer.threshold`` (so every later prediction uses it)."""
-    from unetkit.train.checkpoint import load_checkpoint, save_checkpoint
+    from unetkit.runtime.checkpoint import load_checkpoint, save_checkpoint
 
     checkpoint = load_checkpoint(path)
     checkpoint["calibration"] = record
@@ -111,7 +116,9 @@ def calibrate_checkpoint(path: str | Path, data_dir: str | Path, *, beta: float 
     """
     from unetkit.data.dataset import discover_cases, evenly_spaced, load_case
 
-    predictor = Predictor.from_checkpoint(path, overrides=PROBABILITIES_ONLY, device=device)
+    # the stored threshold is what is being replaced: not resolved (nor warned about) here
+    predictor = Predictor.from_checkpoint(path, overrides=["infer.threshold=null"],
+                                          device=device)
     infer = predictor.infer
     cases = discover_cases(data_dir)
     if not cases:

@@ -19,28 +19,9 @@ from collections.abc import Sequence
 
 import torch
 
-from unetkit.infer.sliding_window import Network, Progress, _batches
-
-
-def mirror_pad(x: torch.Tensor, before: Sequence[int], after: Sequence[int]) -> torch.Tensor:
-    """Extend the spatial axes of ``x`` (B, C, *spatial) by mirroring, for any pad length.
-
-    The border voxel is not repeated (numpy's ``"reflect"``); pads longer than the axis keep
-    reflecting back and forth.
-    """
-    for axis, (b, a) in enumerate(zip(before, after, strict=True)):
-        n = x.shape[axis + 2]
-        if b == 0 and a == 0:
-            continue
-        index = torch.arange(-b, n + a, device=x.device)
-        if n == 1:
-            index = torch.zeros_like(index)
-        else:
-            period = 2 * (n - 1)
-            index = index.remainder(period)
-            index = torch.where(index >= n, period - index, index)
-        x = x.index_select(axis + 2, index)
-    return x
+from unetkit.infer.windows import Progress
+from unetkit.nn.sizes import pad_spatial
+from unetkit.runtime.network import Network
 
 
 def _box(origin: Sequence[int], size: Sequence[int]) -> tuple[slice, ...]:
@@ -89,11 +70,12 @@ def overlap_tile_inference(
     origins = [tile_origins(n, o, s) for n, o, s in zip(spatial, out_tile, steps, strict=True)]
     extent = [og[-1] + o for og, o in zip(origins, out_tile, strict=True)]
     after = [e - n + m for e, n, m in zip(extent, spatial, margin, strict=True)]
-    padded = mirror_pad(x, margin, after)
+    padded = pad_spatial(x, margin, after, "mirror")
     tiles = list(itertools.product(*origins))
     result = None
     done = 0
-    for group in _batches(tiles, batch_size):
+    for index in range(0, len(tiles), batch_size):
+        group = tiles[index:index + batch_size]
         inputs = [padded[(slice(None), slice(None), *_box(origin, tile))] for origin in group]
         out = network(torch.cat(inputs)).float()
         if tuple(out.shape[2:]) != out_tile:

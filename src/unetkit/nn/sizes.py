@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 PAD_MODES = ("reflect", "replicate", "constant")
+SPATIAL_PAD_MODES = ("mirror", "replicate", "constant")
 _SEARCH_LIMIT = 1 << 16
 
 
@@ -201,12 +202,47 @@ def pad_to_valid(
                 f"pad_to_valid: reflect padding of {max(pads[-1])} on an axis of size {n} is "
                 "impossible (must be smaller than the axis); use mode='constant' or 'replicate'"
             )
-    flat = [p for pair in reversed(pads) for p in pair]
-    if not any(flat):
-        return x, tuple(crop)
-    if mode == "constant":
-        return F.pad(x, flat, mode="constant", value=value), tuple(crop)
-    return F.pad(x, flat, mode=mode), tuple(crop)
+    fill = {"reflect": "mirror"}.get(mode, mode)
+    return pad_spatial(x, [b for b, _ in pads], [a for _, a in pads], fill, value), tuple(crop)
+
+
+def pad_spatial(x: torch.Tensor, before: Sequence[int], after: Sequence[int],
+                mode: str = "constant", value: float = 0.0) -> torch.Tensor:
+    """Pad the spatial axes of ``x`` ``(B, C, *spatial)``; the one padding routine of unetkit.
+
+    Modes: ``'mirror'`` reflects without repeating the border voxel (numpy's ``'reflect'``) for
+    any pad length (a pad longer than the axis keeps reflecting back and forth), ``'replicate'``
+    repeats the border voxel, ``'constant'`` fills with ``value``.
+
+    Returns:
+        ``(B, C, *(spatial + before + after))``; ``x`` itself when nothing is padded.
+    """
+    if mode not in SPATIAL_PAD_MODES:
+        raise ValueError(f"pad_spatial: mode must be one of {SPATIAL_PAD_MODES}, got {mode!r}")
+    before, after = [int(b) for b in before], [int(a) for a in after]
+    if len(before) != x.dim() - 2 or len(after) != x.dim() - 2:
+        raise ValueError(f"pad_spatial: {len(before)}/{len(after)} pads for {x.dim() - 2} "
+                         "spatial axes")
+    if not any(before) and not any(after):
+        return x
+    if mode != "mirror":
+        flat = [p for b, a in zip(reversed(before), reversed(after), strict=True) for p in (b, a)]
+        if mode == "constant":
+            return F.pad(x, flat, mode="constant", value=value)
+        return F.pad(x, flat, mode="replicate")
+    for axis, (b, a) in enumerate(zip(before, after, strict=True)):
+        n = x.shape[axis + 2]
+        if b == 0 and a == 0:
+            continue
+        index = torch.arange(-b, n + a, device=x.device)
+        if n == 1:
+            index = torch.zeros_like(index)
+        else:
+            period = 2 * (n - 1)
+            index = index.remainder(period)
+            index = torch.where(index >= n, period - index, index)
+        x = x.index_select(axis + 2, index)
+    return x
 
 
 def _smallest_covering(n: int, depth: int, padding: str) -> int:

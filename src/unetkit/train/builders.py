@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from unetkit.config import Config
+from unetkit.runtime.distributed import DistInfo
 from unetkit.train.data import TrainData
-from unetkit.train.distributed import DistInfo
 from unetkit.train.state import epoch_seed
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,6 @@ def resolve_data_config(config: Config, data: TrainData) -> Config:
         return config
     return config.model_copy(update={"data": config.data.model_copy(
         update={"image_offset": data.image_offset})})
-
-
-def build_network(config: Config) -> torch.nn.Module:
-    """The network the config describes (deep supervision as configured)."""
-    from unetkit.nn import build_model
-
-    return build_model(config.model.name, **config.model.build_options())
 
 
 def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -117,8 +110,7 @@ def build_augmenter(config: Config) -> Any:
         return None
     from unetkit.data.augment import Augmenter
 
-    augment = config.data.augment
-    return Augmenter(augment, config.model.spatial_dims, padding_mode=augment.padding_mode)
+    return Augmenter(config.data.augment, config.model.spatial_dims)
 
 
 def augment_generator(device: torch.device, seed: int, epoch: int, rank: int) -> torch.Generator:

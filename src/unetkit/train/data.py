@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from unetkit.config import Config
-from unetkit.data.offset import estimate_offset, shift_image
+from unetkit.data.preprocessing import Preprocessor
 from unetkit.train.splits import make_split
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class TrainData:
     val_masks: list[np.ndarray]
     labels: dict[int, str]
     mask_values: dict[int, int]
-    normalization: dict[str, Any]
+    preprocessing: dict[str, Any]  # Preprocessor.state_dict(): fitted statistics
     in_channels: int
     spacings: list[tuple[float, ...]] = field(default_factory=list)
     image_offset: list[float] | None = None  # applied to every image above (data.image_offset)
@@ -49,7 +49,7 @@ class TrainData:
 
 def run_doctor(data_dir: Path, labels: dict[int, str] | None) -> None:
     """Run the data doctor; raise ``DataError`` listing every error; log the warnings."""
-    from unetkit.data.dataset import check_dataset
+    from unetkit.data.doctor import check_dataset
 
     report = check_dataset(data_dir, labels=sorted(labels) if labels else None)
     for warning in report.warnings:
@@ -110,7 +110,6 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         DataError: the doctor found errors, or the split leaves no training case.
     """
     from unetkit.data.dataset import discover_cases, load_case, read_dataset_json
-    from unetkit.data.normalization import Normalizer
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -128,19 +127,9 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         raise DataError(str(error)) from None
     if not train_ids:
         raise DataError(f"--data {data_dir}: the split leaves no training case")
-    # The doctor already reported per-file conversions (e.g. 0/255 masks) in one warning.
-    io_log = logging.getLogger("unetkit.data.io")
-    level = io_log.level
-    io_log.setLevel(logging.ERROR)
-    try:
-        loaded = {cid: load_case(cases[cid]) for cid in train_ids + val_ids}
-    finally:
-        io_log.setLevel(level)
+    loaded = {cid: load_case(cases[cid]) for cid in train_ids + val_ids}
     images = {cid: item[0].astype(np.float32, copy=False) for cid, item in loaded.items()}
     masks = {cid: item[1].astype(np.int64, copy=False) for cid, item in loaded.items()}
-    offset = resolve_offset(d.image_offset, [images[c] for c in train_ids],
-                            [masks[c] for c in train_ids])
-    images = {cid: shift_image(img, offset) for cid, img in images.items()}
     declared = config.data.labels or read_dataset_json(data_dir)[0]
     labels = label_names(declared, [masks[c] for c in train_ids])
     stored: dict[int, int] = {}
@@ -151,24 +140,18 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
     if table is not None:
         masks = {cid: table[m] for cid, m in masks.items()}
     mask_values = {i: stored.get(v, v) for i, v in enumerate(sorted(labels_by_value))}
-    normalizer = Normalizer.from_config(d.normalization)
-    normalizer = normalizer.fit([images[c] for c in train_ids]) or normalizer
-    norm = {cid: np.asarray(normalizer(img), dtype=np.float32) for cid, img in images.items()}
+    preprocessor = Preprocessor.from_config(d).fit(
+        [images[c] for c in train_ids], [masks[c] for c in train_ids], d.image_offset)
+    prepared = {cid: preprocessor.preprocess(img)[0] for cid, img in images.items()}
+    masks = {cid: preprocessor.preprocess_mask(m) for cid, m in masks.items()}
     log.info("data: %d training and %d validation cases, labels %s",
              len(train_ids), len(val_ids), labels)
     return TrainData(
         train_ids=train_ids, val_ids=val_ids,
-        train_images=[norm[c] for c in train_ids], train_masks=[masks[c] for c in train_ids],
-        val_images=[norm[c] for c in val_ids], val_masks=[masks[c] for c in val_ids],
+        train_images=[prepared[c] for c in train_ids], train_masks=[masks[c] for c in train_ids],
+        val_images=[prepared[c] for c in val_ids], val_masks=[masks[c] for c in val_ids],
         labels=labels, mask_values=dict(sorted(mask_values.items())),
-        normalization=normalizer.state_dict(), in_channels=int(images[train_ids[0]].shape[0]),
-        spacings=[tuple(loaded[c][2].spacing) for c in train_ids], image_offset=offset,
+        preprocessing=preprocessor.state_dict(), in_channels=int(images[train_ids[0]].shape[0]),
+        spacings=[tuple(loaded[c][2].spacing) for c in train_ids],
+        image_offset=preprocessor.image_offset,
     )
-
-
-def resolve_offset(setting: list[float] | str | None, images: list[np.ndarray],
-                   masks: list[np.ndarray]) -> list[float] | None:
-    """``data.image_offset`` as numbers: measured on the training cases when ``auto``."""
-    if setting == "auto":
-        return estimate_offset(images, masks)
-    return None if setting is None else [float(v) for v in setting]

@@ -5,7 +5,7 @@ Layout of ``RUN/``::
     config.yaml        the full validated config of the run
     metrics.csv        one row per epoch: train loss, val loss, val Dice per class, lr, seconds
     train.log          the log of the run (also what the console shows)
-    last.pt, best.pt   checkpoints (``unetkit.train.checkpoint`` format)
+    last.pt, best.pt   checkpoints (``unetkit.runtime.checkpoint`` format)
     progress.png       training curves (like nnU-Net's progress.png)
     tensorboard/       optional TensorBoard events (``train.tensorboard: true``)
 

@@ -15,16 +15,17 @@ from typing import Any
 import torch
 
 from unetkit.config import Config
-from unetkit.train import builders
-from unetkit.train.budget import TimeBudget
-from unetkit.train.data import TrainData
-from unetkit.train.device import (
+from unetkit.runtime.checkpoint import TrainingState, build_model_from_config
+from unetkit.runtime.device import (
     PrecisionPlan,
     model_to_memory_format,
     pick_device,
     resolve_precision,
 )
-from unetkit.train.distributed import DistInfo, barrier, init_distributed, rank_device
+from unetkit.runtime.distributed import DistInfo, barrier, init_distributed, rank_device
+from unetkit.train import builders
+from unetkit.train.budget import TimeBudget
+from unetkit.train.data import TrainData
 from unetkit.train.run_dir import (
     MetricsLog,
     TensorBoardLog,
@@ -34,6 +35,7 @@ from unetkit.train.run_dir import (
     prepare_run_dir,
     read_metrics,
 )
+from unetkit.train.signals import StopSignals
 from unetkit.train.state import restore_rng, seed_everything
 
 log = logging.getLogger(__name__)
@@ -59,12 +61,15 @@ class RunLogs:
             self.draw()
 
     def draw(self) -> None:
-        """Write ``progress.png`` from metrics.csv."""
-        from unetkit.report import plot_training_curves
+        """Write ``progress.png`` from metrics.csv (a failure to draw never stops training)."""
+        from unetkit.train.curves import plot_training_curves
 
         rows = read_metrics(self.metrics.path)
         if rows:
-            plot_training_curves(rows, self.run_dir / "progress.png")
+            try:
+                plot_training_curves(rows, self.run_dir / "progress.png")
+            except Exception as error:  # matplotlib/font/disk problems: curves are optional
+                log.warning("progress.png not drawn: %s: %s", type(error).__name__, error)
         self._drawn = time.monotonic()
 
     def close(self) -> None:
@@ -97,20 +102,11 @@ class Run:
     run_dir: Path | None = None
     logs: RunLogs | None = None
     budget: TimeBudget | None = None
-    step: int = 0
+    state: TrainingState = field(default_factory=TrainingState)
     first_step: int = 0
-    epoch: int = 0
-    step_in_epoch: int = 0
-    loss_sum: float = 0.0
-    total_steps: int = 1
-    warmup_steps: int = 0
-    planned_epochs: int = 1
-    planned: bool = False
     budget_stop: bool = False
-    lr: float = 0.0
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    last_metrics: dict[str, Any] = field(default_factory=dict)
+    signals: StopSignals | None = None
+    stop_signal: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped: str = "completed"
     started: float = field(default_factory=time.monotonic)
@@ -145,7 +141,7 @@ def set_up_run(
         data = prepare(config, data_dir, check=check_data)
     config = builders.resolve_data_config(builders.resolve_model_config(config, data), data)
     plan = resolve_precision(config.train.precision, config.train.channels_last, device)
-    model = builders.build_network(config).to(device)
+    model = build_model_from_config(config).to(device)
     model_to_memory_format(model, plan, config.model.spatial_dims)
     optimizer = builders.build_optimizer(config, model)
     scaler = torch.amp.GradScaler(device.type) if plan.use_scaler else None
@@ -161,10 +157,9 @@ def set_up_run(
     )
     run.data_dir = Path(data_dir).resolve() if data_dir is not None else None
     t = config.train
-    run.planned_epochs = t.epochs
-    run.total_steps = t.epochs * t.steps_per_epoch
-    run.warmup_steps = t.warmup_epochs * t.steps_per_epoch
-    run.lr = t.lr
+    run.state = TrainingState(planned_epochs=t.epochs, total_steps=t.epochs * t.steps_per_epoch,
+                              warmup_steps=t.warmup_epochs * t.steps_per_epoch, lr=t.lr,
+                              data_dir=str(run.data_dir) if run.data_dir else None)
     if checkpoint is not None:
         _restore(run, checkpoint)
     if info.enabled:
@@ -177,7 +172,7 @@ def set_up_run(
                                       resume=checkpoint is not None)
         run.logs = RunLogs(run.run_dir, data.labels, t.tensorboard)
         if checkpoint is not None:
-            run.logs.metrics.truncate_after(run.epoch)
+            run.logs.metrics.truncate_after(run.state.epoch)
         log.info("training on %s (%s, %s, channels_last=%s, %d process(es)) into %s",
                  device, config.model.name, plan.name, plan.channels_last, info.world_size,
                  run.run_dir)
@@ -194,19 +189,12 @@ def _restore(run: Run, checkpoint: dict[str, Any]) -> None:
     run.optimizer.load_state_dict(checkpoint["optimizer_state"])
     if run.scaler is not None and checkpoint.get("scaler_state"):
         run.scaler.load_state_dict(checkpoint["scaler_state"])
-    progress = checkpoint["training"]
-    run.epoch, run.step = progress["epoch"], progress["step"]
-    run.first_step = run.step
-    run.step_in_epoch, run.loss_sum = progress["step_in_epoch"], progress["partial_loss"]
-    run.warmup_steps = progress["warmup_steps"]
-    run.lr = progress.get("lr", 0.0)  # the cap of ``scheduled_lr``
-    if run.config.train.time_budget is None:
-        run.planned_epochs = run.config.train.epochs
-        run.total_steps = run.planned_epochs * run.config.train.steps_per_epoch
-    else:
-        run.planned_epochs, run.total_steps = progress["planned_epochs"], progress["total_steps"]
-        run.planned = progress.get("planned", False)
-    run.best_metric, run.best_epoch = checkpoint.get("best_metric"), progress.get("best_epoch")
-    run.last_metrics = checkpoint.get("metrics", {})
-    run.elapsed_before = progress.get("elapsed_s", 0.0)
-    log.info("resuming at epoch %d, step %d", run.epoch, run.step)
+    stored = TrainingState.from_checkpoint(checkpoint)
+    if run.config.train.time_budget is None:  # the epochs may have been changed on resume
+        stored.planned_epochs = run.state.planned_epochs
+        stored.total_steps = run.state.total_steps
+    stored.data_dir = stored.data_dir or run.state.data_dir
+    run.state = stored
+    run.first_step = stored.step
+    run.elapsed_before = stored.elapsed_s
+    log.info("resuming at epoch %d, step %d", stored.epoch, stored.step)

@@ -1,9 +1,10 @@
-"""Training state that must survive an interruption: RNG states and the checkpoint dict.
+"""Random streams and model state that must survive an interruption.
 
-Exact resume needs the model, optimizer, GradScaler and schedule position, plus every random
-stream: Python's, NumPy's, torch's (CPU and CUDA) and the augmentation generator. The patch stream
-is a function of ``(seed, epoch, rank)`` (the sampler is re-seeded every epoch), so a run stopped
-in the middle of an epoch resumes by re-drawing and skipping the batches it already used.
+Exact resume needs the model, optimizer, GradScaler and schedule position (the checkpoint's
+``TrainingState``, ``unetkit.runtime.checkpoint``), plus every random stream: Python's, NumPy's,
+torch's (CPU and CUDA) and the augmentation generator. The patch stream is a function of
+``(seed, epoch, rank)`` (the sampler is re-seeded every epoch), so a run stopped in the middle of
+an epoch resumes by re-drawing and skipping the batches it already used.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from unetkit.config import Config, config_to_dict
 
 
 def seed_everything(seed: int) -> None:
@@ -31,9 +30,11 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 def capture_rng(generator: torch.Generator | None = None) -> dict[str, Any]:
     """Every random stream's state, as a picklable dict."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        # as plain values: checkpoints are loaded with weights_only (no NumPy objects)
+        "numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -45,8 +46,9 @@ def capture_rng(generator: torch.Generator | None = None) -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
     """Inverse of ``capture_rng``."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(_tuples(state["python"]))
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -64,43 +66,6 @@ def model_state_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in unwrap(model).state_dict().items()}
 
 
-def build_checkpoint(
-    *,
-    config: Config,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    labels: dict[int, str],
-    mask_values: dict[int, int],
-    normalization: dict[str, Any],
-    progress: dict[str, Any],
-    generator: torch.Generator | None,
-) -> dict[str, Any]:
-    """The plain dict written to ``last.pt`` / ``best.pt`` (see ``unetkit.train.checkpoint``).
-
-    ``progress`` carries the loop's position: ``epoch`` (completed epochs), ``step``,
-    ``step_in_epoch``, ``partial_loss``, ``total_steps``, ``warmup_steps``, ``metrics``,
-    ``best_metric``, ``best_epoch``, ``elapsed_s``, ``planned_epochs``.
-    """
-    return {
-        "config": config_to_dict(config),
-        "model_state": model_state_cpu(model),
-        "labels": dict(labels),
-        "mask_values": dict(mask_values),
-        "normalization": normalization,
-        "optimizer_state": optimizer.state_dict(),
-        "scheduler_state": {
-            "schedule": config.train.schedule,
-            "base_lr": config.train.lr,
-            "step": progress["step"],
-            "total_steps": progress["total_steps"],
-            "warmup_steps": progress["warmup_steps"],
-        },
-        "scaler_state": scaler.state_dict() if scaler is not None else None,
-        "epoch": progress["epoch"],
-        "step": progress["step"],
-        "rng": capture_rng(generator),
-        "metrics": progress.get("metrics", {}),
-        "best_metric": progress.get("best_metric"),
-        "training": {k: v for k, v in progress.items() if k not in ("metrics", "best_metric")},
-    }
+def _tuples(value: Any) -> Any:
+    """Lists back to the tuples ``random.setstate`` needs (a saved state may hold lists)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -1,8 +1,9 @@
-"""Validation on whole images: sliding-window inference, loss and Dice per class.
+"""Validation as prediction: the training network through the predictor's own stages.
 
-The network sees each validation image the way ``unetkit predict`` will: through
-``unetkit.infer.sliding_window_inference`` with the training's precision and memory format, the
-window being ``infer.window`` or, when unset, the training patch size.
+Each validation case (already preprocessed, as training loaded it) goes through
+``Predictor.predict_logits`` (same window choice, TTA, precision and BatchNorm folding as
+``unetkit predict``), ``decide`` and ``postprocess``, so the validation Dice is the Dice that
+``unetkit predict`` + ``unetkit evaluate`` give on the same images (tested).
 """
 
 from __future__ import annotations
@@ -14,15 +15,11 @@ import numpy as np
 import torch
 
 from unetkit.config import Config
-from unetkit.train.device import PrecisionPlan, autocast, to_memory_format
+from unetkit.infer.predictor import Predictor
+from unetkit.metrics import case_metrics
+from unetkit.runtime.device import PrecisionPlan
+from unetkit.runtime.network import fuse_conv_bn, torch_network
 from unetkit.train.state import unwrap
-
-
-def logits_to_labels(logits: torch.Tensor) -> torch.Tensor:
-    """``(B, C, *spatial)`` logits -> ``(B, *spatial)`` int64 labels (sigmoid > 0.5 when C == 1)."""
-    if logits.shape[1] == 1:
-        return (logits[:, 0] > 0).long()
-    return logits.argmax(dim=1)
 
 
 def mean_dice(per_case: list[dict[int, dict[str, float]]], labels: list[int]) -> dict[str, float]:
@@ -41,6 +38,16 @@ def mean_dice(per_case: list[dict[int, dict[str, float]]], labels: list[int]) ->
     return out
 
 
+def live_predictor(model: torch.nn.Module, config: Config, labels: dict[int, str],
+                   device: torch.device, plan: PrecisionPlan) -> Predictor:
+    """A predictor over a copy of the training network (eval mode, BatchNorm folded)."""
+    inference = config.model_copy(update={"infer": config.infer.model_copy(
+        update={"threshold": None if config.infer.threshold == "auto"
+                else config.infer.threshold})})
+    network = torch_network(fuse_conv_bn(unwrap(model)), plan, device)
+    return Predictor(network, config=inference, labels=labels, plan=plan)
+
+
 @torch.no_grad()
 def validate(
     model: torch.nn.Module,
@@ -50,47 +57,32 @@ def validate(
     config: Config,
     device: torch.device,
     plan: PrecisionPlan,
+    labels: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """Mean loss and Dice of ``model`` over whole validation images.
 
     Args:
-        model: the network (a DDP wrapper is unwrapped); put back in train mode afterwards.
-        images: normalised images, each ``(C, *spatial)`` float32.
+        model: the network (a DDP wrapper is unwrapped); it is copied, never switched to eval.
+        images: preprocessed images, each ``(C, *spatial)`` float32.
         masks: label maps, each ``(*spatial)`` int64 with values 0..K-1.
         loss_fn: loss on full-resolution logits (no deep-supervision wrapper).
-        config: the run's config (window, overlap, labels).
+        config: the run's config (``infer`` settings as ``unetkit predict`` will use them).
         device: where the network lives.
         plan: precision and memory format of the network.
+        labels: ``{index: name}`` of the classes (default: one per output channel).
 
     Returns:
         ``{"val_loss": float, "val_dice": float, "dice_<label>": float, ...}``, foreground only.
     """
-    from unetkit.infer.sliding_window import sliding_window_inference
-    from unetkit.metrics import case_metrics
-
-    net = unwrap(model)
-    deep_supervision = getattr(net, "deep_supervision", False)
-    net.deep_supervision = False
-    net.eval()
-
-    def network(x: torch.Tensor) -> torch.Tensor:
-        with autocast(plan, device):
-            return net(to_memory_format(x, plan)).float()
-
-    window = config.infer.window or config.data.patch_size
-    foreground = list(range(1, max(net.out_channels, 2)))
+    channels = max(unwrap(model).out_channels, 2)
+    labels = labels or {i: str(i) for i in range(channels)}
+    predictor = live_predictor(model, config, labels, device, plan)
+    foreground = list(range(1, channels))
     losses, per_case = [], []
-    try:
-        for image, mask in zip(images, masks, strict=True):
-            x = torch.from_numpy(image)[None].to(device)
-            logits = sliding_window_inference(
-                x, network, window, config.infer.overlap, gaussian=config.infer.gaussian
-            )
-            target = torch.from_numpy(mask)[None].to(device)
-            losses.append(float(loss_fn(logits, target)))
-            labels = logits_to_labels(logits)[0].cpu().numpy()
-            per_case.append(case_metrics(labels, mask, foreground, metrics=("dice",)))
-    finally:
-        net.deep_supervision = deep_supervision
-        net.train()
+    for image, mask in zip(images, masks, strict=True):
+        logits = predictor.predict_logits(torch.from_numpy(image).to(device))
+        target = torch.from_numpy(mask)[None].to(device)
+        losses.append(float(loss_fn(logits[None], target)))
+        classes = predictor.postprocess(predictor.decide(logits))
+        per_case.append(case_metrics(classes, mask, foreground, metrics=("dice",)))
     return {"val_loss": float(np.mean(losses)), **mean_dice(per_case, foreground)}

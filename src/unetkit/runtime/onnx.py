@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetkit.infer.sliding_window import Network
+from unetkit.runtime.network import Network
 
 METADATA_KEY = "unetkit"
 
@@ -41,7 +41,11 @@ def onnx_session(path: str | Path) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise ValueError(f"{path}: not a readable ONNX model ({type(error).__name__}: "
+                         f"{str(error).strip()[:200]})") from None
 
 
 def onnx_network(path: str | Path) -> Network:
@@ -62,15 +66,24 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     Raises:
         ValueError: the file has no unetkit metadata (not exported by unetkit).
     """
-    import onnx
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError("reading ONNX files needs onnx: pip install 'unetkit[onnx]'") \
+            from error
+    from unetkit.runtime.checkpoint import upgrade
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf and onnx raise several types for corrupt files
+        raise ValueError(f"{path}: not a readable ONNX model ({type(error).__name__})") \
+            from None
     for prop in model.metadata_props:
         if prop.key == METADATA_KEY:
             data = json.loads(prop.value)
             data["labels"] = {int(k): v for k, v in data.get("labels", {}).items()}
             data["mask_values"] = {int(k): int(v)
                                    for k, v in (data.get("mask_values") or {}).items()}
-            return data
+            return upgrade(data)
     raise ValueError(f"{path}: no unetkit metadata; export it with `unetkit export`, or pass "
                      "the checkpoint together with --onnx")

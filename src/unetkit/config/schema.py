@@ -1,8 +1,7 @@
-"""Validated configuration objects (pydantic) <-> YAML, with ``section.field=value`` overrides.
+"""The config's sections as validated pydantic objects: model, data, train, infer.
 
-One ``Config`` has four sections: ``model``, ``data``, ``train`` and ``infer``. It is saved into
-every run directory and checkpoint, so a model can always be rebuilt from its checkpoint alone.
-This module imports no torch and builds nothing.
+Every field has its default here; ``configs/default.yaml`` lists them with comments. Invalid values
+raise ``ConfigError`` (``unetkit.config.io``) naming the field and what is allowed.
 """
 
 from __future__ import annotations
@@ -11,12 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and what is allowed."""
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -122,7 +116,6 @@ class DataConfig(_Section):
     fold: int | None = Field(None, ge=0)
     folds: int = Field(5, ge=2)
     num_workers: int = Field(0, ge=0)
-    cache: bool = True
     image_offset: list[float] | Literal["auto"] | None = Field(
         None, description="voxels by which the masks lie off the images, per spatial axis "
         "(mask(u) marks image(u + offset)); images are resampled by it in training and before "
@@ -130,6 +123,15 @@ class DataConfig(_Section):
         "the training cases (unetkit.data.offset) and stored; None: no resampling")
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, data: Any) -> Any:
+        # ``cache`` (read nowhere; cases are always held in memory) is accepted from older
+        # configs and checkpoints and dropped.
+        if isinstance(data, dict) and "cache" in data:
+            data = {k: v for k, v in data.items() if k != "cache"}
+        return data
 
     @field_validator("patch_size")
     @classmethod
@@ -263,117 +265,3 @@ def parse_duration(text: str) -> float:
     if not match:
         raise ValueError(f"cannot read duration {text!r}: use e.g. '90s', '10m' or '2h'")
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-def _format_errors(error: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
-    for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "<root>"
-        message = item["msg"]
-        if item["type"] == "literal_error":
-            message = f"got {item['input']!r}; {message.lower()}"
-        elif item["type"] == "extra_forbidden":
-            message = "unknown field (check its spelling and section)"
-        lines.append(f"  {field}: {message}")
-    return "\n".join(lines)
-
-
-def config_from_dict(data: dict[str, Any] | None, source: str = "dict") -> Config:
-    """Validate a plain dict into a ``Config``; raises ``ConfigError`` naming each bad field."""
-    try:
-        return Config.model_validate(data or {})
-    except ValidationError as error:
-        raise ConfigError(_format_errors(error, source)) from None
-
-
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with sections model/data/train/infer")
-    return config_from_dict(data, source=str(path))
-
-
-def config_to_dict(config: Config) -> dict[str, Any]:
-    """Plain, YAML-safe dict of a config (paths as strings, tuples as lists)."""
-    return config.model_dump(mode="json")
-
-
-def save_config(config: Config, path: str | Path) -> None:
-    """Write a config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-
-
-def apply_overrides(config: Config, overrides: list[str]) -> Config:
-    """Apply ``section.field=value`` overrides (value parsed as YAML) and re-validate."""
-    data = config_to_dict(config)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(
-                f"override {item!r}: expected section.field=value, e.g. train.lr=3e-4"
-            )
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = data
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a config section")
-            node = node[part]
-        if parts[-1] not in node:
-            raise ConfigError(f"override {item!r}: unknown field {key.strip()!r}")
-        node[parts[-1]] = yaml.safe_load(raw)
-    return config_from_dict(data, source="overrides")
-
-
-def parse_size(text: str, name: str = "--patch-size") -> list[int]:
-    """``'256,256'`` / ``'256x256'`` / ``'128'`` -> list of ints (one value: per axis later)."""
-    parts = [p.strip() for p in str(text).replace("x", ",").split(",") if p.strip()]
-    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(f"{name} {text!r}: expected positive integers such as 256,256")
-    return [int(p) for p in parts]
-
-
-def build_config(
-    config_file: str | Path | None = None,
-    values: dict[str, Any] | None = None,
-    overrides: list[str] | None = None,
-) -> Config:
-    """The CLI's config: a YAML file (or defaults), then typed options, then ``--set`` overrides.
-
-    A one-value ``data.patch_size`` is repeated over ``model.spatial_dims`` axes.
-    """
-    config = load_config(config_file) if config_file else Config()
-    config = apply_values(config, values or {})
-    config = apply_overrides(config, overrides or [])
-    patch = config.data.patch_size
-    if len(patch) == 1 and config.model.spatial_dims > 1:
-        config = apply_values(config, {"data.patch_size": patch * config.model.spatial_dims})
-    return config
-
-
-def apply_values(config: Config, values: dict[str, Any], source: str = "options") -> Config:
-    """Set ``{"section.field": value}`` (already typed, e.g. from CLI options; None skipped).
-
-    Raises:
-        ConfigError: unknown field, or a value the field does not allow (named in the message).
-    """
-    data = config_to_dict(config)
-    for key, value in values.items():
-        if value is None:
-            continue
-        *sections, name = key.split(".")
-        node = data
-        for part in sections:
-            node = node.get(part) if isinstance(node, dict) else None
-            if not isinstance(node, dict):
-                raise ConfigError(f"{source}: {key!r} is not a config field")
-        if name not in node:
-            raise ConfigError(f"{source}: unknown field {key!r}")
-        node[name] = value
-    return config_from_dict(data, source=source)

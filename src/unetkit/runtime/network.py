@@ -1,33 +1,30 @@
-"""Turning a trained module into a fast inference callable, and choosing its window.
+"""A trained module as a fast inference callable (``Network``), whatever runs it.
+
+A ``Network`` maps a window batch ``(n, C_in, *S)`` to float32 logits ``(n, C_out, *S)`` on the
+input's device; inference code (``unetkit.infer``) sees nothing else, so PyTorch and onnxruntime
+(``unetkit.runtime.onnx``) are interchangeable behind it.
 
 * ``fuse_conv_bn`` folds every eval-mode BatchNorm that directly follows a convolution inside a
   ``nn.Sequential`` into the convolution's weights (one op instead of two; same result).
 * ``torch_network`` wraps the module with the precision plan: autocast (bf16 on CPUs with native
-  bf16 maths, see ``unetkit.train.device``) and channels-last inputs; outputs are float32, so
+  bf16 maths, see ``unetkit.runtime.device``) and channels-last inputs; outputs are float32, so
   every probability computation after the network runs in float32.
-* ``choose_window`` picks the whole (padded) image when one forward fits the memory budget,
-  else the largest tiles that do: on a CPU one large tile costs about half of the 49 overlapping
-  256x256 windows over a 1024x1024 image (the windows recompute their overlaps and borders).
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from unetkit.infer.sliding_window import Network
-from unetkit.train.device import PrecisionPlan, autocast, to_memory_format
+from unetkit.runtime.device import PrecisionPlan, autocast, to_memory_format
+
+Network = Callable[[torch.Tensor], torch.Tensor]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-# Live float activations per voxel at full resolution, in units of the first stage's width:
-# skip + upsampled + concatenation (2x) + two convolution outputs, plus the coarser stages.
-_ACTIVATION_FACTOR = 8
 
 
 def _fold(conv: nn.Module, norm: nn.Module) -> nn.Module:
@@ -79,31 +76,3 @@ def torch_network(model: nn.Module, plan: PrecisionPlan, device: torch.device) -
         return out.float().contiguous()
 
     return run
-
-
-def activation_bytes_per_voxel(width: int, plan: PrecisionPlan) -> int:
-    """Estimated peak activation memory of one forward, per input voxel (bytes)."""
-    itemsize = 4 if plan.dtype is None else 2
-    return _ACTIVATION_FACTOR * width * itemsize
-
-
-def choose_window(
-    padded_size: Sequence[int],
-    bytes_per_voxel: int,
-    memory_budget_mb: float,
-    multiple: int,
-) -> tuple[int, ...]:
-    """Largest window (each axis a multiple of ``multiple``) whose forward fits the budget.
-
-    Starts from the whole ``padded_size`` and halves the longest axis until
-    ``prod(window) * bytes_per_voxel`` is within ``memory_budget_mb``.
-    """
-    window = [int(s) for s in padded_size]
-    budget = memory_budget_mb * 2**20
-    while math.prod(window) * bytes_per_voxel > budget:
-        axis = max(range(len(window)), key=lambda i: window[i])
-        half = max(multiple, math.ceil(window[axis] / 2 / multiple) * multiple)
-        if half >= window[axis]:
-            break  # every axis is at its minimum: the budget cannot be met
-        window[axis] = half
-    return tuple(window)

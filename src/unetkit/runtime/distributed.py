@@ -47,6 +47,11 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def is_main_process() -> bool:
+    """True unless this process is a torchrun rank other than 0 (before any group exists)."""
+    return not launched_by_torchrun() or os.environ.get("RANK") == "0"
+
+
 def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> DistInfo:
     """Join the process group if this process was launched by torchrun; else single-process.
 

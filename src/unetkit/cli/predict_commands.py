@@ -1,0 +1,137 @@
+"""``unetkit predict`` and ``unetkit calibrate``."""
+
+from __future__ import annotations
+
+import typer
+
+from unetkit.cli.app import app, console, err_console, fail, log_to_console  # noqa: F401
+
+
+def _infer_settings(window: str | None, overlap: float | None, tta: str | None,
+                    precision: str | None, batch_size: int | None, keep_largest: bool,
+                    min_size: int | None, fill_holes: bool) -> dict:
+    """Typed predict options -> ``{"infer.field": value}`` (None = keep the checkpoint's)."""
+    from unetkit.config import ConfigError, parse_size
+
+    axes = None
+    if tta is not None:
+        if tta.strip().lower() == "all":
+            axes = "all"
+        elif tta.strip().lower() in ("", "none", "off"):
+            axes = []
+        else:
+            try:
+                axes = [int(a) for a in tta.split(",") if a.strip()]
+            except ValueError:
+                raise ConfigError(f"--tta {tta!r}: expected spatial axes such as 0,1 or "
+                                  "'all'") from None
+    return {
+        "infer.window": parse_size(window, "--window") if window else None,
+        "infer.overlap": overlap, "infer.tta_axes": axes, "infer.precision": precision,
+        "infer.batch_size": batch_size,
+        "infer.postprocess.keep_largest": True if keep_largest else None,
+        "infer.postprocess.min_size": min_size,
+        "infer.postprocess.fill_holes": True if fill_holes else None,
+    }
+
+
+@app.command()
+def predict(
+    checkpoint: str = typer.Argument(..., help="checkpoint .pt, run folder, or exported .onnx"),
+    inputs: list[str] = typer.Argument(..., help="image files and/or folders of images"),
+    out: str = typer.Option(..., "--out", "-o", help="output folder (created)"),
+    onnx: str = typer.Option(None, "--onnx", help="run the network from this .onnx file in "
+                             "onnxruntime (same windowing, TTA and post-processing)"),
+    save_probabilities: bool = typer.Option(False, "--save-probabilities",
+                                            help="also write probabilities/ (NIfTI or .npz)"),
+    overlay: bool = typer.Option(False, "--overlay", help="also write overlays/<name>.png"),
+    palette: bool = typer.Option(False, "--palette",
+                                 help="PNG masks as colour-indexed PNGs with values 0..K-1"),
+    window: str = typer.Option(None, "--window", help="window size, e.g. 512,512 (default: "
+                               "whole image when it fits the memory budget)"),
+    overlap: float = typer.Option(None, "--overlap", help="window overlap fraction [0, 1)"),
+    tta: str = typer.Option(None, "--tta", help="mirror TTA over spatial axes: 0,1 | all | none"),
+    precision: str = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16"),
+    batch_size: int = typer.Option(None, "--batch-size", help="windows per forward"),
+    keep_largest: bool = typer.Option(False, "--keep-largest",
+                                      help="keep the largest component per class"),
+    min_size: int = typer.Option(None, "--min-size", help="remove components under N voxels"),
+    fill_holes: bool = typer.Option(False, "--fill-holes", help="fill holes in each class"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"),
+    overrides: list[str] = typer.Option([], "--set", help="infer.field=value (repeatable)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Segment images with a trained model; masks keep each input's format and geometry."""
+    from pathlib import Path
+
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from unetkit.config import ConfigError
+    from unetkit.infer.files import collect_inputs, predict_files
+    from unetkit.infer.predictor import Predictor
+    from unetkit.report import save_overlay
+    from unetkit.runtime.checkpoint import CheckpointError
+
+    try:
+        settings = _infer_settings(window, overlap, tta, precision, batch_size, keep_largest,
+                                   min_size, fill_holes)
+        if Path(checkpoint).suffix.lower() == ".onnx":
+            predictor = Predictor.from_onnx(checkpoint, settings=settings, overrides=overrides)
+        else:
+            predictor = Predictor.from_checkpoint(checkpoint, settings=settings,
+                                                  overrides=overrides, device=device, onnx=onnx)
+        files = collect_inputs(inputs)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, ImportError) as error:
+        fail(escape(str(error)), code=2)
+    if not files:
+        fail(f"no supported image files in {', '.join(inputs)}", code=2)
+    progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[name]}"), TimeElapsedColumn(),
+                        console=err_console, disable=quiet)
+    with progress:
+        task = progress.add_task("predict", total=len(files), name="")
+
+        def on_case(path: Path, error: str | None) -> None:
+            if error:
+                progress.console.print(f"[bold red]failed:[/] {escape(str(path))}: "
+                                       f"{escape(error)}")
+            progress.update(task, advance=1, name=path.name)
+
+        result = predict_files(predictor, files, out, save_probabilities=save_probabilities,
+                               overlay=save_overlay if overlay else None, palette=palette,
+                               on_case=on_case)
+    console.print(f"wrote {len(result.written)} mask(s) to {out}"
+                  f" ({predictor.plan.name}, "
+                  f"{'onnxruntime' if onnx or checkpoint.lower().endswith('.onnx') else 'torch'})")
+    if result.failed:
+        fail(f"{len(result.failed)} of {len(files)} input(s) failed: "
+             + ", ".join(escape(str(p)) for p, _ in result.failed[:5]))
+
+
+@app.command()
+def calibrate(
+    checkpoint: str = typer.Argument(..., help="checkpoint .pt of a two-class model"),
+    data: str = typer.Option(..., "--data", "-d", help="labelled folder (images/ + masks/)"),
+    beta: float = typer.Option(None, "--beta", help="F-beta to maximise (default: the "
+                               "checkpoint's infer.calibration_beta; 1 = Dice)"),
+    max_images: int = typer.Option(None, "--max-images", help="at most this many images, "
+                                   "evenly spaced (default infer.calibration_images)"),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Choose a two-class model's decision threshold on labelled images; store it in the file."""
+    from rich.markup import escape
+
+    from unetkit.data.dataset import DatasetError
+    from unetkit.infer.calibration import calibrate_checkpoint
+    from unetkit.runtime.checkpoint import CheckpointError
+
+    log_to_console(verbose=False)
+    try:
+        result = calibrate_checkpoint(checkpoint, data, beta=beta, max_images=max_images,
+                                      device=device)
+    except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as error:
+        fail(escape(str(error)), code=2)
+    at_half = result.curve.get("0.50", float("nan"))
+    console.print(f"threshold {result.threshold:.2f}: mean F{result.beta:g} {result.score:.4f} "
+                  f"on {result.images} image(s) (0.50: {at_half:.4f}); written to {checkpoint}")

@@ -1,0 +1,92 @@
+"""``unetkit evaluate`` (scores and the HTML report) and ``unetkit export``."""
+
+from __future__ import annotations
+
+import typer
+
+from unetkit.cli.app import app, console, err_console, fail, log_to_console  # noqa: F401
+
+
+def _parse_labels(text: str) -> dict[int, str]:
+    """``'1,2'`` or ``'1=liver,2=tumour'`` -> ``{1: 'class1' or name, ...}``."""
+    labels = {}
+    for item in (p.strip() for p in text.split(",") if p.strip()):
+        value, _, name = item.partition("=")
+        if not value.strip().isdigit():
+            raise ValueError(f"--labels {text!r}: expected e.g. 1,2 or 1=liver,2=tumour")
+        labels[int(value)] = name.strip() or f"class{int(value)}"
+    return labels
+
+
+@app.command()
+def evaluate(
+    pred_dir: str = typer.Argument(..., help="folder of predicted masks"),
+    gt_dir: str = typer.Argument(..., help="folder of ground-truth masks (or data folder)"),
+    labels: str = typer.Option(None, "--labels", help="labels to score: 1,2 or 1=liver,2=tumour "
+                               "(default: every non-zero label of the ground truth)"),
+    spacing: str = typer.Option(None, "--spacing", help="voxel size, e.g. 0.8,0.8,2.5 (default: "
+                                "from each ground-truth file)"),
+    out: str = typer.Option(None, "--out", "-o",
+                            help="report folder (default PRED_DIR/evaluation)"),
+    images: str = typer.Option(None, "--images", help="images folder for the overlays"),
+    tau: float = typer.Option(1.0, "--tau", help="surface Dice tolerance (spacing units)"),
+) -> None:
+    """Score predictions against ground truth: CSV, summary JSON and an HTML report."""
+    from pathlib import Path
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from unetkit.evaluate import EVAL_METRICS, evaluate_folders
+    from unetkit.report import write_html_report
+
+    out_dir = Path(out) if out else Path(pred_dir) / "evaluation"
+    try:
+        spacing_values = [float(v) for v in spacing.split(",")] if spacing else None
+        result = evaluate_folders(pred_dir, gt_dir, out_dir,
+                                  labels=_parse_labels(labels) if labels else None,
+                                  spacing=spacing_values, tau=tau, images_dir=images,
+                                  report=write_html_report)
+    except (FileNotFoundError, ValueError) as error:
+        fail(escape(str(error)), code=2)
+    table = Table(title=f"{len(result.per_case)} cases · mean over cases")
+    for column in ("label", *EVAL_METRICS):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for label, name in sorted(result.labels.items()):
+        stats = result.summary["per_class"].get(label, {})
+        table.add_row(f"{label} {name}", *(f"{stats[m]['mean']:.4g}" if m in stats else "-"
+                                          for m in EVAL_METRICS))
+    console.print(table)
+    for kind, path in result.files.items():
+        console.print(f"{kind}: {path}")
+    if result.failed:
+        for case, error in result.failed:
+            err_console.print(f"[yellow]not evaluated:[/] {escape(case)}: {escape(error)}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    checkpoint: str = typer.Argument(..., help="checkpoint .pt or run folder"),
+    format: str = typer.Option("onnx", "--format", "-f", help="onnx | torchscript"),
+    out: str = typer.Option(None, "--out", "-o", help="output file (default: next to the "
+                            "checkpoint, .onnx or .ts)"),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="max abs difference allowed"),
+    dynamo: bool = typer.Option(False, "--dynamo", help="ONNX via torch.export"),
+) -> None:
+    """Export to ONNX or TorchScript (dynamic axes), verified against PyTorch."""
+    from rich.markup import escape
+
+    from unetkit.export import ExportError, export_checkpoint
+    from unetkit.runtime.checkpoint import CheckpointError
+
+    try:
+        result = export_checkpoint(checkpoint, out, format, tolerance=tolerance, dynamo=dynamo)
+    except (CheckpointError, ValueError, ImportError) as error:
+        fail(escape(str(error)), code=2)
+    except ExportError as error:
+        fail(escape(str(error)))
+    console.print(f"wrote {result.path} ({result.format})")
+    for size, diff in result.max_abs_diff.items():
+        console.print(f"  input {'x'.join(map(str, size))}: max abs difference to PyTorch "
+                      f"{diff:.3g}")

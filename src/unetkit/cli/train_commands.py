@@ -1,0 +1,171 @@
+"""``unetkit train`` and ``unetkit demo``, with the training progress bar."""
+
+from __future__ import annotations
+
+import typer
+
+from unetkit.cli.app import app, console, err_console, fail, log_to_console  # noqa: F401
+
+
+class _TrainProgress:
+    """A rich progress bar fed by ``fit``'s ``on_step`` callback (rank 0 only)."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+            MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("Dice {task.fields[dice]}"), TimeElapsedColumn(),
+            TextColumn("ETA {task.fields[eta]}"), console=err_console, transient=False,
+        )
+        self.task = self.bar.add_task("train", total=None, epoch=0, epochs="?", loss=0.0, dice="-",
+                                      eta="-")
+        self.first: tuple[float, int] | None = None
+
+    def __call__(self, info: dict) -> None:
+        import time
+
+        from unetkit.train.budget import format_seconds
+
+        now = time.monotonic()
+        self.first = self.first or (now, info["step"])
+        eta = info["eta_s"]  # the time budget's remainder, when there is one
+        if eta is None and info["step"] > self.first[1]:
+            per_step = (now - self.first[0]) / (info["step"] - self.first[1])
+            eta = per_step * info["steps_left"]
+        dice = "-" if info["dice"] is None else f"{info['dice']:.4f}"
+        self.bar.update(self.task, completed=info["step"], total=info["total_steps"],
+                        epoch=info["epoch"] + 1, epochs=info["epochs"], loss=info["loss"],
+                        dice=dice, eta="-" if eta is None else format_seconds(max(eta, 0.0)))
+
+    def finish(self) -> None:
+        task = self.bar.tasks[0]
+        self.bar.update(self.task, total=task.completed, eta="0.0s")
+        self.bar.stop()
+
+
+@app.command()
+def train(
+    data: str = typer.Option(None, "--data", "-d", help="folder with images/ + masks/"),
+    config_file: str = typer.Option(None, "--config", "-c", help="YAML config file"),
+    out: str = typer.Option(None, "--out", "-o", help="run folder (default runs/<timestamp>)"),
+    time_budget: str = typer.Option(None, "--time", help="time budget, e.g. 90s, 10m, 2h"),
+    epochs: int = typer.Option(None, "--epochs"),
+    lr: float = typer.Option(None, "--lr"),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    patch_size: str = typer.Option(None, "--patch-size", help="e.g. 256,256 or 256"),
+    model: str = typer.Option(None, "--model", help="unet | resunet | attention_unet | ..."),
+    device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps"),
+    precision: str = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16"),
+    fold: int = typer.Option(None, "--fold", help="k-fold: which fold validates"),
+    folds: int = typer.Option(None, "--folds", help="k-fold: number of folds"),
+    val_fraction: float = typer.Option(None, "--val-fraction"),
+    resume: str = typer.Option(None, "--resume", help="run folder to continue exactly"),
+    seed: int = typer.Option(None, "--seed"),
+    overrides: list[str] = typer.Option([], "--set", help="section.field=value (repeatable)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings only"),
+) -> None:
+    """Train a segmentation network on a folder of images and masks."""
+    from rich.markup import escape
+
+    from unetkit.config import ConfigError, build_config, overrides_to_values, parse_size
+    from unetkit.runtime.checkpoint import CheckpointError
+    from unetkit.runtime.distributed import is_main_process
+
+    values = {
+        "train.time_budget": time_budget, "train.epochs": epochs, "train.lr": lr,
+        "data.batch_size": batch_size, "model.name": model, "train.device": device,
+        "train.precision": precision, "data.fold": fold, "data.folds": folds,
+        "data.val_fraction": val_fraction, "train.seed": seed,
+    }
+    try:
+        if patch_size is not None:
+            values["data.patch_size"] = parse_size(patch_size)
+        config = None if resume else build_config(config_file, values, overrides)
+        changes = {**values, **overrides_to_values(overrides)} if resume else None
+    except ConfigError as error:
+        fail(escape(str(error)), code=2)
+    if data is None and resume is None:
+        fail("--data DIR is needed (or --resume RUN_DIR)", code=2)
+    from unetkit.train.data import DataError
+    from unetkit.train.fit import fit
+    from unetkit.train.signals import Interrupted
+
+    main_rank = is_main_process()
+    log_to_console(verbose=not quiet and main_rank)
+    progress = _TrainProgress() if main_rank and not quiet else None
+    try:
+        if progress is not None:
+            progress.bar.start()
+        result = fit(config, data, out, resume=resume, changes=changes, on_step=progress)
+    except Interrupted as stop:
+        fail(f"stopped at step {stop.step}; last.pt is saved there: continue exactly with "
+             f"unetkit train --resume {escape(str(out or resume))}", code=stop.exit_code)
+    except KeyboardInterrupt:
+        fail("aborted (no checkpoint written for the step in progress)", code=130)
+    except (DataError, ConfigError, CheckpointError, ValueError, FileExistsError,
+            OSError) as error:
+        fail(escape(str(error)), code=2 if isinstance(error, ConfigError) else 1)
+    finally:
+        if progress is not None:
+            progress.finish()
+    if main_rank:
+        best = ("no validation cases" if result.best_metric is None else
+                f"best val Dice {result.best_metric:.4f} (epoch {result.best_epoch})")
+        console.print(f"[bold green]done[/] ({result.stopped}): {result.epochs} epochs, "
+                      f"{result.steps} steps, {best}")
+        if result.calibration:
+            c = result.calibration
+            console.print(f"decision threshold {c['threshold']:.2f} (calibrated: mean "
+                          f"F{c['beta']:g} {c['score']:.4f} on {c['images']} {c['source']} "
+                          f"images)")
+        console.print(f"run folder: {result.run_dir}  (predict with: unetkit predict "
+                      f"{result.run_dir}/best.pt IMAGES -o OUT)")
+
+
+@app.command()
+def demo(
+    out: str = typer.Option("demo_output", "--out", "-o", help="output folder"),
+    time_budget: str = typer.Option("2m", "--time", help="training time budget, e.g. 2m"),
+    quick: bool = typer.Option(False, "--quick", help="tiny data and network (for smoke tests)"),
+) -> None:
+    """Synthetic cells -> train a small U-Net (~2 min on CPU) -> predict -> evaluate -> report."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from unetkit.config import ConfigError
+    from unetkit.demo import run_demo
+
+    log_to_console()
+    progress = _TrainProgress()
+    sizes = {"n_train": 6, "n_test": 2, "size": 48} if quick else {}
+    try:
+        progress.bar.start()
+        result = run_demo(out, time_budget, quick=quick, on_step=progress, **sizes)
+    except KeyboardInterrupt:
+        fail(f"interrupted; partial outputs are in {out}", code=130)
+    except (ConfigError, ValueError) as error:
+        fail(escape(str(error)), code=2)
+    finally:
+        progress.finish()
+    s = result.summary
+    table = Table(title="unetkit demo: synthetic cells (membrane segmentation)")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("held-out images", str(s["held_out_cases"]))
+    table.add_row("mean foreground Dice", f"{result.dice:.4f}")
+    table.add_row("best validation Dice", "-" if s["best_val_dice"] is None
+                  else f"{s['best_val_dice']:.4f}")
+    table.add_row("epochs / steps", f"{s['epochs']} / {s['steps']} ({s['stopped']})")
+    table.add_row("training time", f"{s['train_seconds']:.0f} s")
+    console.print(table)
+    for name, path in result.files.items():
+        console.print(f"  {name:<11} {path}")
+    console.print(f"[bold]output folder:[/] {result.out_dir.resolve()}")

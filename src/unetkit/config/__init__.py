@@ -1,0 +1,59 @@
+"""Validated configuration objects (pydantic) <-> YAML, with ``section.field=value`` overrides.
+
+One ``Config`` has four sections: ``model``, ``data``, ``train`` and ``infer``. It is saved into
+every run directory and checkpoint, so a model can always be rebuilt from its checkpoint alone.
+This package imports no torch and builds nothing: ``schema`` holds the sections, ``io`` the YAML
+round trip, overrides and the parsing of durations and sizes.
+"""
+
+from unetkit.config.io import (
+    ConfigError,
+    apply_overrides,
+    apply_values,
+    build_config,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    overrides_to_values,
+    parse_options,
+    parse_size,
+    parse_value,
+    save_config,
+)
+from unetkit.config.schema import (
+    AugmentConfig,
+    Config,
+    DataConfig,
+    InferConfig,
+    LossConfig,
+    ModelConfig,
+    NormalizationConfig,
+    PostprocessConfig,
+    TrainConfig,
+    parse_duration,
+)
+
+__all__ = [
+    "AugmentConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "InferConfig",
+    "LossConfig",
+    "ModelConfig",
+    "NormalizationConfig",
+    "PostprocessConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "apply_values",
+    "build_config",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "overrides_to_values",
+    "parse_duration",
+    "parse_options",
+    "parse_size",
+    "parse_value",
+    "save_config",
+]

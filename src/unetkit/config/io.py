@@ -1,0 +1,165 @@
+"""Configs <-> YAML and plain dicts, ``section.field=value`` overrides, durations and sizes.
+
+No torch here; nothing is built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from unetkit.config.schema import Config, parse_duration  # noqa: F401  (re-exported)
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and what is allowed."""
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "<root>"
+        message = item["msg"]
+        if item["type"] == "literal_error":
+            message = f"got {item['input']!r}; {message.lower()}"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field (check its spelling and section)"
+        lines.append(f"  {field}: {message}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any] | None, source: str = "dict") -> Config:
+    """Validate a plain dict into a ``Config``; raises ``ConfigError`` naming each bad field."""
+    try:
+        return Config.model_validate(data or {})
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, source)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections model/data/train/infer")
+    return config_from_dict(data, source=str(path))
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain, YAML-safe dict of a config (paths as strings, tuples as lists)."""
+    return config.model_dump(mode="json")
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write a config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def overrides_to_values(overrides: list[str]) -> dict[str, Any]:
+    """``["train.lr=3e-4"]`` -> ``{"train.lr": 0.0003}`` (values parsed as YAML)."""
+    values: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(
+                f"override {item!r}: expected section.field=value, e.g. train.lr=3e-4"
+            )
+        key, raw = item.split("=", 1)
+        values[key.strip()] = parse_value(raw, f"override {item!r}")
+    return values
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """Apply ``section.field=value`` overrides (value parsed as YAML) and re-validate."""
+    data = config_to_dict(config)
+    for key, value in overrides_to_values(overrides).items():
+        parts = key.split(".")
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"override {key}={value!r}: {part!r} is not a config section")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"override {key}={value!r}: unknown field {key!r}")
+        node[parts[-1]] = value
+    return config_from_dict(data, source="overrides")
+
+
+def parse_value(text: str, what: str) -> Any:
+    """A value written as YAML (``3e-4``, ``[8, 16]``, ``null``, ``auto``); plain data only.
+
+    Raises:
+        ConfigError: not valid YAML, or a tag that would construct an object (``!!python/...``).
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = str(getattr(error, "problem", None) or error).strip().splitlines()[0]
+        raise ConfigError(f"{what}: not a valid value ({problem}); write e.g. 3e-4, [8, 16], "
+                          "true or a plain word") from None
+
+
+def parse_options(items: list[str], what: str = "--option") -> dict[str, Any]:
+    """``["norm=batch", "widths=[8,16]"]`` -> ``{"norm": "batch", "widths": [8, 16]}``."""
+    options = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{what} {item!r}: expected key=value, e.g. {what} norm=batch")
+        key, raw = item.split("=", 1)
+        options[key.strip().replace("-", "_")] = parse_value(raw, f"{what} {item!r}")
+    return options
+
+
+def parse_size(text: str, name: str = "--patch-size") -> list[int]:
+    """``'256,256'`` / ``'256x256'`` / ``'128'`` -> list of ints (one value: per axis later)."""
+    parts = [p.strip() for p in str(text).replace("x", ",").split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"{name} {text!r}: expected integers such as 256,256 (positive)")
+    return [int(p) for p in parts]
+
+
+def build_config(
+    config_file: str | Path | None = None,
+    values: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+) -> Config:
+    """The CLI's config: a YAML file (or defaults), then typed options, then ``--set`` overrides.
+
+    A one-value ``data.patch_size`` is repeated over ``model.spatial_dims`` axes.
+    """
+    config = load_config(config_file) if config_file else Config()
+    config = apply_values(config, values or {})
+    config = apply_overrides(config, overrides or [])
+    patch = config.data.patch_size
+    if len(patch) == 1 and config.model.spatial_dims > 1:
+        config = apply_values(config, {"data.patch_size": patch * config.model.spatial_dims})
+    return config
+
+
+def apply_values(config: Config, values: dict[str, Any], source: str = "options") -> Config:
+    """Set ``{"section.field": value}`` (already typed, e.g. from CLI options; None skipped).
+
+    Raises:
+        ConfigError: unknown field, or a value the field does not allow (named in the message).
+    """
+    data = config_to_dict(config)
+    for key, value in values.items():
+        if value is None:
+            continue
+        *sections, name = key.split(".")
+        node = data
+        for part in sections:
+            node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: {key!r} is not a config field")
+        if name not in node:
+            raise ConfigError(f"{source}: unknown field {key!r}")
+        node[name] = value
+    return config_from_dict(data, source=source)

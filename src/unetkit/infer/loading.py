@@ -1,0 +1,70 @@
+"""Build a ``Predictor`` from a checkpoint or an exported ONNX file."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from unetkit.config import InferConfig, config_from_dict
+from unetkit.data.preprocessing import Preprocessor
+from unetkit.infer.settings import configure
+from unetkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
+from unetkit.runtime.device import PrecisionPlan, pick_device, resolve_precision
+from unetkit.runtime.network import fuse_conv_bn, torch_network
+
+if TYPE_CHECKING:
+    from unetkit.infer.predictor import Predictor
+
+log = logging.getLogger("unetkit.infer.predictor")
+FP32 = PrecisionPlan(dtype=None, use_scaler=False, channels_last=False)
+
+
+def load_predictor(cls: type[Predictor], path: str | Path, *, infer: InferConfig | None = None,
+                   settings: dict[str, Any] | None = None, overrides: Sequence[str] = (),
+                   device: str = "auto", onnx: str | Path | None = None) -> Predictor:
+    """Load a checkpoint (file or run folder) and build its network on ``device``.
+
+    Args:
+        cls: the predictor class.
+        path: a checkpoint written by training (or a run folder holding ``best.pt``).
+        infer: inference settings replacing the checkpoint's ``config.infer``.
+        settings: ``{"infer.field": value}`` applied on top (e.g. from CLI options).
+        overrides: ``section.field=value`` strings applied last (``--set``).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        onnx: run the network from this ONNX file in onnxruntime instead of PyTorch.
+    """
+    checkpoint = load_checkpoint(path)
+    config = configure(config_from_dict(checkpoint["config"], source=str(path)), infer,
+                       settings, overrides)
+    target = pick_device(device)
+    plan = resolve_precision(config.infer.precision, config.train.channels_last, target)
+    if onnx is not None:
+        from unetkit.runtime.onnx import onnx_network
+
+        network, plan = onnx_network(onnx), FP32
+    else:
+        network = torch_network(fuse_conv_bn(model_from_checkpoint(checkpoint, str(path))),
+                                plan, target)
+    log.info("predictor: %s, precision %s, channels_last %s", config.model.name, plan.name,
+             plan.channels_last)
+    return cls(network, config=config, labels=checkpoint["labels"],
+               preprocessor=Preprocessor.from_config(config.data, checkpoint["preprocessing"]),
+               mask_values=checkpoint.get("mask_values"), plan=plan,
+               calibration=checkpoint.get("calibration"))
+
+
+def load_onnx_predictor(cls: type[Predictor], path: str | Path, *,
+                        infer: InferConfig | None = None, settings: dict[str, Any] | None = None,
+                        overrides: Sequence[str] = ()) -> Predictor:
+    """Load an ONNX file written by ``unetkit export`` (its metadata holds the rest)."""
+    from unetkit.runtime.onnx import onnx_network, read_metadata
+
+    meta = read_metadata(path)
+    config = configure(config_from_dict(meta["config"], source=str(path)), infer, settings,
+                       overrides)
+    return cls(onnx_network(path), config=config, labels=meta["labels"],
+               preprocessor=Preprocessor.from_config(config.data, meta["preprocessing"]),
+               mask_values=meta.get("mask_values"), plan=FP32,
+               calibration=meta.get("calibration"))

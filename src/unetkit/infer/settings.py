@@ -1,0 +1,77 @@
+"""Inference settings: a checkpoint's config with the user's changes, checked before use."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from unetkit.config import Config, InferConfig, apply_overrides, apply_values
+
+log = logging.getLogger("unetkit.infer.predictor")
+
+
+def configure(config: Config, infer: InferConfig | None = None,
+              settings: dict[str, Any] | None = None, overrides: Sequence[str] = ()) -> Config:
+    """``config`` with ``infer`` replacing its inference section, then ``{"infer.field": value}``
+    settings (None values keep the stored ones), then ``section.field=value`` overrides."""
+    if infer is not None:
+        config = config.model_copy(update={"infer": infer})
+    settings = dict(settings or {})
+    if settings.get("infer.tta_axes") == "all":  # every spatial axis of this model
+        settings["infer.tta_axes"] = list(range(config.model.spatial_dims))
+    if settings:
+        config = apply_values(config, settings, source="inference options")
+    if overrides:
+        config = apply_overrides(config, list(overrides))
+    return config
+
+
+def resolve_auto_threshold(config: Config, calibration: dict[str, Any] | None) -> Config:
+    """``infer.threshold: auto`` -> the calibrated threshold (0.5, with a warning, if none)."""
+    if config.infer.threshold != "auto":
+        return config
+    threshold = (calibration or {}).get("threshold")
+    if threshold is None:
+        log.warning("infer.threshold is auto but this model was not calibrated (training did "
+                    "not reach its end?); using 0.5")
+        threshold = 0.5
+    infer = config.infer.model_copy(update={"threshold": float(threshold)})
+    return config.model_copy(update={"infer": infer})
+
+
+def check_settings(config: Config, labels: dict[int, str]) -> None:
+    """Refuse settings that cannot work with this model; warn about doubtful ones.
+
+    Raises:
+        ValueError: TTA axes or window of the wrong dimensionality, or a two-class rule
+            (threshold, wall closing) on a model with more classes.
+    """
+    dims, infer = config.model.spatial_dims, config.infer
+    bad = [a for a in infer.tta_axes if not 0 <= a < dims]
+    if bad:
+        raise ValueError(f"infer.tta_axes {infer.tta_axes}: axes must be in 0..{dims - 1} "
+                         f"for a {dims}D model")
+    if (infer.threshold is not None or infer.postprocess.wall_seed_threshold) \
+            and len(labels) != 2:
+        raise ValueError(f"infer.threshold / infer.postprocess.wall_seed_threshold need a "
+                         f"two-class model; this one has {len(labels)} labels")
+    if infer.window is not None and len(infer.window) != dims:
+        raise ValueError(f"infer.window {infer.window}: needs {dims} values for a {dims}D model")
+    unseen = unflipped_tta_axes(config)
+    if unseen:
+        log.warning("infer.tta_axes mirrors axes %s, which training never flipped "
+                    "(data.augment.flip_axes %s, no rot90): the mirrored views are ones the "
+                    "network has not learnt", unseen, config.data.augment.flip_axes)
+    if config.data.image_offset == "auto":
+        log.warning("data.image_offset is auto in this model's config but was never "
+                    "measured; predicting without resampling")
+
+
+def unflipped_tta_axes(config: Config) -> list[int]:
+    """TTA axes that the training augmentation never mirrored (flip_axes without rot90)."""
+    augment = config.data.augment
+    if augment.flip_axes is None or (augment.rot90_prob > 0 and augment.enabled):
+        return []
+    flipped = set(augment.flip_axes) if augment.enabled and augment.flip_prob > 0 else set()
+    return [a for a in config.infer.tta_axes if a not in flipped]

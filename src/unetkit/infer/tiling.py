@@ -1,0 +1,115 @@
+"""How to cut an input into windows under a memory budget: even, near-cubic tiles.
+
+A forward pass over ``n`` voxels holds about ``n * bytes_per_voxel`` of activations; the blended
+outputs add accumulators (a slab of ``C x window[0] x rest`` floats and its weights) and the
+result (``C`` floats per voxel when the class scores are kept, one byte per voxel otherwise).
+``plan_window`` counts all of it: the whole (padded) image in one forward when it fits, else the
+tile count per axis first (the fewest tiles that fit) and then even tiles of near-cubic shape that
+share a fixed margin with their neighbours. Halving the longest axis instead gives elongated
+tiles that recompute the image 1.9x (4096^2) to 2.25x (256^3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Live activations of a forward per input voxel, in units of the first stage's width: skip,
+# upsampled, concatenation (2x) and two convolution outputs at full resolution, plus the coarser
+# stages and the layout copies of the convolution library.
+ACTIVATION_FACTOR = 8
+MAX_TILES_PER_AXIS = 64
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Window size and overlap fraction per axis for ``blended_slabs``; ``tiles`` per axis."""
+
+    window: tuple[int, ...]
+    overlap: tuple[float, ...]
+    tiles: tuple[int, ...]
+    estimate_bytes: int
+
+    @property
+    def whole(self) -> bool:
+        """True when one forward covers the input."""
+        return all(t == 1 for t in self.tiles)
+
+
+def forward_bytes_per_voxel(first_width: int, itemsize: int) -> int:
+    """Estimated peak activation memory of one forward, per input voxel (bytes)."""
+    return ACTIVATION_FACTOR * first_width * itemsize
+
+
+def _round_up(value: float, multiple: int) -> int:
+    return max(multiple, math.ceil(value / multiple) * multiple)
+
+
+def tile_size(length: int, tiles: int, margin: int, multiple: int) -> int:
+    """Even tile length covering ``length`` with ``tiles`` tiles that share ``margin`` voxels
+    (at most half a tile's share of the axis)."""
+    if tiles <= 1:
+        return _round_up(length, multiple)
+    share = math.ceil(length / tiles)
+    margin = min(margin, share // 2)
+    return min(_round_up((length + (tiles - 1) * margin) / tiles, multiple),
+               _round_up(length, multiple))
+
+
+def memory_estimate(size: Sequence[int], window: Sequence[int], *, bytes_per_voxel: int,
+                    out_channels: int, keep_scores: bool) -> int:
+    """Bytes of one prediction: forward + slab accumulators + result map."""
+    voxels, window_voxels = math.prod(size), math.prod(window)
+    whole = tuple(window) == tuple(size)
+    slab = 0 if whole else (out_channels + 1) * 4 * window[0] * math.prod(size[1:])
+    result = out_channels * 4 * voxels if keep_scores else voxels
+    return window_voxels * bytes_per_voxel + slab + result
+
+
+def plan_window(size: Sequence[int], *, bytes_per_voxel: int, out_channels: int,
+                budget_mb: float, multiple: int, margin: int | None = None,
+                keep_scores: bool = True) -> WindowPlan:
+    """The whole ``size`` when it fits ``budget_mb``, else the fewest even tiles that fit.
+
+    Args:
+        size: spatial size of the (padded) input; every axis a multiple of ``multiple``.
+        bytes_per_voxel: forward activation bytes per voxel (``forward_bytes_per_voxel``).
+        out_channels: channels of the network output.
+        budget_mb: memory allowed for the whole prediction.
+        multiple: every tile axis is a multiple of this (``2**depth``).
+        margin: voxels neighbouring tiles share (default: two multiples, at least 32).
+        keep_scores: the float class scores of the whole input are kept (else only labels).
+
+    Returns:
+        A ``WindowPlan``; when even the smallest tiles exceed the budget, those.
+    """
+    size = tuple(int(s) for s in size)
+    budget = budget_mb * 2**20
+    margin = margin if margin is not None else max(2 * multiple, 32)
+
+    def estimate(window: tuple[int, ...]) -> int:
+        return memory_estimate(size, window, bytes_per_voxel=bytes_per_voxel,
+                               out_channels=out_channels, keep_scores=keep_scores)
+
+    tiles = [1] * len(size)
+    while True:
+        window = tuple(tile_size(n, t, margin, multiple) for n, t in zip(size, tiles, strict=True))
+        cost = estimate(window)
+        growable = [a for a, (n, t) in enumerate(zip(size, tiles, strict=True))
+                    if math.ceil(n / t) > multiple and t < MAX_TILES_PER_AXIS]
+        if cost <= budget or not growable:
+            break
+        # split the axis whose tiles are longest: tiles stay near-cubic
+        axis = max(growable, key=lambda a: (window[a], size[a]))
+        tiles[axis] += 1
+    overlap = tuple(tile_overlap(n, w, t) for n, w, t in zip(size, window, tiles, strict=True))
+    return WindowPlan(window, overlap, tuple(tiles), cost)
+
+
+def tile_overlap(length: int, window: int, tiles: int) -> float:
+    """The overlap fraction that makes ``window_starts`` place exactly ``tiles`` windows."""
+    if tiles <= 1 or window >= length:
+        return 0.0
+    step = math.ceil((length - window) / (tiles - 1))
+    return 1.0 - step / window

@@ -1,0 +1,230 @@
+"""The checkpoint: one plain dict, its schema, its writer and its reader side by side.
+
+Schema (``format_version`` 2)::
+
+    format_version   int
+    config           Config as a plain dict (``unetkit.config.config_to_dict``)
+    model_state      the network's state_dict (CPU, contiguous; deep-supervision heads included)
+    labels           {int label value: name}, background 0 included
+    mask_values      {label: value the training mask files stored} (e.g. {0: 0, 1: 255})
+    preprocessing    ``unetkit.data.preprocessing.Preprocessor.state_dict()`` (normalisation
+                     statistics, image offset, ...): what prediction applies before the network
+    calibration      optional: the threshold record of ``unetkit.infer.calibration``
+    training         optional (training checkpoints): ``TrainingState`` as a dict
+    optimizer_state, scaler_state, rng
+                     optional (training checkpoints): what an exact resume needs
+
+Every value is stored once. Loading never executes code from the file: ``torch.load`` runs with
+``weights_only=True`` (only tensors, containers and primitive values, plus NumPy arrays for
+checkpoints of format 1), so a pickle that calls a function is refused before anything runs.
+Format-1 checkpoints (``normalization``, ``epoch``/``step``/``metrics`` at the top level) are
+read into the same shape.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unetkit.config import Config, config_from_dict
+
+FORMAT_VERSION = 2
+REQUIRED_KEYS = ("format_version", "config", "model_state", "labels")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, unsafe or not a unetkit checkpoint."""
+
+
+@dataclass
+class TrainingState:
+    """Where a training run stands; written into every training checkpoint, read on resume.
+
+    ``epoch`` counts completed epochs; ``step`` optimisation steps; ``step_in_epoch`` and
+    ``partial_loss`` locate a stop inside an epoch; ``total_steps`` / ``planned_epochs`` are the
+    schedule's current plan (``planned``: set by the time budget); ``lr`` caps the next step's
+    learning rate (``unetkit.train.loop.scheduled_lr``).
+    """
+
+    epoch: int = 0
+    step: int = 0
+    step_in_epoch: int = 0
+    partial_loss: float = 0.0
+    total_steps: int = 1
+    warmup_steps: int = 0
+    planned_epochs: int = 1
+    planned: bool = False
+    lr: float = 0.0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    data_dir: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for the checkpoint."""
+        return asdict(self)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> TrainingState:
+        """The state stored in ``checkpoint`` (format 1 or 2)."""
+        stored = dict(checkpoint.get("training") or {})
+        for key in ("metrics", "best_metric"):  # format 1 kept these at the top level
+            if key not in stored and key in checkpoint:
+                stored[key] = checkpoint[key]
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in stored.items() if k in names})
+
+
+def training_checkpoint(
+    *, config: Config, model_state: dict[str, torch.Tensor], labels: dict[int, str],
+    mask_values: dict[int, int], preprocessing: dict[str, Any], state: TrainingState,
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+    rng: dict[str, Any],
+) -> dict[str, Any]:
+    """The dict written to ``last.pt`` / ``best.pt`` (schema above)."""
+    from unetkit.config import config_to_dict
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "config": config_to_dict(config),
+        "model_state": model_state,
+        "labels": dict(labels),
+        "mask_values": dict(mask_values),
+        "preprocessing": preprocessing,
+        "training": state.as_dict(),
+        "optimizer_state": optimizer.state_dict(),
+        "scaler_state": scaler.state_dict() if scaler is not None else None,
+        "rng": rng,
+    }
+
+
+def plain(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays turned into Python numbers and lists.
+
+    The safe loader accepts tensors, containers and Python primitives only; a NumPy float that
+    slipped into a metrics dict would make the whole file unreadable.
+    """
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically: a crash never leaves a truncated file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = plain({"format_version": FORMAT_VERSION, **checkpoint})
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _numpy_globals() -> list[Any]:
+    """The NumPy names a format-1 checkpoint's RNG state needs (they only build arrays)."""
+    core = getattr(np, "_core", None) or np.core
+    names = [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype]
+    names += [type(np.dtype(t)) for t in ("uint32", "float64", "int64")]
+    return names
+
+
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file, or ``best.pt`` (else ``last.pt``) inside a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely (no code from the file runs) and normalise it to format 2.
+
+    Raises:
+        CheckpointError: missing, unreadable, unsafe (the pickle calls functions) or not a
+            unetkit checkpoint; the message names the file.
+    """
+    path = resolve_checkpoint_path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "unpickling refused"
+        raise CheckpointError(f"{path}: refused to load: the file holds code or objects a "
+                              f"checkpoint never contains ({first[:160]})") from None
+    except Exception as error:  # torch raises many types for corrupt files
+        raise CheckpointError(f"{path}: not a readable checkpoint "
+                              f"({type(error).__name__}: {str(error)[:200]})") from None
+    if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
+        raise CheckpointError(f"{path}: not a unetkit checkpoint (keys {REQUIRED_KEYS} expected)")
+    return upgrade(checkpoint)
+
+
+def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 -> 2 (checkpoints and export metadata): preprocessing from ``normalization``,
+    the training state in one place."""
+    if checkpoint.get("format_version", 1) >= 2:
+        return checkpoint
+    out = {k: checkpoint[k] for k in ("config", "model_state", "labels") if k in checkpoint}
+    out["format_version"] = FORMAT_VERSION
+    out["mask_values"] = checkpoint.get("mask_values") or {}
+    out["preprocessing"] = {"normalization": checkpoint.get("normalization")}
+    if checkpoint.get("calibration") is not None:
+        out["calibration"] = checkpoint["calibration"]
+    if "training" in checkpoint:
+        out["training"] = TrainingState.from_checkpoint(checkpoint).as_dict()
+        for key in ("optimizer_state", "scaler_state", "rng"):
+            out[key] = checkpoint.get(key)
+    return out
+
+
+def checkpoint_config(checkpoint: dict[str, Any], source: str = "checkpoint") -> Config:
+    """The validated ``Config`` stored in a checkpoint."""
+    return config_from_dict(checkpoint["config"], source=source)
+
+
+def build_model_from_config(config: Config) -> torch.nn.Module:
+    """The network ``config.model`` describes (deep supervision as configured), untrained."""
+    from unetkit.nn import build_model
+
+    return build_model(config.model.name, **config.model.build_options())
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint"
+                          ) -> torch.nn.Module:
+    """Rebuild a checkpoint's network and load its weights (eval mode).
+
+    Raises:
+        CheckpointError: the weights do not fit the network its config describes.
+    """
+    model = build_model_from_config(checkpoint_config(checkpoint, source))
+    try:
+        model.load_state_dict(checkpoint["model_state"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])[:300]
+        raise CheckpointError(f"{source}: the stored weights do not fit the network of its "
+                              f"config ({detail})") from None
+    return model.eval()

@@ -1,0 +1,139 @@
+"""``fit``: set up a run, loop over epochs, calibrate, stop cleanly on signals."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unetkit.config import Config, apply_values, parse_duration
+from unetkit.runtime.checkpoint import TrainingState, checkpoint_config, load_checkpoint
+from unetkit.runtime.distributed import cleanup
+from unetkit.train.budget import TimeBudget
+from unetkit.train.calibrate import calibrate_run, check_calibration
+from unetkit.train.data import TrainData, prepare_data
+from unetkit.train.loop import StepCallback, end_of_epoch, save, train_one_epoch
+from unetkit.train.setup import set_up_run
+from unetkit.train.signals import Interrupted, StopSignals
+from unetkit.train.state import unwrap
+
+log = logging.getLogger("unetkit.train.loop")
+
+
+@dataclass
+class TrainResult:
+    """What ``fit`` returns (on every rank; only rank 0 has written files)."""
+
+    run_dir: Path | None
+    epochs: int
+    steps: int
+    best_metric: float | None
+    best_epoch: int | None
+    stopped: str  # "completed", "early_stopping", "time_budget"
+    history: list[dict[str, Any]] = field(default_factory=list)
+    model: torch.nn.Module | None = None  # the trained network (last weights, eval mode)
+    calibration: dict[str, Any] | None = None  # infer.threshold auto: what best.pt got
+
+
+def fit(
+    config: Config | None,
+    data_dir: str | Path | None,
+    out_dir: str | Path | None = None,
+    *,
+    resume: str | Path | None = None,
+    changes: dict[str, Any] | None = None,
+    on_step: StepCallback | None = None,
+    check_data: bool = True,
+    data: TrainData | None = None,
+) -> TrainResult:
+    """Train a network on ``data_dir`` as ``config`` says and write the run into ``out_dir``.
+
+    Args:
+        config: the run's config; with ``resume`` the checkpoint's config is used and only
+            ``train.epochs`` / ``train.time_budget`` / ``train.patience`` are taken from this one.
+        data_dir: folder of images and masks (``unetkit.data`` layouts); with ``resume`` it
+            defaults to the resumed run's.
+        out_dir: run directory (default ``runs/<timestamp>``; with ``resume`` the resumed one).
+        resume: a run directory or checkpoint to continue exactly where it stopped.
+        changes: with ``resume``: ``{"section.field": value}`` the user asked for; of these only
+            ``RESUMABLE`` fields apply (others are reported and ignored), and a time budget means
+            that much more time from now.
+        on_step: called after every step with a dict (step, total_steps, epoch, loss, lr, ...).
+        check_data: run the data doctor first and refuse to train on errors.
+        data: already prepared data (skips loading; used by the demo and tests).
+
+    Returns:
+        A ``TrainResult``.
+
+    Raises:
+        Interrupted: SIGINT or SIGTERM arrived; ``last.pt`` holds the state at the step
+            boundary where the run stopped (``--resume`` continues exactly).
+    """
+    checkpoint = None
+    if resume is not None:
+        path = Path(resume)
+        checkpoint = load_checkpoint(path / "last.pt" if path.is_dir() else path)
+        config = resumed_config(checkpoint, config, changes or {})
+        out_dir = out_dir or (path if path.is_dir() else path.parent)
+        data_dir = data_dir or TrainingState.from_checkpoint(checkpoint).data_dir
+    if config is None or data_dir is None:
+        raise ValueError("fit: a config and a data folder are needed unless resuming")
+    run = set_up_run(config, data_dir, out_dir, checkpoint, check_data, data, prepare_data)
+    check_calibration(run.config, run.data.labels)
+    if run.config.train.time_budget:
+        budget_s = parse_duration(run.config.train.time_budget)
+        spent = run.state.elapsed_s if checkpoint else 0.0
+        run.budget = TimeBudget(budget_s, run.config.train.steps_per_epoch,
+                                run.config.train.val_every, start=time.monotonic() - spent)
+    calibration = None
+    try:
+        with StopSignals() as signals:
+            run.signals = signals
+            while run.state.epoch < run.state.planned_epochs:
+                started = time.monotonic()
+                train_loss = train_one_epoch(run, on_step)
+                if run.stop_signal is not None:
+                    save(run, "last.pt")
+                    log.warning("stopped at step %d; resume with --resume %s", run.state.step,
+                                run.run_dir)
+                    raise Interrupted(run.stop_signal, run.state.step)
+                if end_of_epoch(run, train_loss, time.monotonic() - started):
+                    break
+            calibration = calibrate_run(run)
+    finally:
+        run.close()
+        cleanup(run.info)
+    s = run.state
+    return TrainResult(run.run_dir, s.epoch, s.step, s.best_metric, s.best_epoch, run.stopped,
+                       run.history, unwrap(run.model).eval(), calibration)
+
+
+RESUMABLE = ("train.epochs", "train.time_budget", "train.patience")
+
+
+def resumed_config(checkpoint: dict[str, Any], config: Config | None,
+                   changes: dict[str, Any]) -> Config:
+    """The config a resumed run continues with: the checkpoint's, plus what may change.
+
+    From ``config`` (a whole config) the ``RESUMABLE`` fields are taken; from ``changes`` (what
+    the user typed) those that are given. A new time budget is counted from now: it is added to
+    the time the run has already used.
+    """
+    saved = checkpoint_config(checkpoint)
+    if config is not None:
+        keep = {k.split(".")[1]: getattr(config.train, k.split(".")[1]) for k in RESUMABLE}
+        saved = saved.model_copy(update={"train": saved.train.model_copy(update=keep)})
+    given = {k: v for k, v in changes.items() if v is not None}
+    ignored = sorted(k for k in given if k not in RESUMABLE)
+    if ignored:
+        log.warning("resume continues the saved configuration; ignored: %s (only %s can "
+                    "change)", ", ".join(ignored), ", ".join(RESUMABLE))
+    given = {k: v for k, v in given.items() if k in RESUMABLE}
+    if "train.time_budget" in given:
+        spent = TrainingState.from_checkpoint(checkpoint).elapsed_s
+        given["train.time_budget"] = f"{spent + parse_duration(given['train.time_budget']):.1f}s"
+    return apply_values(saved, given, source="resume options")
