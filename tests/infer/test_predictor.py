@@ -16,7 +16,8 @@ from unetkit.runtime.network import fuse_conv_bn
 
 
 def reference(path, image: np.ndarray) -> torch.Tensor:
-    """Independent whole-image prediction: normalise, mirror-pad to a multiple of 4, forward."""
+    """Independent whole-image prediction: normalise, zero-pad to a multiple of 4 (as training
+    patches past the image are filled), forward."""
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint)
     state = checkpoint["preprocessing"]["normalization"]
@@ -26,7 +27,8 @@ def reference(path, image: np.ndarray) -> torch.Tensor:
     before = [(t - n) // 2 for t, n in zip(target, spatial, strict=True)]
     after = [t - n - b for t, n, b in zip(target, spatial, before, strict=True)]
     with torch.no_grad():
-        logits = model(pad_spatial(x, before, after, "mirror"))
+        logits = model(torch.nn.functional.pad(
+            x, [p for b, a in zip(before[::-1], after[::-1], strict=True) for p in (b, a)]))
     crop = tuple(slice(b, b + n) for b, n in zip(before, spatial, strict=True))
     return logits[(slice(None), slice(None), *crop)][0]
 

@@ -6,6 +6,8 @@ argument and nothing else in the package branches on dimensionality.
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("none", "batch", "instance", "group")
@@ -15,7 +17,30 @@ _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _BATCH = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
-_INSTANCE = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+
+
+class _LayoutKeeping:
+    """Instance norm computed as a group norm with one group per channel (the same formula).
+
+    torch's ``instance_norm`` returns a contiguous (NCDHW) tensor for a channels-last input, so
+    the next convolution converts it back, forward and backward; ``group_norm`` keeps the layout
+    (a 3D U-Net step on 2 CPU cores: 1.80 -> 1.59 s). Parameters and state dict are those of
+    ``nn.InstanceNorm2d/3d`` (affine, no running statistics).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+
+class InstanceNorm2d(_LayoutKeeping, nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d(affine=True)`` that keeps channels-last tensors channels-last."""
+
+
+class InstanceNorm3d(_LayoutKeeping, nn.InstanceNorm3d):
+    """``nn.InstanceNorm3d(affine=True)`` that keeps channels-last tensors channels-last."""
+
+
+_INSTANCE = {2: InstanceNorm2d, 3: InstanceNorm3d}
 _DROPOUT = {2: nn.Dropout2d, 3: nn.Dropout3d}
 _INTERPOLATION = {2: "bilinear", 3: "trilinear"}
 

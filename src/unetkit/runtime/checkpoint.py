@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -171,9 +172,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         with torch.serialization.safe_globals(_numpy_globals()):
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unpickling refused"
-        raise CheckpointError(f"{path}: refused to load: the file holds code or objects a "
-                              f"checkpoint never contains ({first[:160]})") from None
+        unsafe = re.search(r"(unsupported GLOBAL [^\s]+|Unsupported global: [^\s]+)", str(error))
+        if unsafe is None:
+            raise CheckpointError(f"{path}: not a readable checkpoint (not a PyTorch file, or "
+                                  "truncated)") from None
+        raise CheckpointError(f"{path}: refused to load: the file asks to run code a checkpoint "
+                              f"never contains ({unsafe.group(1)}); unetkit does not execute "
+                              "code from files") from None
     except Exception as error:  # torch raises many types for corrupt files
         raise CheckpointError(f"{path}: not a readable checkpoint "
                               f"({type(error).__name__}: {str(error)[:200]})") from None
