@@ -287,3 +287,32 @@ def test_float_mask_with_fractions_is_refused(tmp_path):
     np.save(tmp_path / "m.npy", np.array([[0.0, 0.5], [1.0, 1.0]]))
     with pytest.raises(ImageFormatError, match=r"m\.npy.*non-integer"):
         read_mask(tmp_path / "m.npy")
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "packbits", "zstd", "lzma", "jpeg"])
+def test_compressed_tiffs_read_as_distributed(tmp_path, compression):
+    """DRIVE ships LZW-compressed RGB TIFFs; every common TIFF compression reads (imagecodecs)."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((40, 36, 3)) * 255).astype(np.uint8)
+    rgb[:, :18] = 50  # flat areas survive JPEG's loss
+    path = tmp_path / f"photo_{compression}.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb", compression=compression)
+    image, geometry = read_image(path)
+    assert image.shape == (3, 40, 36) and geometry.extra["rgb"]
+    if compression == "jpeg":
+        assert np.abs(image[:, :, :8].astype(int) - 50).max() <= 3  # away from the edge
+    else:
+        np.testing.assert_array_equal(image, np.moveaxis(rgb, -1, 0))
+
+
+def test_gif_masks_read_as_labels(tmp_path):
+    from PIL import Image
+
+    mask = np.zeros((20, 24), np.uint8)
+    mask[4:9, 5:15] = 255
+    Image.fromarray(mask).save(tmp_path / "21_manual1.gif")
+    labels, geometry = read_mask(tmp_path / "21_manual1.gif")
+    np.testing.assert_array_equal(labels, mask // 255)
+    assert geometry.extra["scaled_255"]

@@ -121,6 +121,13 @@ class DataConfig(_Section):
         "(mask(u) marks image(u + offset)); images are resampled by it in training and before "
         "prediction, so mirror augmentation keeps masks and images aligned. auto: measured on "
         "the training cases (unetkit.data.offset) and stored; None: no resampling")
+    target_spacing: list[float | None] | None = Field(
+        None, description="voxel spacing per spatial axis the images are resampled to before "
+        "the network (training and prediction; predictions are resampled back to each input's "
+        "grid); null for an axis keeps it; None: no resampling")
+    slice_axis: int | None = Field(
+        None, ge=0, le=2, description="train and predict 3D volumes as 2D slices across this "
+        "spatial axis (with model.spatial_dims 2), e.g. for thick-slab volumes; None: as stored")
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 

@@ -22,7 +22,7 @@ import numpy as np
 from unetkit.data import io_formats, io_medical
 from unetkit.data.geometry import Geometry, ImageFormatError, split_suffix
 
-PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 TIFF_SUFFIXES = (".tif", ".tiff")
 NUMPY_SUFFIXES = (".npy", ".npz")
 __all__ = ["Geometry", "ImageFormatError", "is_supported", "read_image", "read_mask",

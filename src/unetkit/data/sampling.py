@@ -166,3 +166,23 @@ class PatchSampler(IterableDataset):
         if self.batches_per_epoch is None:
             raise TypeError("an endless PatchSampler has no length (set batches_per_epoch)")
         return self.batches_per_epoch
+
+
+def to_slices(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], axis: int
+              ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """3D cases -> their 2D slices across spatial ``axis`` (for 2D training on volumes).
+
+    Args:
+        images: ``(C, X, Y, Z)`` arrays.
+        masks: ``(X, Y, Z)`` label maps.
+        axis: the spatial axis (0..2) the slices are taken across.
+
+    Returns:
+        ``(C, *plane)`` images and ``(*plane)`` masks, slice by slice, case after case.
+    """
+    if any(m.ndim != 3 for m in masks):
+        raise ValueError(f"data.slice_axis {axis}: slicing needs 3D volumes")
+    stacks = [np.moveaxis(image, axis + 1, 0) for image in images]  # (slices, C, *plane)
+    mask_stacks = [np.moveaxis(mask, axis, 0) for mask in masks]  # (slices, *plane)
+    return ([np.ascontiguousarray(s[k]) for s in stacks for k in range(s.shape[0])],
+            [np.ascontiguousarray(m[k]) for m in mask_stacks for k in range(m.shape[0])])

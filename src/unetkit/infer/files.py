@@ -20,7 +20,8 @@ from unetkit.infer.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 
-_OUTPUT_SUFFIX = {".jpg": ".png", ".jpeg": ".png", ".bmp": ".png", ".dcm": ".nii.gz"}
+_OUTPUT_SUFFIX = {".jpg": ".png", ".jpeg": ".png", ".bmp": ".png", ".gif": ".png",
+                  ".dcm": ".nii.gz"}
 
 # label index -> RGB for palette PNGs and overlays (0 = background, black)
 PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25),

@@ -2,27 +2,23 @@
 
 ``Predictor.predict(image)`` is the chain of five stages, each callable on its own:
 
-1. ``preprocess(image) -> (x, record)``: channel check, offset correction, normalisation
-   (``unetkit.data.preprocessing``);
-2. ``predict_logits(x) -> (C, *S)``: TTA and the window strategy on preprocessed data;
-3. ``restore(logits, record)``: back onto the input's grid;
+1. ``preprocess(image) -> (x, record)``: channel check, offset correction, resampling to the
+   training's spacing, normalisation (``unetkit.data.preprocessing``);
+2. ``predict_logits(x) -> (C, *S)``: TTA and the window strategy on preprocessed data
+   (``unetkit.infer.strategy``; slice by slice for models trained on the slices of volumes);
+3. ``restore(logits, record)``: back onto the input's grid (resampled before any decision);
 4. ``decide(logits) -> classes``: threshold / arg-max / wall closing (``unetkit.infer.decision``);
 5. ``postprocess(classes)``: connected-component clean-up; then label values.
 
 Training validates and calibrates through stages 2 and 4 on its already preprocessed arrays.
 
-Window strategy of stage 2: 'same' networks run one forward over the whole (zero-padded) image
-when it fits ``infer.memory_budget_mb``, else even Gaussian-blended tiles sized to the budget
-(``unetkit.infer.tiling``); ``infer.window`` forces a window. When even the float class scores of
-the whole input would not fit, ``predict`` decides labels slab by slab
-(``sliding_window_labels``) and returns no probabilities. 'valid' networks use the overlap-tile
-strategy of the U-Net paper (``overlap_tile_inference``).
+When even the float class scores of the whole input would not fit ``infer.memory_budget_mb``,
+``predict`` decides labels slab by slab (``sliding_window_labels``) and returns no probabilities.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +29,13 @@ import torch
 
 from unetkit.config import Config, InferConfig
 from unetkit.data.preprocessing import Preprocessor, PreprocessRecord
-from unetkit.infer import decision, tiling
+from unetkit.infer import decision
 from unetkit.infer.boundaries import wall_decision
-from unetkit.infer.overlap_tile import overlap_tile_inference
 from unetkit.infer.postprocess import postprocess
 from unetkit.infer.settings import check_settings, configure, resolve_auto_threshold
+from unetkit.infer.strategy import Strategy
 from unetkit.infer.tta import mirror_tta
-from unetkit.infer.windows import Progress, sliding_window_inference, sliding_window_labels
-from unetkit.nn.sizes import nearest_valid_length, output_length, pad_spatial
+from unetkit.infer.windows import Progress, sliding_window_labels
 from unetkit.runtime.device import PrecisionPlan
 from unetkit.runtime.network import Network
 
@@ -131,14 +126,17 @@ class Predictor:
         return self.config.infer
 
     # --- the stages ---
-    def preprocess(self, image: np.ndarray, source: str = "array"
+    def preprocess(self, image: np.ndarray, source: str = "array",
+                   spacing: Sequence[float] | None = None
                    ) -> tuple[torch.Tensor, PreprocessRecord]:
-        """Raw ``(C, *spatial)`` image -> network input ``(C, *spatial')`` float32 + record.
+        """Raw ``(C, *spatial)`` image with voxel ``spacing`` (None: the training's) -> network
+        input ``(C, *grid)`` float32 + record.
 
         Raises:
             ValueError: wrong number of channels or spatial axes (the message names ``source``).
         """
-        array, record = self.preprocessor.preprocess(self._check_input(np.asarray(image), source))
+        array = self._check_input(np.asarray(image), source)
+        array, record = self.preprocessor.preprocess(array, spacing)
         return torch.from_numpy(array), record
 
     def predict_logits(self, x: torch.Tensor | np.ndarray, progress: Progress | None = None
@@ -146,12 +144,17 @@ class Predictor:
         """Preprocessed ``(C_in, *S)`` -> blended, TTA-averaged logits ``(C_out, *S)`` float32."""
         x = torch.as_tensor(x, dtype=torch.float32)[None]
         network = mirror_tta(self.network, self.infer.tta_axes)
+        strategy = Strategy(self.config, self.plan, self._out_channels())
         if self.config.model.padding == "valid":
-            return self._overlap_tile(x, network, progress)[0]
-        padded, crop, window, overlap = self._windows(x)
-        logits = sliding_window_inference(padded, network, window, overlap, **self._options(
-            progress))
-        return logits[(0, slice(None), *crop)]
+            return strategy.overlap_tile(x, network, progress)[0]
+        axis = self.config.data.slice_axis
+        if axis is None:
+            return strategy.blend(x, network, progress)[0]
+        stack = x[0].movedim(axis + 1, 0)  # a 2D network over the slices of a volume
+        chunk = strategy.slices_per_batch(tuple(stack.shape[2:]))
+        parts = [strategy.blend(stack[k:k + chunk], network, progress)
+                 for k in range(0, stack.shape[0], chunk)]
+        return torch.cat(parts).movedim(0, axis + 1)
 
     def predict_labels(self, x: torch.Tensor | np.ndarray, progress: Progress | None = None
                        ) -> np.ndarray:
@@ -159,9 +162,10 @@ class Predictor:
         no wall closing)."""
         x = torch.as_tensor(x, dtype=torch.float32)[None]
         network = mirror_tta(self.network, self.infer.tta_axes)
-        padded, crop, window, overlap = self._windows(x, keep_scores=False)
+        strategy = Strategy(self.config, self.plan, self._out_channels())
+        padded, crop, window, overlap = strategy.windows(x, keep_scores=False)
         labels = sliding_window_labels(
-            padded, network, window, overlap, **self._options(progress),
+            padded, network, window, overlap, **strategy.options(progress),
             decide=lambda logits: decision.decide(logits, self._threshold()))
         return labels[(0, *crop)].cpu().numpy()
 
@@ -185,13 +189,16 @@ class Predictor:
 
     # --- the chain ---
     def predict(self, image: np.ndarray | str | Path, *, probabilities: bool = True,
-                progress: Progress | None = None) -> Prediction:
+                progress: Progress | None = None, spacing: Sequence[float] | None = None
+                ) -> Prediction:
         """Predict one image: an array ``(C, *spatial)`` (raw intensities) or a file path.
 
         Args:
             image: raw image or path readable by ``unetkit.data.io.read_image``.
             probabilities: also return class probabilities (else only labels, less memory).
             progress: called as ``progress(done, total)`` over windows.
+            spacing: voxel spacing of an array input (a file's own spacing is read from it);
+                None: the training's target spacing.
         """
         geometry, source = None, "array"
         if isinstance(image, (str, Path)):
@@ -199,9 +206,12 @@ class Predictor:
 
             source = str(image)
             image, geometry = io.read_image(image)
-        x, record = self.preprocess(image, source)
+            spacing = geometry.spacing
+        x, record = self.preprocess(image, source, spacing)
         probs = None
-        if not probabilities and self._scores_exceed_budget(x):
+        slices = self.config.data.slice_axis is not None
+        strategy = Strategy(self.config, self.plan, self._out_channels())
+        if not probabilities and not slices and strategy.scores_exceed_budget(x):
             log.info("predictor: class scores exceed infer.memory_budget_mb; labels by region")
             classes = self.restore(torch.from_numpy(self.predict_labels(x, progress)), record)
             classes = classes.numpy()
@@ -230,9 +240,10 @@ class Predictor:
 
     def _check_input(self, array: np.ndarray, source: str) -> np.ndarray:
         model = self.config.model
-        if array.ndim != model.spatial_dims + 1:
+        dims = 3 if self.config.data.slice_axis is not None else model.spatial_dims
+        if array.ndim != dims + 1:
             raise ValueError(f"{source}: image of shape {array.shape} is not (C, *spatial) with "
-                             f"{model.spatial_dims} spatial axes, as the model was trained")
+                             f"{dims} spatial axes, as the model was trained")
         if array.shape[0] != model.in_channels:
             grey_rgb = model.in_channels == 1 and array.shape[0] in (3, 4) and all(
                 np.array_equal(array[0], array[c]) for c in (1, 2))
@@ -242,62 +253,5 @@ class Predictor:
             array = array[:1]
         return array
 
-    def _bytes_per_voxel(self) -> int:
-        model = self.config.model
-        width = model.widths[0] if model.widths else model.base_width
-        return tiling.forward_bytes_per_voxel(width, 4 if self.plan.dtype is None else 2)
-
     def _out_channels(self) -> int:
         return max(self.config.model.out_channels or len(self.labels), 1)
-
-    def _scores_exceed_budget(self, x: torch.Tensor) -> bool:
-        multiple = 2**self.config.model.depth
-        voxels = math.prod(math.ceil(n / multiple) * multiple for n in x.shape[1:])
-        return self._out_channels() * voxels * 4 > self.infer.memory_budget_mb * 2**20
-
-    def _windows(self, x: torch.Tensor, keep_scores: bool = True
-                 ) -> tuple[torch.Tensor, tuple[slice, ...], tuple[int, ...], Any]:
-        """Zero-pad ``(1, C, *S)`` to the network's multiple; the crop back; window, overlap.
-
-        Zeros (the mean of a normalised image), because training patches that reach past an
-        image are filled with zeros (``PatchSampler``): mirrored borders are a context the
-        network never saw (on hippocampus crops smaller than the patch: mean Dice 0.770 with
-        mirrored, 0.811 with zero borders, same weights).
-        """
-        multiple = 2**self.config.model.depth
-        spatial = tuple(x.shape[2:])
-        target = [math.ceil(n / multiple) * multiple for n in spatial]
-        if self.infer.window is not None:
-            window = tuple(math.ceil(w / multiple) * multiple for w in self.infer.window)
-            target = [max(t, w) for t, w in zip(target, window, strict=True)]
-            overlap: Any = self.infer.overlap
-        else:
-            plan = tiling.plan_window(target, bytes_per_voxel=self._bytes_per_voxel(),
-                                      out_channels=self._out_channels(),
-                                      budget_mb=self.infer.memory_budget_mb, multiple=multiple,
-                                      keep_scores=keep_scores)
-            window, overlap = plan.window, plan.overlap
-        before = [(t - n) // 2 for t, n in zip(target, spatial, strict=True)]
-        after = [t - n - b for t, n, b in zip(target, spatial, before, strict=True)]
-        crop = tuple(slice(b, b + n) for b, n in zip(before, spatial, strict=True))
-        return pad_spatial(x, before, after, "constant"), crop, window, overlap
-
-    def _options(self, progress: Progress | None) -> dict[str, Any]:
-        return dict(gaussian=self.infer.gaussian, batch_size=self.infer.batch_size,
-                    accumulate=self.infer.accumulate, progress=progress)
-
-    def _overlap_tile(self, x: torch.Tensor, network: Network, progress: Progress | None
-                      ) -> torch.Tensor:
-        depth = self.config.model.depth
-        smallest = nearest_valid_length(1, depth, "valid")
-        margin = (smallest - output_length(smallest, depth, "valid")) // 2
-        spatial = tuple(x.shape[2:])
-        wanted = self.infer.window or tiling.plan_window(
-            [n + 2 * margin for n in spatial], bytes_per_voxel=self._bytes_per_voxel(),
-            out_channels=self._out_channels(), budget_mb=self.infer.memory_budget_mb,
-            multiple=1).window
-        tile = [nearest_valid_length(w, depth, "valid") for w in wanted]
-        return overlap_tile_inference(x, network, tile, [margin] * len(spatial),
-                                      step_multiple=2**depth, batch_size=self.infer.batch_size,
-                                      progress=progress)
-

@@ -17,6 +17,7 @@ import numpy as np
 
 from unetkit.config import Config
 from unetkit.data.preprocessing import Preprocessor
+from unetkit.data.sampling import to_slices
 from unetkit.train.splits import make_split
 
 log = logging.getLogger(__name__)
@@ -142,13 +143,18 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
     mask_values = {i: stored.get(v, v) for i, v in enumerate(sorted(labels_by_value))}
     preprocessor = Preprocessor.from_config(d).fit(
         [images[c] for c in train_ids], [masks[c] for c in train_ids], d.image_offset)
-    prepared = {cid: preprocessor.preprocess(img)[0] for cid, img in images.items()}
-    masks = {cid: preprocessor.preprocess_mask(m) for cid, m in masks.items()}
+    prepared, records = {}, {}
+    for cid, image in images.items():
+        prepared[cid], records[cid] = preprocessor.preprocess(image, loaded[cid][2].spacing)
+    masks = {cid: preprocessor.preprocess_mask(m, records[cid]) for cid, m in masks.items()}
     log.info("data: %d training and %d validation cases, labels %s",
              len(train_ids), len(val_ids), labels)
+    train_images, train_masks = [prepared[c] for c in train_ids], [masks[c] for c in train_ids]
+    if d.slice_axis is not None:  # 2D training on the slices of 3D volumes
+        train_images, train_masks = to_slices(train_images, train_masks, d.slice_axis)
     return TrainData(
         train_ids=train_ids, val_ids=val_ids,
-        train_images=[prepared[c] for c in train_ids], train_masks=[masks[c] for c in train_ids],
+        train_images=train_images, train_masks=train_masks,
         val_images=[prepared[c] for c in val_ids], val_masks=[masks[c] for c in val_ids],
         labels=labels, mask_values=dict(sorted(mask_values.items())),
         preprocessing=preprocessor.state_dict(), in_channels=int(images[train_ids[0]].shape[0]),
