@@ -73,38 +73,49 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings only"),
 ) -> None:
     """Train a segmentation network on a folder of images and masks."""
+    import time
+
     from rich.markup import escape
 
-    from unetkit.config import ConfigError, build_config, overrides_to_values, parse_size
+    from unetkit.config import ConfigError, overrides_to_values, parse_size
+    from unetkit.data.dataset import DatasetError
     from unetkit.runtime.checkpoint import CheckpointError
     from unetkit.runtime.distributed import is_main_process
 
+    started = time.monotonic()
     values = {
         "train.time_budget": time_budget, "train.epochs": epochs, "train.lr": lr,
         "data.batch_size": batch_size, "model.name": model, "train.device": device,
         "train.precision": precision, "data.fold": fold, "data.folds": folds,
         "data.val_fraction": val_fraction, "train.seed": seed,
     }
+    main_rank = is_main_process()
+    log_to_console(verbose=not quiet and main_rank)
+    if data is None and resume is None:
+        fail("--data DIR is needed (or --resume RUN_DIR)", code=2)
+    config, plan, changes = None, None, None
     try:
         if patch_size is not None:
             values["data.patch_size"] = parse_size(patch_size)
-        config = None if resume else build_config(config_file, values, overrides)
-        changes = {**values, **overrides_to_values(overrides)} if resume else None
+        if resume:
+            changes = {**values, **overrides_to_values(overrides)}
+        else:
+            config, plan = _run_config(data, config_file, values, overrides, main_rank and
+                                       not quiet)
     except ConfigError as error:
         fail(escape(str(error)), code=2)
-    if data is None and resume is None:
-        fail("--data DIR is needed (or --resume RUN_DIR)", code=2)
+    except (DatasetError, ValueError) as error:
+        fail(escape(str(error)), code=1)
     from unetkit.train.data import DataError
     from unetkit.train.fit import fit
     from unetkit.train.signals import Interrupted
 
-    main_rank = is_main_process()
-    log_to_console(verbose=not quiet and main_rank)
     progress = _TrainProgress() if main_rank and not quiet else None
     try:
         if progress is not None:
             progress.bar.start()
-        result = fit(config, data, out, resume=resume, changes=changes, on_step=progress)
+        result = fit(config, data, out, resume=resume, changes=changes, on_step=progress,
+                     started=started, extra_files=_plan_files(plan))
     except Interrupted as stop:
         fail(f"stopped at step {stop.step}; last.pt is saved there: continue exactly with "
              f"unetkit train --resume {escape(str(out or resume))}", code=stop.exit_code)
@@ -128,6 +139,26 @@ def train(
                           f"images)")
         console.print(f"run folder: {result.run_dir}  (predict with: unetkit predict "
                       f"{result.run_dir}/best.pt IMAGES -o OUT)")
+
+
+def _run_config(data: str, config_file: str | None, values: dict, overrides: list[str],
+                verbose: bool) -> tuple:
+    """The run's config: the file, or a plan for the data (printed unless quiet)."""
+    from unetkit.cli.plan_commands import print_plan
+    from unetkit.plan.auto import run_config
+
+    if config_file is None and verbose:
+        err_console.print(f"planning a run for {data} (no --config) ...")
+    config, plan = run_config(data, config_file, values, overrides)
+    if plan is not None and verbose:
+        print_plan(plan)
+    return config, plan
+
+
+def _plan_files(plan) -> dict | None:  # noqa: ANN001 - unetkit.plan.planner.Plan or None
+    from unetkit.plan.auto import plan_files
+
+    return plan_files(plan) if plan is not None else None
 
 
 @app.command()

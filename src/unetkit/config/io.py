@@ -129,12 +129,14 @@ def build_config(
     config_file: str | Path | None = None,
     values: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
+    base: Config | None = None,
 ) -> Config:
-    """The CLI's config: a YAML file (or defaults), then typed options, then ``--set`` overrides.
+    """The CLI's config: a YAML file (or ``base``, or defaults), then typed options, then
+    ``--set`` overrides.
 
     A one-value ``data.patch_size`` is repeated over ``model.spatial_dims`` axes.
     """
-    config = load_config(config_file) if config_file else Config()
+    config = load_config(config_file) if config_file else (base or Config())
     config = apply_values(config, values or {})
     config = apply_overrides(config, overrides or [])
     patch = config.data.patch_size

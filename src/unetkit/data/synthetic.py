@@ -135,3 +135,38 @@ def write_cells_dataset(out_dir: str | Path, n_cases: int, size: Sequence[int] =
             "numTraining": n_cases, "file_ending": ".png"}
     (out_dir / "dataset.json").write_text(json.dumps(meta, indent=2))
     return out_dir
+
+
+def write_blobs_dataset(out_dir: str | Path, n_cases: int, size: Sequence[int] = (32, 40, 28),
+                        spacing: Sequence[float] = (1.0, 1.0, 1.0), seed: int = 0,
+                        num_classes: int = 3, channels: int = 1, modality: str = "MRI",
+                        scale: float = 1.0, shift: float = 0.0) -> Path:
+    """Write an nnU-Net-layout 3D data set of ``make_blobs_3d`` volumes as NIfTI.
+
+    ``imagesTr/blobs_NNN_000C.nii.gz`` (``channels`` files per case; channel ``c`` is the
+    image times ``1 + c``), ``labelsTr/blobs_NNN.nii.gz`` and ``dataset.json``; intensities are
+    ``image * scale + shift`` (e.g. CT-like Hounsfield values), voxel ``spacing`` in the affine.
+    A ``spacing`` entry may be a list per case (mixed spacings).
+    """
+    import nibabel as nib
+
+    out_dir = Path(out_dir)
+    (out_dir / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (out_dir / "labelsTr").mkdir(parents=True, exist_ok=True)
+    for i in range(n_cases):
+        image, mask = make_blobs_3d(size, seed=seed * 100_003 + i, num_classes=num_classes)
+        case_spacing = spacing[i % len(spacing)] if isinstance(spacing[0], Sequence) \
+            else spacing
+        affine = np.diag([*(float(s) for s in case_spacing), 1.0])
+        for c in range(channels):
+            data = (image[0] * (1 + c) * scale + shift).astype(np.float32)
+            nib.save(nib.Nifti1Image(data, affine),
+                     out_dir / "imagesTr" / f"blobs_{i:03d}_{c:04d}.nii.gz")
+        nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine),
+                 out_dir / "labelsTr" / f"blobs_{i:03d}.nii.gz")
+    labels = {"background": 0, **{f"blob{k}": k for k in range(1, num_classes)}}
+    meta = {"name": "synthetic blobs", "channel_names": {str(c): modality
+                                                         for c in range(channels)},
+            "labels": labels, "numTraining": n_cases, "file_ending": ".nii.gz"}
+    (out_dir / "dataset.json").write_text(json.dumps(meta, indent=2))
+    return out_dir

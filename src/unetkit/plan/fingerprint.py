@@ -2,7 +2,8 @@
 
 Per case (``case_fingerprint``, pure): spatial shape, spacing, channels, storage type, intensity
 samples (all voxels and foreground voxels, per channel), voxels per label, and the shape of the
-foreground: its typical width (twice the mean distance of foreground voxels to the background),
+foreground: its typical width (twice the median distance to the background along the ridges of
+the foreground, i.e. at local maxima of its distance transform: the local diameter),
 how many objects it forms, and whether it walls off regions of background (cell membranes
 enclose cells; vessels and organs do not). Per data set (``fingerprint_dataset``): the same
 summarised (medians, percentiles), the modality (from ``dataset.json`` ``channel_names`` or
@@ -22,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from unetkit.data.dataset import discover_cases, load_case, read_dataset_json
-from unetkit.data.offset import case_offset, median_offset
+from unetkit.data.offset import MAX_SHIFT, case_offset, median_offset
 
 SAMPLES = 20_000  # intensity samples per case and channel
 OFFSET_CASES = 20  # cases measured for the mask offset (2D only)
@@ -58,7 +59,8 @@ def _foreground_shape(foreground: np.ndarray) -> tuple[float, int, float]:
     if not foreground.any():
         return 0.0, 0, 0.0
     distance = ndimage.distance_transform_edt(foreground)
-    width = 2.0 * float(distance[foreground].mean())
+    ridge = foreground & (distance >= ndimage.maximum_filter(distance, size=3))
+    width = 2.0 * float(np.median(distance[ridge]))
     structure = ndimage.generate_binary_structure(foreground.ndim, 1)
     objects = int(ndimage.label(foreground, structure)[1])
     background = ~foreground
@@ -112,7 +114,7 @@ class Fingerprint:
     foreground_width: float  # median over cases, voxels
     objects_per_case: float  # median
     enclosed_fraction: float  # median share of background walled off by the foreground
-    offset: list[float] | None = None  # median mask offset (2D), voxels
+    offset: list[float] | None = None  # median mask offset (2D), voxels, when consistent
     labels: dict[int, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -173,6 +175,7 @@ def summarise(records: list[CaseFingerprint], channel_names: list[str] | None = 
     dtypes = {r.dtype for r in records}
     dtype = "uint8" if dtypes == {"uint8"} else sorted(dtypes)[0]
     offsets = [list(r.offset) for r in records if r.offset is not None]
+    offset = consistent_offset(offsets)
     return Fingerprint(
         cases=len(records), spatial_dims=dims, channels=records[0].channels,
         modality=infer_modality(channel_names, dtype, records[0].channels,
@@ -186,7 +189,22 @@ def summarise(records: list[CaseFingerprint], channel_names: list[str] | None = 
         foreground_width=float(np.median([r.foreground_width for r in records])),
         objects_per_case=float(np.median([r.objects for r in records])),
         enclosed_fraction=float(np.median([r.enclosed_fraction for r in records])),
-        offset=median_offset(offsets) if offsets else None, labels=labels)
+        offset=offset, labels=labels, extra={"case_offsets": offsets})
+
+
+def consistent_offset(offsets: list[list[float]], agree: float = 0.25,
+                      share: float = 0.8) -> list[float] | None:
+    """The median mask offset when it is measured inside the search range and at least
+    ``share`` of the cases lie within ``agree`` voxels of it; else None (no consistent offset:
+    a structure without a clear edge contrast, or masks that are simply not offset)."""
+    if not offsets:
+        return None
+    values = np.asarray(offsets, dtype=float)
+    median = np.asarray(median_offset(values))
+    if np.any(np.abs(median) >= MAX_SHIFT - 0.05):
+        return None  # the peak sits at the edge of the search: not found
+    close = np.all(np.abs(values - median) <= agree, axis=1)
+    return [float(v) for v in median] if close.mean() >= share else None
 
 
 def fingerprint_dataset(data_dir: str | Path,

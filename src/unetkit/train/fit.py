@@ -49,6 +49,8 @@ def fit(
     on_step: StepCallback | None = None,
     check_data: bool = True,
     data: TrainData | None = None,
+    started: float | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train a network on ``data_dir`` as ``config`` says and write the run into ``out_dir``.
 
@@ -65,6 +67,9 @@ def fit(
         on_step: called after every step with a dict (step, total_steps, epoch, loss, lr, ...).
         check_data: run the data doctor first and refuse to train on errors.
         data: already prepared data (skips loading; used by the demo and tests).
+        started: ``time.monotonic()`` when the time budget started (default: when ``fit`` was
+            called, so loading the data counts; a caller that planned first passes its start).
+        extra_files: ``{name: text}`` written into the run folder (e.g. ``plan.yaml``).
 
     Returns:
         A ``TrainResult``.
@@ -73,6 +78,7 @@ def fit(
         Interrupted: SIGINT or SIGTERM arrived; ``last.pt`` holds the state at the step
             boundary where the run stopped (``--resume`` continues exactly).
     """
+    started = time.monotonic() if started is None else started
     checkpoint = None
     if resume is not None:
         path = Path(resume)
@@ -84,11 +90,16 @@ def fit(
         raise ValueError("fit: a config and a data folder are needed unless resuming")
     run = set_up_run(config, data_dir, out_dir, checkpoint, check_data, data, prepare_data)
     check_calibration(run.config, run.data.labels)
+    if checkpoint is None:
+        run.started = started  # elapsed time (saved in checkpoints) counts from the same start
+    if run.run_dir is not None:
+        for name, text in (extra_files or {}).items():
+            (run.run_dir / name).write_text(text)
     if run.config.train.time_budget:
         budget_s = parse_duration(run.config.train.time_budget)
-        spent = run.state.elapsed_s if checkpoint else 0.0
+        start = time.monotonic() - run.state.elapsed_s if checkpoint else started
         run.budget = TimeBudget(budget_s, run.config.train.steps_per_epoch,
-                                run.config.train.val_every, start=time.monotonic() - spent)
+                                run.config.train.val_every, start=start)
     calibration = None
     try:
         with StopSignals() as signals:

@@ -24,6 +24,7 @@ def build_checkpoint(
     normalization: dict[str, Any] | None = None,
     mask_values: dict[int, int] | None = None,
     infer: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> Path:
     """Write a checkpoint of a tiny UNet with non-trivial BatchNorm statistics."""
@@ -31,6 +32,7 @@ def build_checkpoint(
         "model": {"spatial_dims": spatial_dims, "in_channels": in_channels,
                   "out_channels": out_channels, "base_width": 4, "depth": depth,
                   "padding": padding, "norm": "batch"},
+        "data": data or {},
         "train": {"precision": "fp32"},
         "infer": {"precision": "fp32", **(infer or {})},
     })

@@ -1,0 +1,86 @@
+"""``unetkit plan``: fingerprint a data set and plan a run for a time budget; the tables that
+``unetkit train`` prints when it plans."""
+
+from __future__ import annotations
+
+import typer
+
+from unetkit.cli.app import app, console, err_console, fail, log_to_console  # noqa: F401
+
+
+def print_fingerprint(fp) -> None:  # noqa: ANN001 - unetkit.plan.fingerprint.Fingerprint
+    """The fingerprint as a two-column table."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    def fmt(values) -> str:  # noqa: ANN001
+        return "x".join(f"{float(v):g}" for v in values)
+
+    table = Table(title="fingerprint", show_header=False)
+    rows = [("cases", str(fp.cases)), ("dimensions / channels", f"{fp.spatial_dims}D, "
+            f"{fp.channels} channel(s)"), ("modality", fp.modality),
+            ("median size", fmt(fp.median_shape)), ("median spacing", fmt(fp.median_spacing))]
+    for channel, stats in enumerate(fp.foreground_intensity):
+        if stats:
+            rows.append((f"foreground ch{channel}", f"p0.5 {stats['p0.5']:.4g}, median "
+                         f"{stats['p50']:.4g}, p99.5 {stats['p99.5']:.4g}"))
+    for label, share in fp.label_fractions.items():
+        name = (fp.labels or {}).get(label, f"label {label}")
+        rows.append((escape(str(name)), f"{100 * share:.2f}% of voxels"))
+    rows += [("foreground width", f"{fp.foreground_width:.1f} voxels"),
+             ("objects per case", f"{fp.objects_per_case:g}"),
+             ("enclosed background", f"{100 * fp.enclosed_fraction:.0f}%")]
+    if fp.offset is not None:
+        rows.append(("mask offset", f"{fp.offset} voxels"))
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+def print_plan(plan) -> None:  # noqa: ANN001 - unetkit.plan.planner.Plan
+    """Every decision with its reason, and the timed candidates."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="plan")
+    for column in ("setting", "value", "why"):
+        table.add_column(column, overflow="fold")
+    for decision in plan.decisions:
+        table.add_row(decision.field, escape(str(decision.value)), escape(decision.reason))
+    console.print(table)
+    for c in plan.candidates:
+        mark = "  <- chosen" if c.chosen else ""
+        console.print(f"  candidate base width {c.base_width}: {c.step_s:.3f} s/step, "
+                      f"{c.steps} steps in the budget{mark}", highlight=False)
+
+
+@app.command()
+def plan(
+    data_dir: str = typer.Argument(..., help="data folder (images/ + masks/, or nnU-Net "
+                                   "imagesTr/ + labelsTr/ with dataset.json)"),
+    time_budget: str = typer.Option(None, "--time", help="the training budget, e.g. 15m; the "
+                                    "network is sized to what it buys on this machine"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps: "
+                               "where candidates are timed (and training will run)"),
+    out: str = typer.Option(None, "--out", "-o", help="write the planned config here (YAML "
+                            "for unetkit train --config)"),
+) -> None:
+    """Fingerprint a data set and plan a run: every decision printed with its reason."""
+    from rich.markup import escape
+
+    from unetkit.config import ConfigError, parse_duration
+    from unetkit.data.dataset import DatasetError
+    from unetkit.plan.planner import make_plan
+
+    try:
+        if time_budget is not None:
+            parse_duration(time_budget)
+        result = make_plan(data_dir, time_budget, device=device,
+                           progress=lambda line: err_console.print(f"timing {line}"))
+    except (ConfigError, DatasetError, ValueError) as error:
+        fail(escape(str(error)), code=2)
+    print_fingerprint(result.fingerprint)
+    print_plan(result)
+    if out:
+        console.print(f"wrote {result.write(out)}: unetkit train --data {escape(data_dir)} "
+                      f"--config {escape(out)}")

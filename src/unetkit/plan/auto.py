@@ -1,0 +1,53 @@
+"""Which config a training run uses: the user's file, or a plan made for the data and budget.
+
+``unetkit train --data DATA --time T`` without ``--config`` plans (``make_plan``) and applies
+the user's options and ``--set`` overrides on top of the plan; with ``--config`` the file is the
+starting point and nothing is planned. The plan and the fingerprint go into the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from unetkit.config import Config, apply_overrides, build_config
+from unetkit.plan.planner import Plan, make_plan
+
+
+def run_config(data_dir: str | Path | None, config_file: str | Path | None,
+               values: dict[str, Any], overrides: list[str], *, elapsed_s: float = 0.0,
+               progress: Callable[[str], None] | None = None) -> tuple[Config, Plan | None]:
+    """The config of a new run and the plan it came from (None with a config file).
+
+    Args:
+        data_dir: the data folder (needed to plan).
+        config_file: a YAML config; when given, nothing is planned.
+        values: typed options ``{"section.field": value}`` (None values are skipped).
+        overrides: ``section.field=value`` strings, applied last.
+        elapsed_s: seconds of the time budget already used before planning.
+        progress: called with one line per planning step.
+    """
+    if config_file is not None or data_dir is None:
+        return build_config(config_file, values, overrides), None
+    plan = make_plan(data_dir, values.get("train.time_budget"),
+                     device=values.get("train.device") or "auto", elapsed_s=elapsed_s,
+                     progress=progress)
+    given = {k for k, v in values.items() if v is not None}
+    given |= {item.split("=", 1)[0].strip() for item in overrides}
+    base = plan.config
+    if given & {"model.base_width", "model.depth"} and "model.widths" not in given:
+        # the user sizes the network: the planned per-stage lists no longer apply
+        planned = [f"model.{name}=null" for name in ("widths", "strides", "kernel_sizes")
+                   if name in type(base.model).model_fields]
+        base = apply_overrides(base, planned)
+    config = build_config(None, values, overrides, base=base)
+    plan.config = config
+    return config, plan
+
+
+def plan_files(plan: Plan) -> dict[str, str]:
+    """``{"plan.yaml": ..., "fingerprint.json": ...}`` for the run folder."""
+    return {"plan.yaml": plan.yaml_text(),
+            "fingerprint.json": json.dumps(plan.fingerprint.as_dict(), indent=2)}

@@ -1,0 +1,187 @@
+"""``make_plan``: a data folder and a time budget -> a complete config, each value with its reason.
+
+1. the fingerprint (``unetkit.plan.fingerprint``);
+2. the rules (``unetkit.plan.rules``, ``task_rules``): dimensionality, spacing, normalisation,
+   patch and pooling, batch, loss and decision, augmentation, sampling, validation;
+3. the budget: candidate networks (first-stage widths ``CANDIDATE_WIDTHS``) are timed on the
+   device for a few real training steps, and the widest one that still affords ``MIN_STEPS``
+   optimisation steps in the budget is chosen (the narrowest when none does). The rule and its
+   evidence (steps reached and held-out scores on three real data sets): ``docs/planner.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unetkit.config import Config, apply_values, config_to_dict, parse_duration
+from unetkit.plan import rules, task_rules
+from unetkit.plan.fingerprint import Fingerprint, fingerprint_dataset
+from unetkit.plan.rules import Decision
+from unetkit.plan.timing import time_steps
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_WIDTHS = (8, 16, 32)
+MIN_STEPS = {2: 1000, 3: 800}  # optimisation steps a budget must afford (docs/planner.md)
+TRAIN_SHARE = 0.85  # of the budget left after planning: the rest validates and calibrates
+DEFAULT_BUDGET_S = 600.0  # planning without a budget: as for ten minutes
+
+
+@dataclass
+class Candidate:
+    """A timed candidate network: first-stage width, seconds per step, steps in the budget."""
+
+    base_width: int
+    step_s: float
+    steps: int
+    chosen: bool = False
+
+
+@dataclass
+class Plan:
+    """A complete config, the fingerprint it came from and every decision with its reason."""
+
+    config: Config
+    fingerprint: Fingerprint
+    decisions: list[Decision]
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict: config, decisions, candidates and fingerprint."""
+        return {"config": config_to_dict(self.config),
+                "decisions": [asdict(d) for d in self.decisions],
+                "candidates": [asdict(c) for c in self.candidates],
+                "fingerprint": self.fingerprint.as_dict()}
+
+    def yaml_text(self) -> str:
+        """The config as YAML that ``unetkit train --config`` accepts, reasons as comments."""
+        lines = ["# unetkit plan: every value below was chosen for this data set and budget.",
+                 "# Use it with: unetkit train --data DATA --config THIS_FILE", "#"]
+        for decision in self.decisions:
+            lines.append(f"# {decision.field} = {decision.value}: {decision.reason}")
+        for c in self.candidates:
+            mark = " <- chosen" if c.chosen else ""
+            lines.append(f"# candidate base width {c.base_width}: {c.step_s:.3f} s/step, "
+                         f"{c.steps} steps in the budget{mark}")
+        body = yaml.safe_dump(config_to_dict(self.config), sort_keys=False)
+        return "\n".join(lines) + "\n\n" + body
+
+    def write(self, path: str | Path) -> Path:
+        """Write ``yaml_text()`` to ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.yaml_text())
+        return path
+
+
+def _apply(config: Config, decisions: list[Decision]) -> Config:
+    return apply_values(config, {d.field: d.value for d in decisions}, source="plan")
+
+
+def _value(decisions: list[Decision], name: str, default: Any = None) -> Any:
+    for decision in reversed(decisions):
+        if decision.field == name:
+            return decision.value
+    return default
+
+
+def plan_rules(fp: Fingerprint) -> list[Decision]:
+    """Every rule-based decision for a fingerprint (no timing)."""
+    decisions = rules.dimensionality(fp)
+    dims, slice_axis = _value(decisions, "model.spatial_dims"), _value(decisions,
+                                                                       "data.slice_axis")
+    decisions += rules.target_spacing(fp, slice_axis)
+    target = _value(decisions, "data.target_spacing") or list(fp.median_spacing)
+    spacing = [t if t is not None else s for t, s in zip(target, fp.median_spacing, strict=True)]
+    shape = [n * s / t for n, s, t in zip(fp.median_shape, fp.median_spacing, spacing,
+                                          strict=True)]
+    if slice_axis is not None:
+        shape = [n for a, n in enumerate(shape) if a != slice_axis]
+        spacing = [s for a, s in enumerate(spacing) if a != slice_axis]
+    decisions += rules.normalization(fp)
+    decisions += rules.network_shape(shape, spacing, dims)
+    decisions.append(rules.batch_size(_value(decisions, "data.patch_size"), dims))
+    anisotropic = _value(decisions, "model.strides") is not None
+    decisions += task_rules.loss_and_decision(fp)
+    decisions += task_rules.augmentation(fp, dims, anisotropic)
+    decisions += task_rules.image_offset(fp)
+    decisions += task_rules.sampling_and_split(fp)
+    labels = len(fp.label_fractions)
+    sigmoid = _value(decisions, "train.loss.name") == "dice_bce"
+    decisions += [Decision("model.in_channels", fp.channels, "channels of the images"),
+                  Decision("model.out_channels", 1 if sigmoid else labels,
+                           f"{labels} labels" + (" (one sigmoid output)" if sigmoid else "")),
+                  Decision("model.norm", "instance", "instance norm (nnU-Net): independent of "
+                           "the small CPU batches"),
+                  Decision("model.deep_supervision", True, "deep supervision (nnU-Net): "
+                           "faster learning of the coarse decoder stages"),
+                  Decision("train.lr", 0.002, "AdamW 2e-3 with a poly schedule planned to the "
+                           "end of the budget")]
+    return decisions
+
+
+def choose_width(config: Config, budget_s: float, dims: int,
+                 progress: Callable[[str], None] | None = None
+                 ) -> tuple[list[Candidate], Decision]:
+    """Time the candidate widths, narrowest first, and keep the widest that affords
+    ``MIN_STEPS`` steps; timing stops at the first that does not (wider ones are slower)."""
+    candidates: list[Candidate] = []
+    for base in CANDIDATE_WIDTHS:
+        widths = rules.widths(base, config.model.depth, dims)
+        step_s = time_steps(apply_values(config, {"model.widths": widths}))
+        candidates.append(Candidate(base, step_s, int(budget_s * TRAIN_SHARE / step_s)))
+        if progress is not None:
+            progress(f"base width {base}: {step_s:.3f} s/step, {candidates[-1].steps} steps "
+                     "in the budget")
+        if candidates[-1].steps < MIN_STEPS[dims]:
+            break
+    enough = [c for c in candidates if c.steps >= MIN_STEPS[dims]]
+    chosen = enough[-1] if enough else candidates[0]
+    chosen.chosen = True
+    reason = (f"widest candidate affording >= {MIN_STEPS[dims]} steps in the budget "
+              f"({chosen.steps} steps at {chosen.step_s:.2f} s)" if enough else
+              f"no candidate affords {MIN_STEPS[dims]} steps: the narrowest "
+              f"({chosen.steps} steps)")
+    return candidates, Decision("model.widths", rules.widths(chosen.base_width,
+                                                             config.model.depth, dims), reason)
+
+
+def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: str = "auto",
+              fingerprint: Fingerprint | None = None, elapsed_s: float = 0.0,
+              progress: Callable[[str], None] | None = None) -> Plan:
+    """Plan a run on ``data_dir`` for ``time_budget`` (e.g. ``"15m"``) on ``device``.
+
+    Args:
+        data_dir: the data folder (``unetkit.data`` layouts).
+        time_budget: the whole run's budget; None plans as for ten minutes and trains
+            ``train.epochs`` epochs.
+        device: where the candidates are timed and the run will train.
+        fingerprint: an already computed fingerprint (else read from ``data_dir``).
+        elapsed_s: seconds of the budget already used (planning included by the caller).
+        progress: called with one line per step of the planning.
+    """
+    fp = fingerprint or fingerprint_dataset(data_dir)
+    decisions = plan_rules(fp)
+    base = Config()
+    values = {"train.device": device, "train.time_budget": time_budget}
+    config = _apply(apply_values(base, values, source="plan"), decisions)
+    budget_s = parse_duration(time_budget) if time_budget else DEFAULT_BUDGET_S
+    candidates, width = choose_width(config, max(budget_s - elapsed_s, 1.0),
+                                     config.model.spatial_dims, progress)
+    decisions.append(width)
+    config = _apply(config, [width])
+    log.info("plan: %s", ", ".join(f"{d.field}={d.value}" for d in decisions))
+    return Plan(config, fp, decisions, candidates)
+
+
+def steps_per_second(plan: Plan) -> float:
+    """The chosen candidate's training steps per second."""
+    chosen = next(c for c in plan.candidates if c.chosen)
+    return 1.0 / chosen.step_s if chosen.step_s > 0 else math.inf

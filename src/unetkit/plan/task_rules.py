@@ -1,0 +1,93 @@
+"""Rules that depend on what is segmented: loss and decision, thin structures and walls,
+augmentation, sampling, validation split. Pure functions of the fingerprint, as ``rules``.
+"""
+
+from __future__ import annotations
+
+from unetkit.plan.fingerprint import Fingerprint
+from unetkit.plan.rules import Decision
+
+THIN = 6.0  # foreground narrower than this many voxels: thin structures (membranes, vessels)
+WALL_WIDTH = 10.0  # walls are at most this wide (ISBI 2012 membranes: 6 pixels)
+WALLS = 0.5  # a foreground that encloses this share of the background: walls (membranes)
+OFFSET = 0.25  # median mask offset (voxels) worth correcting
+SMALL_DATASET = 40  # fewer cases: train on all of them, calibrate on the training cases
+VALIDATION_CASES = 16
+
+
+def is_walls(fp: Fingerprint) -> bool:
+    """Narrow two-class foreground that walls off most of the background (cell membranes)."""
+    return (len(fp.label_fractions) == 2 and fp.foreground_width <= WALL_WIDTH
+            and fp.enclosed_fraction >= WALLS)
+
+
+def is_thin(fp: Fingerprint) -> bool:
+    """Thin foreground structures (vessels, membranes, fibres)."""
+    return 0 < fp.foreground_width < THIN
+
+
+def loss_and_decision(fp: Fingerprint) -> list[Decision]:
+    """Two classes: sigmoid output with Dice + BCE and a decision threshold calibrated on
+    images at the end of training (the best held-out threshold of short runs ranged 0.18-0.57 on
+    ISBI 2012; the calibrated one was within 0.003 Dice of it). Walls: F0.8 (thinner walls keep
+    cells apart: V_rand +0.027 for Dice -0.005 on ISBI) and seeded-watershed gap closing. More
+    classes: softmax with Dice + cross-entropy and the arg-max (nnU-Net)."""
+    if len(fp.label_fractions) != 2:
+        return [Decision("train.loss.name", "dice_ce",
+                         f"{len(fp.label_fractions)} labels: softmax, Dice + cross-entropy")]
+    out = [Decision("train.loss.name", "dice_bce", "two labels: sigmoid, Dice + BCE"),
+           Decision("infer.threshold", "auto", "two labels: the decision threshold is "
+                    "calibrated at the end of training (short runs are poorly calibrated)")]
+    if is_walls(fp):
+        why = (f"thin foreground ({fp.foreground_width:.1f} voxels wide) enclosing "
+               f"{100 * fp.enclosed_fraction:.0f}% of the background: walls between regions")
+        out += [Decision("infer.calibration_beta", 0.8, why + "; F0.8 keeps walls thin"),
+                Decision("infer.postprocess.wall_seed_threshold", 0.3, why + ": close gaps "
+                         "between regions by a seeded watershed"),
+                Decision("infer.postprocess.wall_min_seed", 32, why),
+                Decision("infer.postprocess.wall_split_depth", 14.0, why)]
+    return out
+
+
+def augmentation(fp: Fingerprint, dims: int, anisotropic: bool) -> list[Decision]:
+    """Mirror every axis (and test-time mirror them, ``infer.tta_axes``); rot90 in planes of
+    equal patch size (the augmenter's own rule); no random rotation of anisotropic volumes
+    (it would mix thick and thin axes); label edges interpolated linearly for thin structures
+    (nearest snaps a 2-voxel membrane by up to half a voxel)."""
+    out = [Decision("data.augment.flip_prob", 0.5, "structures have no preferred side"),
+           Decision("infer.tta_axes", list(range(dims)), "mirror test-time augmentation over "
+                    "every axis training mirrors")]
+    if anisotropic:
+        out.append(Decision("data.augment.affine_prob", 0.0, "anisotropic volumes: no "
+                            "rotation across the thick axis"))
+    if is_thin(fp):
+        out.append(Decision("data.augment.mask_interpolation", "linear",
+                            f"thin structures ({fp.foreground_width:.1f} voxels wide)"))
+    return out
+
+
+def image_offset(fp: Fingerprint) -> list[Decision]:
+    """Masks drawn a fraction of a voxel off their structures (ISBI 2012: 0.64 px up): images
+    are aligned to them, so mirroring keeps both aligned (``unetkit.data.offset``)."""
+    if fp.offset is None or max(abs(v) for v in fp.offset) < OFFSET:
+        return []
+    return [Decision("data.image_offset", "auto", f"masks lie {fp.offset} voxels off the "
+                     "images in every measured case: images are aligned to the masks")]
+
+
+def sampling_and_split(fp: Fingerprint) -> list[Decision]:
+    """Foreground oversampling for rare foreground (nnU-Net's 33%), none when the foreground
+    is everywhere (walls); a validation split only when there are enough cases to spare."""
+    foreground = 1.0 - fp.label_fractions.get(0, 1.0)
+    share = 0.0 if foreground >= 0.15 else 0.33
+    out = [Decision("data.foreground_fraction", share,
+                    f"foreground is {100 * foreground:.1f}% of the voxels")]
+    if fp.cases < SMALL_DATASET:
+        out += [Decision("data.val_fraction", 0.0, f"{fp.cases} cases: every case trains; "
+                         "the last weights are kept"),
+                Decision("infer.calibration_images", fp.cases, "calibrate on every case")]
+    else:
+        fraction = round(min(VALIDATION_CASES / fp.cases, 0.2), 3)
+        out.append(Decision("data.val_fraction", fraction, f"{fp.cases} cases: about "
+                            f"{min(VALIDATION_CASES, round(0.2 * fp.cases))} validate"))
+    return out

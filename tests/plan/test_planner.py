@@ -1,0 +1,131 @@
+"""Planner decisions on generated data sets: every kind of data gets the configuration its
+fingerprint calls for, and the budget rule picks the widest network that trains long enough."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unetkit.data.synthetic import write_blobs_dataset, write_cells_dataset
+from unetkit.plan import planner
+from unetkit.plan.fingerprint import consistent_offset, fingerprint_dataset, infer_modality
+from unetkit.plan.planner import plan_rules
+
+
+def decided(decisions, name):
+    values = [d.value for d in decisions if d.field == name]
+    return values[-1] if values else "unset"
+
+
+@pytest.fixture(scope="module")
+def iso3d(tmp_path_factory):
+    return write_blobs_dataset(tmp_path_factory.mktemp("iso") / "d", 4, (32, 40, 32))
+
+
+def test_isotropic_volumes_plan_a_3d_network_without_resampling(iso3d):
+    fp = fingerprint_dataset(iso3d)
+    assert (fp.cases, fp.spatial_dims, fp.channels, fp.modality) == (4, 3, 1, "mri")
+    decisions = plan_rules(fp)
+    assert decided(decisions, "model.spatial_dims") == 3
+    assert decided(decisions, "data.slice_axis") == "unset"
+    assert decided(decisions, "data.target_spacing") is None
+    patch, depth = decided(decisions, "data.patch_size"), decided(decisions, "model.depth")
+    assert patch == [32, 40, 32] and depth == 3  # rounded up to multiples of 2**depth
+    assert decided(decisions, "data.normalization.scheme") == "zscore"
+    assert decided(decisions, "train.loss.name") == "dice_ce"
+    assert decided(decisions, "model.out_channels") == 3
+    assert decided(decisions, "infer.tta_axes") == [0, 1, 2]
+    assert decided(decisions, "infer.threshold") == "unset"  # arg-max for 3 labels
+    for decision in decisions:
+        assert decision.reason  # every decision says why
+
+
+def test_thick_slab_volumes_are_planned_as_2d_slices(tmp_path):
+    root = write_blobs_dataset(tmp_path / "d", 3, (64, 64, 8), spacing=(0.8, 0.8, 5.0))
+    decisions = plan_rules(fingerprint_dataset(root))
+    assert decided(decisions, "model.spatial_dims") == 2
+    assert decided(decisions, "data.slice_axis") == 2
+    assert len(decided(decisions, "data.patch_size")) == 2
+    assert decided(decisions, "infer.tta_axes") == [0, 1]
+
+
+def test_mixed_spacings_resample_to_the_median(tmp_path):
+    spacings = [(1.0, 1.0, 1.0), (1.2, 1.2, 1.0), (0.8, 0.8, 1.0)]
+    root = write_blobs_dataset(tmp_path / "d", 3, (30, 30, 30), spacing=spacings)
+    decisions = plan_rules(fingerprint_dataset(root))
+    assert decided(decisions, "data.target_spacing") == [1.0, 1.0, 1.0]
+
+
+def test_ct_intensities_get_the_ct_scheme_and_channels_are_counted(tmp_path):
+    root = write_blobs_dataset(tmp_path / "d", 3, (24, 24, 24), modality="other", channels=2,
+                               scale=1000.0, shift=-1000.0)  # air -1000 HU, tissue ~0
+    fp = fingerprint_dataset(root)
+    assert fp.modality == "ct" and fp.channels == 2
+    decisions = plan_rules(fp)
+    assert decided(decisions, "data.normalization.scheme") == "ct"
+    assert decided(decisions, "model.in_channels") == 2
+
+
+def test_2d_rgb_and_membranes(tmp_path):
+    from PIL import Image
+
+    rgb = tmp_path / "rgb"
+    (rgb / "images").mkdir(parents=True)
+    (rgb / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        mask = np.zeros((64, 80), np.uint8)
+        mask[10 + i:30, 20:50] = 255
+        image = (rng.random((64, 80, 3)) * 60 + mask[..., None] * 0.5).astype(np.uint8)
+        Image.fromarray(image).save(rgb / "images" / f"p{i}.png")
+        Image.fromarray(mask).save(rgb / "masks" / f"p{i}.png")
+    fp = fingerprint_dataset(rgb)
+    assert fp.modality == "rgb-8bit" and fp.channels == 3
+    decisions = plan_rules(fp)
+    assert decided(decisions, "model.spatial_dims") == 2
+    assert decided(decisions, "model.in_channels") == 3
+    assert decided(decisions, "train.loss.name") == "dice_bce"
+    assert decided(decisions, "model.out_channels") == 1
+    assert decided(decisions, "infer.threshold") == "auto"
+    assert decided(decisions, "infer.postprocess.wall_seed_threshold") == "unset"
+    cells = write_cells_dataset(tmp_path / "cells", 3, (256, 256), seed=1)
+    walls = plan_rules(fingerprint_dataset(cells))
+    assert decided(walls, "infer.postprocess.wall_seed_threshold") == 0.3  # membranes
+    assert decided(walls, "infer.calibration_beta") == 0.8
+    assert decided(walls, "data.val_fraction") == 0.0  # 3 cases: all train
+
+
+def test_modality_from_names_and_values():
+    assert infer_modality(["CT"], "int16", 1, -1000, 3) == "ct"
+    assert infer_modality(["T2"], "float32", 1, 0, 3) == "mri"
+    assert infer_modality(None, "uint8", 3, 0, 2) == "rgb-8bit"
+    assert infer_modality(None, "int16", 1, -1024, 3) == "ct"
+    assert infer_modality(None, "float32", 1, 0, 3) == "other"
+
+
+def test_offsets_count_only_when_consistent_and_inside_the_search():
+    assert consistent_offset([[0.6, 0.2]] * 9 + [[0.1, 0.0]]) == [0.6, 0.2]
+    assert consistent_offset([[2.0, -2.0]] * 5) is None  # peak at the edge of the search
+    assert consistent_offset([[0.6, 0.0], [-0.6, 0.0], [0.0, 0.5], [0.3, -0.4]]) is None
+
+
+def test_widest_candidate_that_affords_the_minimum_steps(monkeypatch, iso3d):
+    seconds = {8: 0.5, 16: 1.0, 32: 4.0}
+    timed = []
+
+    def fake(config):
+        timed.append(config.model.widths[0])
+        return seconds[config.model.widths[0]]
+
+    monkeypatch.setattr(planner, "time_steps", fake)
+    plan = planner.make_plan(iso3d, "1000s", device="cpu")
+    # 1000 s * 0.85 / 1.0 = 850 >= 800 steps: width 16; 32 affords 212 steps
+    assert plan.config.model.widths[0] == 16
+    assert [c.chosen for c in plan.candidates] == [False, True, False]
+    assert timed == [8, 16, 32]
+    timed.clear()
+    small = planner.make_plan(iso3d, "100s", device="cpu", fingerprint=plan.fingerprint)
+    assert small.config.model.widths[0] == 8  # none affords 800 steps: the narrowest
+    assert timed == [8]  # wider ones are slower still: not timed
+    text = plan.yaml_text()
+    assert "# model.widths = [16, 32, 64, 128]" in text and "<- chosen" in text
