@@ -56,8 +56,8 @@ def test_attributes_of_the_contract():
             "unet",
             {"nrom": "batch"},
             "unknown option 'nrom' for model 'unet' (did you mean 'norm'?); valid options: "
-            "in_channels, out_channels, spatial_dims, base_width, widths, depth, norm, upsample, "
-            "padding, dropout, norm_groups, deep_supervision",
+            "in_channels, out_channels, spatial_dims, base_width, widths, depth, strides, "
+            "kernel_sizes, norm, upsample, padding, dropout, norm_groups, deep_supervision",
         ),
         (
             "unet",
