@@ -25,12 +25,16 @@ def build_checkpoint(
     mask_values: dict[int, int] | None = None,
     infer: dict[str, Any] | None = None,
     seed: int = 0,
+    **model: Any,
 ) -> Path:
-    """Write a checkpoint of a tiny UNet with non-trivial BatchNorm statistics."""
+    """Write a checkpoint of a tiny UNet with non-trivial BatchNorm statistics.
+
+    ``model``: further ``model`` config fields, e.g. ``strides`` and ``kernel_sizes``.
+    """
     config = Config.model_validate({
         "model": {"spatial_dims": spatial_dims, "in_channels": in_channels,
                   "out_channels": out_channels, "base_width": 4, "depth": depth,
-                  "padding": padding, "norm": "batch"},
+                  "padding": padding, "norm": "batch", **model},
         "train": {"precision": "fp32"},
         "infer": {"precision": "fp32", **(infer or {})},
     })

@@ -40,7 +40,7 @@ from unetkit.infer.postprocess import postprocess
 from unetkit.infer.settings import check_settings, configure, resolve_auto_threshold
 from unetkit.infer.tta import mirror_tta
 from unetkit.infer.windows import Progress, sliding_window_inference, sliding_window_labels
-from unetkit.nn.sizes import nearest_valid_length, output_length, pad_spatial
+from unetkit.nn.sizes import model_multiples, nearest_valid_length, output_length, pad_spatial
 from unetkit.runtime.device import PrecisionPlan
 from unetkit.runtime.network import Network
 
@@ -251,8 +251,7 @@ class Predictor:
         return max(self.config.model.out_channels or len(self.labels), 1)
 
     def _scores_exceed_budget(self, x: torch.Tensor) -> bool:
-        multiple = 2**self.config.model.depth
-        voxels = math.prod(math.ceil(n / multiple) * multiple for n in x.shape[1:])
+        voxels = math.prod(tiling.round_up_sizes(x.shape[1:], model_multiples(self.config.model)))
         return self._out_channels() * voxels * 4 > self.infer.memory_budget_mb * 2**20
 
     def _windows(self, x: torch.Tensor, keep_scores: bool = True
@@ -264,17 +263,16 @@ class Predictor:
         network never saw (on hippocampus crops smaller than the patch: mean Dice 0.770 with
         mirrored, 0.811 with zero borders, same weights).
         """
-        multiple = 2**self.config.model.depth
-        spatial = tuple(x.shape[2:])
-        target = [math.ceil(n / multiple) * multiple for n in spatial]
+        spatial, multiples = tuple(x.shape[2:]), model_multiples(self.config.model)
+        target = tiling.round_up_sizes(spatial, multiples)
         if self.infer.window is not None:
-            window = tuple(math.ceil(w / multiple) * multiple for w in self.infer.window)
+            window = tuple(tiling.round_up_sizes(self.infer.window, multiples))
             target = [max(t, w) for t, w in zip(target, window, strict=True)]
             overlap: Any = self.infer.overlap
         else:
             plan = tiling.plan_window(target, bytes_per_voxel=self._bytes_per_voxel(),
                                       out_channels=self._out_channels(),
-                                      budget_mb=self.infer.memory_budget_mb, multiple=multiple,
+                                      budget_mb=self.infer.memory_budget_mb, multiple=multiples,
                                       keep_scores=keep_scores)
             window, overlap = plan.window, plan.overlap
         before = [(t - n) // 2 for t, n in zip(target, spatial, strict=True)]
@@ -300,4 +298,3 @@ class Predictor:
         return overlap_tile_inference(x, network, tile, [margin] * len(spatial),
                                       step_multiple=2**depth, batch_size=self.infer.batch_size,
                                       progress=progress)
-

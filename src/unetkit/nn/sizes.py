@@ -45,7 +45,8 @@ def axis_multiples(
 
 
 def model_multiples(model: object) -> tuple[int, ...]:
-    """:func:`axis_multiples` of a model (``depth``, ``spatial_dims`` and, if any, ``strides``)."""
+    """:func:`axis_multiples` of a model or ``ModelConfig`` (anything with ``depth``,
+    ``spatial_dims`` and, if any, ``strides``)."""
     return axis_multiples(model.depth, getattr(model, "strides", None), model.spatial_dims)
 
 
