@@ -7,6 +7,7 @@ argument and nothing else in the package branches on dimensionality.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 
 import torch
 import torch.nn.functional as F
@@ -59,8 +60,8 @@ def per_axis(value: int | Sequence[int]) -> int | tuple[int, ...]:
     Keeps the default layers identical to the isotropic ones (``MaxPool2d(2, 2)``,
     ``Upsample(scale_factor=2.0)``) while anisotropic values become per-axis tuples.
     """
-    if isinstance(value, int):
-        return value
+    if isinstance(value, Integral):
+        return int(value)
     values = tuple(int(v) for v in value)
     return values[0] if len(set(values)) == 1 else values
 
