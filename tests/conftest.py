@@ -26,12 +26,16 @@ def build_checkpoint(
     infer: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
     seed: int = 0,
+    **model: Any,
 ) -> Path:
-    """Write a checkpoint of a tiny UNet with non-trivial BatchNorm statistics."""
+    """Write a checkpoint of a tiny UNet with non-trivial BatchNorm statistics.
+
+    ``model``: further ``model`` config fields, e.g. ``strides`` and ``kernel_sizes``.
+    """
     config = Config.model_validate({
         "model": {"spatial_dims": spatial_dims, "in_channels": in_channels,
                   "out_channels": out_channels, "base_width": 4, "depth": depth,
-                  "padding": padding, "norm": "batch"},
+                  "padding": padding, "norm": "batch", **model},
         "data": data or {},
         "train": {"precision": "fp32"},
         "infer": {"precision": "fp32", **(infer or {})},

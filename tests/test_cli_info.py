@@ -48,6 +48,15 @@ def test_info_valid_padding_shows_smaller_output():
     assert "1×388×388" in result.output
 
 
+def test_info_anisotropic_strides_and_kernels():
+    args = ["info", "--spatial-dims", "3", "--base-width", "2", "--depth", "2", "-s", "6,16,16",
+            "-o", "strides=[[1,2,2],[2,2,2]]", "-o", "kernel_sizes=[[1,3,3],[3,3,3],[3,3,3]]"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2×6×8×8" in result.output and "8×3×4×4" in result.output  # pool1, bottleneck
+    assert "1×6×16×16" in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -57,6 +66,9 @@ def test_info_valid_padding_shows_smaller_output():
         (["info", "--norm", "layer"], "norm must be one of"),
         (["info", "-s", "250,250"], "input size (250, 250) is not accepted"),
         (["info", "-s", "abc"], "expected integers such as 256,256"),
+        (["info", "--depth", "1", "-o", "strides=[[1,3]]"], "strides[0] must be 1 or 2"),
+        (["info", "--depth", "1", "-o", "strides=[[1,2]]", "-s", "5,5"],
+         "the sizes must be multiples of (1, 2)"),
     ],
 )
 def test_info_errors_exit_1_without_traceback(args, message):

@@ -35,6 +35,7 @@ INVALID = [
     ({"train": {"lrate": 0.1}}, "train.lrate", "unknown field"),
     ({"model": {"name": "vnet"}}, "model.name: got 'vnet'", "'unet', 'resunet'"),
     ({"model": {"depth": 9}}, "model.depth", "less than or equal to 6"),
+    ({"model": {"strides": [2, 2]}}, "model.strides.0", "valid list"),
     ({"data": {"patch_size": [0, 64]}}, "data.patch_size", "positive integers"),
     ({"data": {"val_fraction": 1.0}}, "data.val_fraction", "less than 1"),
     ({"data": {"folds": 1}}, "data.folds", "greater than or equal to 2"),
@@ -72,6 +73,20 @@ def test_yaml_round_trip(tmp_path):
     assert config_to_dict(again) == config_to_dict(config)
     assert again.train.lr == pytest.approx(3e-4) and again.data.patch_size == [64, 96]
     assert again.data.labels == {0: "background", 1: "membrane"}
+
+
+def test_model_strides_and_kernel_sizes_only_reach_build_model_when_set(tmp_path):
+    assert not {"strides", "kernel_sizes"} & set(Config().model.build_options())
+    config = apply_overrides(Config(), [
+        "model.spatial_dims=3", "model.depth=2", "model.strides=[[1, 2, 2], [2, 2, 2]]",
+        "model.kernel_sizes=[[1, 3, 3], [3, 3, 3], [3, 3, 3]]",
+    ])
+    options = config.model.build_options()
+    assert options["strides"] == [[1, 2, 2], [2, 2, 2]]
+    assert options["kernel_sizes"] == [[1, 3, 3], [3, 3, 3], [3, 3, 3]]
+    path = tmp_path / "config.yaml"
+    save_config(config, path)
+    assert load_config(path) == config
 
 
 def test_overrides_are_typed_and_validated():

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from unetkit.config import config_from_dict
+from unetkit.nn.sizes import axis_multiples
 from unetkit.runtime.checkpoint import FORMAT_VERSION, load_checkpoint, model_from_checkpoint
 from unetkit.runtime.network import fuse_conv_bn
 from unetkit.runtime.onnx import METADATA_KEY, onnx_network
@@ -135,9 +136,10 @@ def verify(model: torch.nn.Module, path: str | Path, fmt: Format,
 
 def check_sizes(model: torch.nn.Module, spatial_dims: int) -> list[tuple[int, ...]]:
     """Two different accepted input sizes (small, to keep the check quick)."""
-    multiple = 2 ** getattr(model, "depth", 4)
-    first = (2 * multiple,) * spatial_dims
-    second = tuple(3 * multiple + (i % 2) * multiple for i in range(spatial_dims))
+    multiples = axis_multiples(getattr(model, "depth", 4), getattr(model, "strides", None),
+                               spatial_dims)
+    first = tuple(2 * m for m in multiples)
+    second = tuple(3 * m + (i % 2) * m for i, m in enumerate(multiples))
     if hasattr(model, "nearest_valid_input_size"):
         first = model.nearest_valid_input_size(first)
         second = model.nearest_valid_input_size(tuple(s + 2 for s in first))

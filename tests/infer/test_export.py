@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetkit.export import ExportError, export_checkpoint, verify
+from unetkit.export import ExportError, check_sizes, export_checkpoint, verify
 from unetkit.infer.predictor import Predictor
 from unetkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
 from unetkit.runtime.onnx import read_metadata
@@ -36,6 +36,15 @@ def test_valid_model_exports_with_dynamic_sizes(make_checkpoint, tmp_path) -> No
     assert result.worst <= 1e-4
     sizes = list(result.max_abs_diff)
     assert sizes[0] != sizes[1]
+
+
+def test_anisotropic_model_exports_on_per_axis_sizes(make_checkpoint, tmp_path) -> None:
+    path = make_checkpoint(spatial_dims=3, out_channels=2, strides=[[1, 2, 2], [2, 2, 2]],
+                           kernel_sizes=[[1, 3, 3], [3, 3, 3], [3, 3, 3]])
+    model = model_from_checkpoint(load_checkpoint(path))
+    assert check_sizes(model, 3) == [(4, 8, 8), (6, 12, 12)]  # multiples of (2, 4, 4)
+    result = export_checkpoint(path, tmp_path / "aniso.onnx", "onnx")
+    assert list(result.max_abs_diff) == [(4, 8, 8), (6, 12, 12)] and result.worst <= 1e-4
 
 
 def test_metadata_travels_and_onnx_predicts_like_pytorch(make_checkpoint, tmp_path) -> None:

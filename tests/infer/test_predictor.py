@@ -9,25 +9,27 @@ import torch
 from unetkit.config import InferConfig
 from unetkit.data.normalization import Normalizer
 from unetkit.infer.predictor import Predictor
+from unetkit.infer.strategy import Strategy
 from unetkit.infer.tiling import plan_window
+from unetkit.nn.sizes import pad_spatial
 from unetkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
 from unetkit.runtime.network import fuse_conv_bn
 
 
-def reference(path, image: np.ndarray) -> torch.Tensor:
-    """Independent whole-image prediction: normalise, zero-pad to a multiple of 4 (as training
-    patches past the image are filled), forward."""
+def reference(path, image: np.ndarray, multiples: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Independent whole-image prediction: normalise, zero-pad to a multiple of 4 (or of
+    ``multiples`` per axis; as training patches past the image are filled), forward."""
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint)
     state = checkpoint["preprocessing"]["normalization"]
     x = torch.from_numpy(Normalizer.from_state_dict(state)(image))[None]
     spatial = x.shape[2:]
-    target = [-(-n // 4) * 4 for n in spatial]
+    multiples = multiples or (4,) * len(spatial)
+    target = [-(-n // m) * m for n, m in zip(spatial, multiples, strict=True)]
     before = [(t - n) // 2 for t, n in zip(target, spatial, strict=True)]
     after = [t - n - b for t, n, b in zip(target, spatial, before, strict=True)]
     with torch.no_grad():
-        logits = model(torch.nn.functional.pad(
-            x, [p for b, a in zip(before[::-1], after[::-1], strict=True) for p in (b, a)]))
+        logits = model(pad_spatial(x, before, after, "constant"))
     crop = tuple(slice(b, b + n) for b, n in zip(before, spatial, strict=True))
     return logits[(slice(None), slice(None), *crop)][0]
 
@@ -42,6 +44,26 @@ def test_whole_image_prediction_matches_reference(make_checkpoint, spatial_dims,
     assert prediction.probabilities.dtype == np.float32
     np.testing.assert_allclose(prediction.probabilities, expected.numpy(), atol=1e-5)
     assert np.array_equal(prediction.labels, expected.argmax(0).numpy())
+
+
+def test_anisotropic_3d_whole_image_prediction(make_checkpoint) -> None:
+    # pooled (1, 2, 2) then (2, 2, 2): axes must be multiples of (2, 4, 4); 7 x 13 x 10 is not
+    path = make_checkpoint(spatial_dims=3, out_channels=3, strides=[[1, 2, 2], [2, 2, 2]],
+                           kernel_sizes=[[1, 3, 3], [3, 3, 3], [3, 3, 3]])
+    image = np.random.default_rng(4).normal(5, 3, (1, 7, 13, 10)).astype(np.float32)
+    predictor = Predictor.from_checkpoint(path)
+    strategy = Strategy(predictor.config, predictor.plan, 3)
+    padded, crop, window, _ = strategy.windows(torch.from_numpy(image)[None])
+    assert padded.shape[2:] == window == (8, 16, 12)  # one forward over the padded image
+    assert crop == (slice(0, 7), slice(1, 14), slice(1, 11))
+    prediction = predictor.predict(image)
+    expected = torch.softmax(reference(path, image, multiples=(2, 4, 4)), 0)
+    assert prediction.probabilities.shape == (3, 7, 13, 10)
+    np.testing.assert_allclose(prediction.probabilities, expected.numpy(), atol=1e-5)
+    assert np.array_equal(prediction.labels, expected.argmax(0).numpy())
+    tiled = Predictor.from_checkpoint(path, infer=InferConfig(
+        window=[4, 8, 8], overlap=0.5, precision="fp32")).predict(image)
+    assert tiled.probabilities.shape == (3, 7, 13, 10)
 
 
 def test_binary_sigmoid_model_and_dataset_normalisation(make_checkpoint) -> None:
@@ -95,6 +117,15 @@ def test_plan_window_respects_budget() -> None:
                            multiple=8)
     # cannot shrink further: one multiple per tile plus the shared margin
     assert smallest.window == (16, 16) and smallest.estimate_bytes > 2**20
+    # per-axis multiples (anisotropic strides): every tile axis a multiple of its own
+    aniso = plan_window((20, 256, 256), bytes_per_voxel=1024, out_channels=2, budget_mb=300,
+                        multiple=(2, 16, 16))
+    assert not aniso.whole and aniso.window[0] == 20
+    assert all(w % m == 0 for w, m in zip(aniso.window, (2, 16, 16), strict=True))
+    assert plan_window((6, 16), bytes_per_voxel=1, out_channels=1, budget_mb=1,
+                       multiple=(2, 16)).window == (6, 16)
+    with pytest.raises(ValueError, match="multiple must be a positive int or 2 of them"):
+        plan_window((6, 16), bytes_per_voxel=1, out_channels=1, budget_mb=1, multiple=(2, 4, 4))
 
 
 def test_tta_makes_prediction_flip_equivariant(make_checkpoint) -> None:

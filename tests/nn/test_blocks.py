@@ -93,3 +93,28 @@ def test_up_block_valid_crops_the_skip():
     block = UpBlock(8, 4, 4, padding="valid")
     out = block(torch.randn(1, 8, 6, 7), torch.randn(1, 4, 20, 21))
     assert out.shape == (1, 4, 8, 10)
+
+
+def test_anisotropic_attention_gate_matches_oktay_formula():
+    torch.manual_seed(0)
+    gate = AttentionGate(6, 10, spatial_dims=3, stride=(1, 2, 2))
+    skip, g = torch.randn(2, 6, 3, 8, 12), torch.randn(2, 10, 3, 4, 6)
+    q = F.relu(
+        F.conv3d(skip, gate.theta_x.weight, stride=(1, 2, 2))
+        + F.conv3d(g, gate.phi_g.weight, gate.phi_g.bias)
+    )
+    alpha = torch.sigmoid(F.conv3d(q, gate.psi.weight, gate.psi.bias))
+    alpha = F.interpolate(alpha, scale_factor=(1, 2, 2), mode="trilinear", align_corners=False)
+    torch.testing.assert_close(gate(skip, g), skip * alpha)
+    assert gate.theta_x.kernel_size == (1, 2, 2)
+
+
+@pytest.mark.parametrize("mode", ["transpose", "interpolate"])
+def test_anisotropic_upsample_and_kernel(mode):
+    up = make_upsample(3, 6, 3, mode, stride=(1, 2, 2))
+    assert up(torch.randn(1, 6, 3, 4, 5)).shape == (1, 3, 3, 8, 10)
+    block = DoubleConv(3, 5, spatial_dims=3, kernel_size=(1, 3, 3))
+    assert block.conv1.kernel_size == (1, 3, 3) and block.conv1.padding == (0, 1, 1)
+    assert block(torch.randn(1, 3, 3, 8, 10)).shape == (1, 5, 3, 8, 10)
+    valid = DoubleConv(3, 5, spatial_dims=3, kernel_size=(1, 3, 3), padding="valid")
+    assert valid(torch.randn(1, 3, 3, 8, 10)).shape == (1, 5, 3, 4, 6)

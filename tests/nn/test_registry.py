@@ -56,8 +56,8 @@ def test_attributes_of_the_contract():
             "unet",
             {"nrom": "batch"},
             "unknown option 'nrom' for model 'unet' (did you mean 'norm'?); valid options: "
-            "in_channels, out_channels, spatial_dims, base_width, widths, depth, norm, upsample, "
-            "padding, dropout, norm_groups, deep_supervision",
+            "in_channels, out_channels, spatial_dims, base_width, widths, depth, strides, "
+            "kernel_sizes, norm, upsample, padding, dropout, norm_groups, deep_supervision",
         ),
         (
             "unet",
@@ -88,6 +88,61 @@ def test_attributes_of_the_contract():
         ("unet", {"out_channels": 2.5}, "out_channels must be a positive integer, got 2.5"),
         ("unet", {"base_width": -1}, "base_width must be a positive integer, got -1"),
         ("unet", {"norm_groups": 0, "norm": "group"}, "norm_groups must be a positive integer"),
+        (
+            "unet",
+            {"strides": [[2, 2]] * 3},
+            "strides must have 4 entries (depth = 4, one per pooling level), got 3: "
+            "[[2, 2], [2, 2], [2, 2]]; change strides or depth",
+        ),
+        (
+            "resunet",
+            {"depth": 2, "strides": "22"},
+            "strides must be a list of 2 entries (depth = 2, one per pooling level), got '22'",
+        ),
+        ("unet", {"depth": 2, "strides": [[2, 3], 2]}, "strides[0] must be 1 or 2 on every axis, "
+         "got [2, 3]"),
+        ("unet", {"depth": 1, "strides": [4]}, "strides[0] must be 1 or 2 on every axis, got "
+         "[4, 4]"),
+        ("unet", {"depth": 1, "strides": [[True, 2]]}, "strides[0] must be 1 or 2 on every axis"),
+        (
+            "attention_unet",
+            {"depth": 1, "strides": [[2, 2, 2]]},
+            "strides[0] must have 2 entries (one per spatial axis of a 2D model) or be a single "
+            "int, got 3: [2, 2, 2]",
+        ),
+        (
+            "unet",
+            {"depth": 1, "strides": [None]},
+            "strides[0] must be an int or a list of 2 ints (one per spatial axis), got None",
+        ),
+        (
+            "unetplusplus",
+            {"depth": 1, "spatial_dims": 3, "kernel_sizes": [[3, 3, 3]]},
+            "kernel_sizes must have 2 entries (depth + 1 = 2, one per encoder stage, bottleneck "
+            "last), got 1: [[3, 3, 3]]; change kernel_sizes or depth",
+        ),
+        (
+            "unet",
+            {"depth": 1, "kernel_sizes": [[3, 3], [5, 3]]},
+            "kernel_sizes[1] must be 1 or 3 on every axis, got [5, 3]",
+        ),
+        (
+            "unet",
+            {"depth": 1, "kernel_sizes": [3, 2.0]},
+            "kernel_sizes[1] must be an int or a list of 2 ints (one per spatial axis), got 2.0",
+        ),
+        (
+            "unet",
+            {"depth": 1, "padding": "valid", "strides": [[1, 2]]},
+            "padding='valid' supports only the default strides (2 on every axis) and kernel_sizes "
+            "(3 on every axis), got strides=[[1, 2]], kernel_sizes=[[3, 3], [3, 3]]; use "
+            "padding='same'",
+        ),
+        (
+            "unet",
+            {"depth": 1, "padding": "valid", "kernel_sizes": [[3, 3], [3, 1]]},
+            "padding='valid' supports only the default strides",
+        ),
     ],
 )
 def test_validation_messages(name, options, message):
@@ -98,3 +153,15 @@ def test_validation_messages(name, options, message):
 def test_direct_construction_is_validated_too():
     with pytest.raises(ValueError, match=re.escape("depth (number of poolings)")):
         UNet(depth=9)
+
+
+def test_per_axis_options_are_resolved_and_copied():
+    strides = [[1, 2, 2], 2]
+    model = build_model("unet", spatial_dims=3, base_width=2, depth=2, strides=strides,
+                        kernel_sizes=[[1, 3, 3], 3, 3])  # fmt: skip
+    strides[0][0] = 2
+    assert model.strides == ((1, 2, 2), (2, 2, 2)) == model.options.strides
+    assert model.kernel_sizes == ((1, 3, 3), (3, 3, 3), (3, 3, 3))
+    valid = build_model("unet", base_width=2, depth=1, padding="valid", strides=[[2, 2]],
+                        kernel_sizes=[3, 3])  # fmt: skip
+    assert valid.strides == ((2, 2),)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unetkit.nn import AttentionUNet, ResUNet, UNet, UNetPlusPlus, pad_to_valid, valid_input_sizes
-from unetkit.nn.sizes import nearest_valid_length, output_length
+from unetkit.nn.sizes import axis_multiples, nearest_valid_length, output_length
 
 
 def test_valid_padding_ronneberger_572_gives_388():
@@ -150,3 +150,80 @@ def test_pad_to_valid_errors():
         pad_to_valid(torch.randn(1, 1, 5, 16), model, mode="wrap")
     with pytest.raises(ValueError, match="expected \\(B, C, \\*spatial\\) with 2 spatial axes"):
         pad_to_valid(torch.randn(1, 5, 16), model)
+
+
+# nnU-Net style 3D strides: the first axis is pooled once, the others three times.
+ANISO_STRIDES = [[1, 2, 2], [2, 2, 2], [1, 2, 2]]
+
+
+def aniso_unet() -> UNet:
+    return UNet(base_width=2, depth=3, spatial_dims=3, strides=ANISO_STRIDES,
+                kernel_sizes=[[1, 3, 3], [1, 3, 3], [3, 3, 3], [3, 3, 3]])  # fmt: skip
+
+
+def test_axis_multiples():
+    assert axis_multiples(4) == (16, 16)
+    assert axis_multiples(3, None, 3) == (8, 8, 8)
+    assert axis_multiples(3, ANISO_STRIDES, 3) == (2, 8, 8)
+    assert axis_multiples(3, [2, [1, 2], 1], 2) == (2, 4)  # an int is every axis
+    with pytest.raises(ValueError, match=r"strides\[1\] must be 1 or 2 on every axis"):
+        axis_multiples(2, [[1, 2], [3, 2]], 2)
+    with pytest.raises(ValueError, match="strides must have 2 entries"):
+        axis_multiples(2, [[1, 2]], 2)
+
+
+def test_one_axis_rules_with_a_multiple():
+    assert output_length(6, 3, "same", multiple=2) == 6
+    assert output_length(6, 3, "same") is None  # default: 2**3
+    assert nearest_valid_length(13, 3, "same", "up", multiple=2) == 14
+    assert nearest_valid_length(13, 3, "same", "down", multiple=4) == 12
+    assert output_length(572, 4, "valid", multiple=16) == 388
+    with pytest.raises(ValueError, match="padding='valid' needs 2x pooling on every axis"):
+        output_length(572, 4, "valid", multiple=8)
+
+
+def test_anisotropic_model_accepts_per_axis_multiples():
+    model = aniso_unet()
+    assert model.is_valid_input_size((12, 40, 24))
+    assert model.is_valid_input_size((2, 8, 8))
+    assert not model.is_valid_input_size((12, 40, 20))
+    assert not model.is_valid_input_size((13, 40, 24))
+    assert model.output_size((12, 40, 24)) == (12, 40, 24)
+    assert model.nearest_valid_input_size((13, 41, 25)) == (14, 48, 32)
+    assert model.nearest_valid_input_size((13, 41, 25), mode="down") == (12, 40, 24)
+    with pytest.raises(ValueError, match=r"no accepted size <= \(1, 8, 8\).*smallest accepted "
+                       r"size is \(2, 8, 8\)"):  # fmt: skip
+        model.nearest_valid_input_size((1, 8, 8), mode="down")
+    message = (
+        r"input size \(5, 40, 20\) is not accepted by UNet \(padding='same', depth=3, strides per "
+        r"axis: the sizes must be multiples of \(2, 8, 8\)\); nearest accepted sizes: "
+        r"\(4, 40, 16\) below, \(6, 40, 24\) above"
+    )
+    with pytest.raises(ValueError, match=message):
+        model(torch.randn(1, 1, 5, 40, 20))
+    with pytest.raises(ValueError, match=message):
+        model.output_size((5, 40, 20))
+
+
+def test_anisotropic_valid_input_sizes_per_axis():
+    model = aniso_unet()
+    assert valid_input_sizes(model, 10, axis=0) == [2, 4, 6, 8, 10]
+    assert valid_input_sizes(model, 20, axis=-1) == [8, 16]
+    assert valid_input_sizes(model, 20) == [8, 16]  # accepted on every axis
+    assert valid_input_sizes(UNet(base_width=2, depth=2), 12, axis=1) == [4, 8, 12]
+    with pytest.raises(ValueError, match=r"axis must be a spatial axis, 0..2, got 3"):
+        valid_input_sizes(model, 20, axis=3)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "constant"])
+def test_pad_to_valid_anisotropic_round_trip(mode):
+    model = aniso_unet().eval()
+    x = torch.randn(2, 1, 5, 29, 19)
+    padded, crop = pad_to_valid(x, model, mode=mode)
+    assert padded.shape == (2, 1, 6, 32, 24)
+    torch.testing.assert_close(padded[crop], x)
+    assert crop[2:] == (slice(0, 5), slice(1, 30), slice(2, 21))
+    with torch.no_grad():
+        assert model(padded)[crop].shape == (2, 1, 5, 29, 19)
+    same, same_crop = pad_to_valid(torch.randn(1, 1, 2, 8, 16), model)
+    assert same.shape == (1, 1, 2, 8, 16) and same_crop[2] == slice(0, 2)

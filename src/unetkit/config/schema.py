@@ -27,6 +27,12 @@ class ModelConfig(_Section):
     base_width: int = Field(32, ge=1)
     widths: list[int] | None = None
     depth: int = Field(4, ge=1, le=6)
+    strides: list[list[int]] | None = Field(
+        None, description="pooling factor per level (depth entries, one value per spatial axis, "
+        "1 or 2), e.g. [[1, 2, 2], [2, 2, 2], ...] to keep a thick-slice axis; None: 2 everywhere")
+    kernel_sizes: list[list[int]] | None = Field(
+        None, description="convolution kernel per encoder stage (depth + 1 entries, bottleneck "
+        "last, one value per spatial axis, 1 or 3); None: 3 everywhere")
     norm: Literal["none", "batch", "instance", "group"] = "batch"
     upsample: Literal["transpose", "interpolate"] = "transpose"
     padding: Literal["same", "valid"] = "same"
@@ -40,6 +46,9 @@ class ModelConfig(_Section):
             options.pop("widths")
         else:
             options.pop("base_width")
+        for key in ("strides", "kernel_sizes"):  # only when set: older configs build as before
+            if options[key] is None:
+                options.pop(key)
         return options
 
 

@@ -21,7 +21,7 @@ from unetkit.config import Config
 from unetkit.infer import tiling
 from unetkit.infer.overlap_tile import overlap_tile_inference
 from unetkit.infer.windows import Progress, sliding_window_inference
-from unetkit.nn.sizes import nearest_valid_length, output_length, pad_spatial
+from unetkit.nn.sizes import model_multiples, nearest_valid_length, output_length, pad_spatial
 from unetkit.runtime.device import PrecisionPlan
 from unetkit.runtime.network import Network
 
@@ -32,7 +32,7 @@ class Strategy:
     def __init__(self, config: Config, plan: PrecisionPlan, out_channels: int) -> None:
         self.config, self.infer, self.plan = config, config.infer, plan
         self.out_channels = out_channels
-        self.multiple = 2**config.model.depth
+        self.multiples = model_multiples(config.model)
 
     def bytes_per_voxel(self) -> int:
         """Estimated forward activation bytes per input voxel."""
@@ -41,8 +41,8 @@ class Strategy:
         return tiling.forward_bytes_per_voxel(width, 4 if self.plan.dtype is None else 2)
 
     def padded(self, spatial: tuple[int, ...]) -> list[int]:
-        """``spatial`` rounded up to sizes the network accepts."""
-        return [math.ceil(n / self.multiple) * self.multiple for n in spatial]
+        """``spatial`` rounded up to sizes the network accepts (per-axis multiples)."""
+        return tiling.round_up_sizes(spatial, self.multiples)
 
     def scores_exceed_budget(self, x: torch.Tensor) -> bool:
         """True when the float class scores of ``(C, *S)`` would not fit the memory budget."""
@@ -62,7 +62,7 @@ class Strategy:
             plan = tiling.plan_window(target, bytes_per_voxel=self.bytes_per_voxel(),
                                       out_channels=self.out_channels,
                                       budget_mb=self.infer.memory_budget_mb,
-                                      multiple=self.multiple, keep_scores=keep_scores)
+                                      multiple=self.multiples, keep_scores=keep_scores)
             window, overlap = plan.window, plan.overlap
         before = [(t - n) // 2 for t, n in zip(target, spatial, strict=True)]
         after = [t - n - b for t, n, b in zip(target, spatial, before, strict=True)]

@@ -46,6 +46,11 @@ def _round_up(value: float, multiple: int) -> int:
     return max(multiple, math.ceil(value / multiple) * multiple)
 
 
+def round_up_sizes(sizes: Sequence[int], multiples: Sequence[int]) -> list[int]:
+    """Every size rounded up to a multiple of its axis' entry of ``multiples``."""
+    return [math.ceil(int(n) / m) * m for n, m in zip(sizes, multiples, strict=True)]
+
+
 def tile_size(length: int, tiles: int, margin: int, multiple: int) -> int:
     """Even tile length covering ``length`` with ``tiles`` tiles that share ``margin`` voxels
     (at most half a tile's share of the axis)."""
@@ -67,18 +72,27 @@ def memory_estimate(size: Sequence[int], window: Sequence[int], *, bytes_per_vox
     return window_voxels * bytes_per_voxel + slab + result
 
 
+def _per_axis(multiple: int | Sequence[int], dims: int) -> tuple[int, ...]:
+    multiples = (multiple,) * dims if isinstance(multiple, int) else tuple(multiple)
+    if len(multiples) != dims or any(int(m) < 1 for m in multiples):
+        raise ValueError(f"plan_window: multiple must be a positive int or {dims} of them (one "
+                         f"per axis), got {multiple!r}")
+    return tuple(int(m) for m in multiples)
+
+
 def plan_window(size: Sequence[int], *, bytes_per_voxel: int, out_channels: int,
-                budget_mb: float, multiple: int, margin: int | None = None,
+                budget_mb: float, multiple: int | Sequence[int], margin: int | None = None,
                 keep_scores: bool = True) -> WindowPlan:
     """The whole ``size`` when it fits ``budget_mb``, else the fewest even tiles that fit.
 
     Args:
-        size: spatial size of the (padded) input; every axis a multiple of ``multiple``.
+        size: spatial size of the (padded) input; every axis a multiple of its ``multiple``.
         bytes_per_voxel: forward activation bytes per voxel (``forward_bytes_per_voxel``).
         out_channels: channels of the network output.
         budget_mb: memory allowed for the whole prediction.
-        multiple: every tile axis is a multiple of this (``2**depth``).
-        margin: voxels neighbouring tiles share (default: two multiples, at least 32).
+        multiple: every tile axis is a multiple of this: one int for all axes (``2**depth``) or
+            one per axis (``unetkit.nn.sizes.axis_multiples`` for anisotropic strides).
+        margin: voxels neighbouring tiles share (default per axis: two multiples, at least 32).
         keep_scores: the float class scores of the whole input are kept (else only labels).
 
     Returns:
@@ -86,7 +100,8 @@ def plan_window(size: Sequence[int], *, bytes_per_voxel: int, out_channels: int,
     """
     size = tuple(int(s) for s in size)
     budget = budget_mb * 2**20
-    margin = margin if margin is not None else max(2 * multiple, 32)
+    multiples = _per_axis(multiple, len(size))
+    margins = tuple(margin if margin is not None else max(2 * m, 32) for m in multiples)
 
     def estimate(window: tuple[int, ...]) -> int:
         return memory_estimate(size, window, bytes_per_voxel=bytes_per_voxel,
@@ -94,10 +109,11 @@ def plan_window(size: Sequence[int], *, bytes_per_voxel: int, out_channels: int,
 
     tiles = [1] * len(size)
     while True:
-        window = tuple(tile_size(n, t, margin, multiple) for n, t in zip(size, tiles, strict=True))
+        window = tuple(tile_size(n, t, g, m)
+                       for n, t, g, m in zip(size, tiles, margins, multiples, strict=True))
         cost = estimate(window)
-        growable = [a for a, (n, t) in enumerate(zip(size, tiles, strict=True))
-                    if math.ceil(n / t) > multiple and t < MAX_TILES_PER_AXIS]
+        growable = [a for a, (n, t, m) in enumerate(zip(size, tiles, multiples, strict=True))
+                    if math.ceil(n / t) > m and t < MAX_TILES_PER_AXIS]
         if cost <= budget or not growable:
             break
         # split the axis whose tiles are longest: tiles stay near-cubic

@@ -2,7 +2,7 @@
 
 from unetkit.nn.models import AttentionUNet, ResUNet, UNet, UNetPlusPlus
 from unetkit.nn.registry import MODELS, build_model
-from unetkit.nn.sizes import pad_to_valid, valid_input_sizes
+from unetkit.nn.sizes import axis_multiples, pad_to_valid, valid_input_sizes
 from unetkit.nn.summary import StageRow, model_summary, summary_totals
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "StageRow",
     "UNet",
     "UNetPlusPlus",
+    "axis_multiples",
     "build_model",
     "model_summary",
     "pad_to_valid",

@@ -1,12 +1,15 @@
 """Building blocks shared by every model; they know nothing of stage counts.
 
-All blocks take ``(B, C, *spatial)`` tensors, 2D or 3D by ``spatial_dims``. With
-``padding='valid'`` each 3x3 convolution trims one voxel per side (two convs: 4 in total).
+All blocks take ``(B, C, *spatial)`` tensors, 2D or 3D by ``spatial_dims``. Kernel sizes and
+up/downsampling factors are one int for every axis or one value per axis (anisotropic data:
+kernel 1 and factor 1 along a thick-slice axis). With ``padding='valid'`` each 3x3 convolution
+trims one voxel per side (two convs: 4 in total).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -14,6 +17,8 @@ from torch import nn
 from unetkit.nn import layers
 
 BLOCKS = ("double", "residual")
+
+PerAxis = int | Sequence[int]
 
 
 def center_crop(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
@@ -25,11 +30,15 @@ def center_crop(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return x[tuple(index)]
 
 
+def _padding(kernel_size: PerAxis, padding: str) -> int | tuple[int, ...]:
+    return layers.same_padding(kernel_size) if padding == "same" else 0
+
+
 class DoubleConv(nn.Sequential):
     """(conv => [norm] => ReLU) * 2 => [dropout]: ``(B, in, *S) -> (B, out, *S')``.
 
-    ``S' = S`` for ``padding='same'`` and ``S - 4`` for ``'valid'``. With a norm the convolutions
-    have no bias (the norm's shift replaces it).
+    ``S' = S`` for ``padding='same'`` and ``S - 2 * (kernel_size - 1)`` for ``'valid'`` (3x3:
+    ``S - 4``). With a norm the convolutions have no bias (the norm's shift replaces it).
     """
 
     def __init__(
@@ -42,15 +51,16 @@ class DoubleConv(nn.Sequential):
         norm_groups: int = 8,
         padding: str = "same",
         dropout: float = 0.0,
+        kernel_size: PerAxis = 3,
     ) -> None:
-        pad, bias = (1 if padding == "same" else 0), norm == "none"
+        pad, bias, k = _padding(kernel_size, padding), norm == "none", kernel_size
         dims, out = spatial_dims, out_channels
         super().__init__(
             OrderedDict(
-                conv1=layers.conv(dims, in_channels, out, 3, padding=pad, bias=bias),
+                conv1=layers.conv(dims, in_channels, out, k, padding=pad, bias=bias),
                 norm1=layers.norm(norm, spatial_dims, out_channels, norm_groups),
                 act1=nn.ReLU(inplace=True),
-                conv2=layers.conv(dims, out, out, 3, padding=pad, bias=bias),
+                conv2=layers.conv(dims, out, out, k, padding=pad, bias=bias),
                 norm2=layers.norm(norm, spatial_dims, out_channels, norm_groups),
                 act2=nn.ReLU(inplace=True),
                 drop=layers.dropout(spatial_dims, dropout),
@@ -63,7 +73,8 @@ class ResidualBlock(nn.Module):
 
     The shortcut is the identity when ``in == out`` and a 1x1 convolution (+ norm) otherwise
     (He et al. 2016, projection shortcut). For ``padding='valid'`` the shortcut input is centre-
-    cropped by 2 per side to match. Shapes: ``(B, in, *S) -> (B, out, *S')`` as ``DoubleConv``.
+    cropped by ``kernel_size - 1`` (2 for 3x3) per side to match. Shapes: ``(B, in, *S) ->
+    (B, out, *S')`` as ``DoubleConv``.
     """
 
     def __init__(
@@ -76,14 +87,15 @@ class ResidualBlock(nn.Module):
         norm_groups: int = 8,
         padding: str = "same",
         dropout: float = 0.0,
+        kernel_size: PerAxis = 3,
     ) -> None:
         super().__init__()
-        pad, bias = (1 if padding == "same" else 0), norm == "none"
+        pad, bias, k = _padding(kernel_size, padding), norm == "none", kernel_size
         dims, out = spatial_dims, out_channels
-        self.conv1 = layers.conv(dims, in_channels, out, 3, padding=pad, bias=bias)
+        self.conv1 = layers.conv(dims, in_channels, out, k, padding=pad, bias=bias)
         self.norm1 = layers.norm(norm, spatial_dims, out_channels, norm_groups)
         self.act1 = nn.ReLU(inplace=True)
-        self.conv2 = layers.conv(dims, out, out, 3, padding=pad, bias=bias)
+        self.conv2 = layers.conv(dims, out, out, k, padding=pad, bias=bias)
         self.norm2 = layers.norm(norm, spatial_dims, out_channels, norm_groups)
         if in_channels == out_channels:
             self.shortcut: nn.Module = nn.Identity()
@@ -94,8 +106,10 @@ class ResidualBlock(nn.Module):
             )
         self.act2 = nn.ReLU(inplace=True)
         self.drop = layers.dropout(spatial_dims, dropout)
-        trim = slice(2, -2) if padding == "valid" else slice(None)
-        self._trim = (slice(None), slice(None)) + (trim,) * spatial_dims
+        # 'valid': two unpadded convolutions trim kernel - 1 per side and axis
+        kernels = (k,) * spatial_dims if isinstance(k, int) else tuple(k)
+        trims = [size - 1 if padding == "valid" else 0 for size in kernels]
+        self._trim = (slice(None), slice(None), *(slice(t, -t or None) for t in trims))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in, *S) -> (B, out, *S')``."""
@@ -107,9 +121,10 @@ class ResidualBlock(nn.Module):
 class AttentionGate(nn.Module):
     """Additive attention gate (Oktay et al. 2018) that reweights a skip connection.
 
-    ``alpha = sigmoid(psi(ReLU(W_x * skip + W_g * gate)))``, where ``W_x`` is a 2x2 stride-2
-    convolution bringing the skip to the gate's (coarser) grid, ``W_g`` and ``psi`` are 1x1
-    convolutions. ``alpha`` is upsampled (bi/trilinear) back to the skip's grid and multiplies it.
+    ``alpha = sigmoid(psi(ReLU(W_x * skip + W_g * gate)))``, where ``W_x`` is a convolution with
+    kernel = stride = the level's pooling factor (2x2 stride 2 by default) bringing the skip to
+    the gate's (coarser) grid, ``W_g`` and ``psi`` are 1x1 convolutions. ``alpha`` is upsampled
+    (bi/trilinear, by the same factor) back to the skip's grid and multiplies it.
     """
 
     def __init__(
@@ -119,17 +134,21 @@ class AttentionGate(nn.Module):
         inter_channels: int | None = None,
         *,
         spatial_dims: int = 2,
+        stride: PerAxis = 2,
     ) -> None:
         super().__init__()
         inter = inter_channels or max(skip_channels // 2, 1)
-        self.theta_x = layers.conv(spatial_dims, skip_channels, inter, 2, stride=2, bias=False)
+        self.theta_x = layers.conv(
+            spatial_dims, skip_channels, inter, stride, stride=stride, bias=False
+        )
         self.phi_g = layers.conv(spatial_dims, gate_channels, inter, 1)
         self.act = nn.ReLU(inplace=True)
         self.psi = layers.conv(spatial_dims, inter, 1, 1)
-        self.up = nn.Upsample(scale_factor=2, mode=layers.interpolation_mode(spatial_dims))
+        self.up = layers.upsample(spatial_dims, stride)
 
     def forward(self, skip: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        """Gate ``skip (B, Cs, *2S)`` with ``gate (B, Cg, *S)``; returns ``(B, Cs, *2S)``."""
+        """Gate ``skip (B, Cs, *(S * stride))`` with ``gate (B, Cg, *S)``; returns the skip's
+        shape."""
         alpha = torch.sigmoid(self.psi(self.act(self.theta_x(skip) + self.phi_g(gate))))
         return skip * self.up(alpha).to(skip.dtype)
 
@@ -143,19 +162,22 @@ def make_block(kind: str, in_channels: int, out_channels: int, **options: object
     raise ValueError(f"block must be one of {BLOCKS}, got {kind!r}")
 
 
-def make_upsample(spatial_dims: int, in_channels: int, out_channels: int, mode: str) -> nn.Module:
-    """2x upsampling ``(B, in, *S) -> (B, out, *2S)``.
+def make_upsample(
+    spatial_dims: int, in_channels: int, out_channels: int, mode: str, stride: PerAxis = 2
+) -> nn.Module:
+    """Upsampling by ``stride`` per axis (2x by default): ``(B, in, *S) -> (B, out, *S')``.
 
-    ``'transpose'``: a kernel-2 stride-2 transposed convolution. ``'interpolate'``: a 1x1
-    convolution then bi/trilinear interpolation; both are linear, so doing the convolution first
-    gives the same result as the textbook order at a quarter (2D) or eighth (3D) of the cost.
+    ``S' = S * stride``. ``'transpose'``: a transposed convolution with kernel = stride.
+    ``'interpolate'``: a 1x1 convolution then bi/trilinear interpolation; both are linear, so
+    doing the convolution first gives the same result as the textbook order at a quarter (2D) or
+    eighth (3D) of the cost.
     """
     if mode == "transpose":
-        return layers.conv_transpose(spatial_dims, in_channels, out_channels)
+        return layers.conv_transpose(spatial_dims, in_channels, out_channels, stride)
     if mode == "interpolate":
         return nn.Sequential(
             layers.conv(spatial_dims, in_channels, out_channels, 1),
-            nn.Upsample(scale_factor=2, mode=layers.interpolation_mode(spatial_dims)),
+            layers.upsample(spatial_dims, stride),
         )
     raise ValueError(f"upsample must be 'transpose' or 'interpolate', got {mode!r}")
 
@@ -164,7 +186,8 @@ class UpBlock(nn.Module):
     """Upsample => [attention-gate the skip] => concat [up, skip] => block.
 
     Shapes: ``x (B, in, *S)``, ``skip (B, skip, *S_skip)`` -> ``(B, out, *S_out)``; the upsampled
-    ``x`` has ``out`` channels. 'valid' padding centre-crops the skip to the upsampled size.
+    ``x`` has ``out`` channels and size ``S * stride``. ``kernel_size`` is the block's (that of
+    the matching encoder stage). 'valid' padding centre-crops the skip to the upsampled size.
     """
 
     def __init__(
@@ -181,11 +204,13 @@ class UpBlock(nn.Module):
         norm_groups: int = 8,
         padding: str = "same",
         dropout: float = 0.0,
+        stride: PerAxis = 2,
+        kernel_size: PerAxis = 3,
     ) -> None:
         super().__init__()
-        self.up = make_upsample(spatial_dims, in_channels, out_channels, upsample)
+        self.up = make_upsample(spatial_dims, in_channels, out_channels, upsample, stride)
         self.gate = (
-            AttentionGate(skip_channels, in_channels, spatial_dims=spatial_dims)
+            AttentionGate(skip_channels, in_channels, spatial_dims=spatial_dims, stride=stride)
             if attention
             else None
         )
@@ -198,6 +223,7 @@ class UpBlock(nn.Module):
             norm_groups=norm_groups,
             padding=padding,
             dropout=dropout,
+            kernel_size=kernel_size,
         )
         self._crop = padding == "valid"
 

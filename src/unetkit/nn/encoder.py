@@ -1,4 +1,4 @@
-"""The contracting path: ``depth + 1`` blocks with a 2x max-pool before all but the first."""
+"""The contracting path: ``depth + 1`` blocks with a max-pool before all but the first."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from unetkit.nn import layers
-from unetkit.nn.blocks import make_block
+from unetkit.nn.blocks import PerAxis, make_block
 
 
 class Encoder(nn.Module):
@@ -24,6 +24,8 @@ class Encoder(nn.Module):
         spatial_dims: 2 or 3.
         block: ``'double'`` (DoubleConv) or ``'residual'`` (ResidualBlock).
         norm, norm_groups, padding, dropout: passed to the blocks (see ``unetkit.nn.blocks``).
+        strides: pooling factor per level (``depth`` entries), an int or one per axis; None: 2.
+        kernel_sizes: convolution kernel per stage (``depth + 1`` entries); None: 3.
 
     Attributes:
         out_channels: ``list(widths)``, one entry per returned skip.
@@ -40,11 +42,15 @@ class Encoder(nn.Module):
         norm_groups: int = 8,
         padding: str = "same",
         dropout: float = 0.0,
+        strides: Sequence[PerAxis] | None = None,
+        kernel_sizes: Sequence[PerAxis] | None = None,
     ) -> None:
         super().__init__()
         self.out_channels = list(widths)
         chans = [in_channels, *widths]
         deepest = len(widths) - 2
+        strides = strides if strides is not None else [2] * (len(widths) - 1)
+        kernels = kernel_sizes if kernel_sizes is not None else [3] * len(widths)
         self.blocks = nn.ModuleList(
             make_block(
                 block,
@@ -55,17 +61,19 @@ class Encoder(nn.Module):
                 norm_groups=norm_groups,
                 padding=padding,
                 dropout=dropout if i >= deepest else 0.0,
+                kernel_size=kernels[i],
             )
             for i in range(len(widths))
         )
         # One pool module per level (they hold no weights) so a summary can hook each level.
-        self.pools = nn.ModuleList(layers.max_pool(spatial_dims) for _ in range(len(widths) - 1))
+        self.pools = nn.ModuleList(layers.max_pool(spatial_dims, s) for s in strides)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``(B, in, *S)`` -> skips ``[(B, widths[0], *S), (B, widths[1], *S/2), ...]``.
 
-        The last entry is the bottleneck output (for 'valid' padding every level is smaller by
-        the trimmed borders).
+        Level ``i + 1`` is level ``i`` divided by ``strides[i]`` per axis (2 by default). The last
+        entry is the bottleneck output (for 'valid' padding every level is smaller by the trimmed
+        borders).
         """
         skips = [self.blocks[0](x)]
         for pool, block in zip(self.pools, self.blocks[1:], strict=True):

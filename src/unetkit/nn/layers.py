@@ -6,6 +6,9 @@ argument and nothing else in the package branches on dimensionality.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from numbers import Integral
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,30 +54,69 @@ def _check_dims(spatial_dims: int) -> int:
     return spatial_dims
 
 
+def per_axis(value: int | Sequence[int]) -> int | tuple[int, ...]:
+    """``value`` as torch layers take it: one int when every axis has the same value.
+
+    Keeps the default layers identical to the isotropic ones (``MaxPool2d(2, 2)``,
+    ``Upsample(scale_factor=2.0)``) while anisotropic values become per-axis tuples.
+    """
+    if isinstance(value, Integral):
+        return int(value)
+    values = tuple(int(v) for v in value)
+    return values[0] if len(set(values)) == 1 else values
+
+
+def same_padding(kernel_size: int | Sequence[int]) -> int | tuple[int, ...]:
+    """Padding that keeps the size for an odd kernel: ``k // 2`` per axis (3 -> 1, 1 -> 0)."""
+    kernel = per_axis(kernel_size)
+    return kernel // 2 if isinstance(kernel, int) else tuple(k // 2 for k in kernel)
+
+
 def conv(
     spatial_dims: int,
     in_channels: int,
     out_channels: int,
-    kernel_size: int = 3,
+    kernel_size: int | Sequence[int] = 3,
     *,
-    stride: int = 1,
-    padding: int = 0,
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
     bias: bool = True,
 ) -> nn.Module:
-    """A 2D or 3D convolution ``(B, in, *S) -> (B, out, *S')``."""
+    """A 2D or 3D convolution ``(B, in, *S) -> (B, out, *S')``; kernel, stride, padding per axis
+    or one int for all."""
     cls = _CONV[_check_dims(spatial_dims)]
-    return cls(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+    return cls(
+        in_channels,
+        out_channels,
+        per_axis(kernel_size),
+        stride=per_axis(stride),
+        padding=per_axis(padding),
+        bias=bias,
+    )
 
 
-def conv_transpose(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
-    """A kernel-2, stride-2 transposed convolution ``(B, in, *S) -> (B, out, *2S)``."""
+def conv_transpose(
+    spatial_dims: int, in_channels: int, out_channels: int, stride: int | Sequence[int] = 2
+) -> nn.Module:
+    """A transposed convolution with kernel = stride: ``(B, in, *S) -> (B, out, *(S * stride))``.
+
+    The default (2 on every axis) is the textbook kernel-2, stride-2 upsampling.
+    """
     cls = _CONV_T[_check_dims(spatial_dims)]
-    return cls(in_channels, out_channels, kernel_size=2, stride=2)
+    factor = per_axis(stride)
+    return cls(in_channels, out_channels, kernel_size=factor, stride=factor)
 
 
-def max_pool(spatial_dims: int) -> nn.Module:
-    """A 2x2 (2x2x2) max-pool with stride 2 ``(B, C, *S) -> (B, C, *S/2)``."""
-    return _POOL[_check_dims(spatial_dims)](kernel_size=2, stride=2)
+def max_pool(spatial_dims: int, stride: int | Sequence[int] = 2) -> nn.Module:
+    """Max-pool with kernel = stride: ``(B, C, *S) -> (B, C, *(S / stride))`` (default 2x2(x2))."""
+    factor = per_axis(stride)
+    return _POOL[_check_dims(spatial_dims)](kernel_size=factor, stride=factor)
+
+
+def upsample(spatial_dims: int, scale: int | Sequence[int] = 2) -> nn.Module:
+    """Bi/trilinear upsampling by ``scale`` per axis: ``(B, C, *S) -> (B, C, *(S * scale))``."""
+    factor = per_axis(scale)
+    return nn.Upsample(scale_factor=factor, mode=interpolation_mode(spatial_dims))
 
 
 def norm(name: str, spatial_dims: int, channels: int, groups: int = 8) -> nn.Module:

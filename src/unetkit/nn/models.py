@@ -1,10 +1,11 @@
 """The U-Net family: thin encoder + decoder + heads, all with the same keyword options.
 
 Every model maps ``(B, in_channels, *S)`` to ``(B, out_channels, *S_out)`` with ``S_out = S`` for
-``padding='same'`` (S a multiple of ``2**depth``) and ``S_out = model.output_size(S)`` for
-``'valid'``. Deep-supervision heads are built when the flag is first switched on (so the default
-``UNet()`` has exactly the textbook parameters), and state dicts load whether the flag is on or off:
-auxiliary-head weights in a checkpoint build the heads, missing ones keep their initialisation.
+``padding='same'`` (each axis of S a multiple of the product of its strides, ``2**depth`` by
+default) and ``S_out = model.output_size(S)`` for ``'valid'``. Deep-supervision heads are built
+when the flag is first switched on (so the default ``UNet()`` has exactly the textbook
+parameters), and state dicts load whether the flag is on or off: auxiliary-head weights in a
+checkpoint build the heads, missing ones keep their initialisation.
 ``deep_supervision`` only decides whether ``forward`` returns the list of all outputs.
 """
 
@@ -79,6 +80,8 @@ class _SegmentationNet(SizeMixin, nn.Module):
         base_width: int = 64,
         widths: Sequence[int] | None = None,
         depth: int = 4,
+        strides: Sequence[int | Sequence[int]] | None = None,
+        kernel_sizes: Sequence[int | Sequence[int]] | None = None,
         norm: str = "none",
         upsample: str = "transpose",
         padding: str = "same",
@@ -99,11 +102,13 @@ class _SegmentationNet(SizeMixin, nn.Module):
             upsample=upsample,
             padding=padding,
             dropout=dropout,
+            strides=strides,
+            kernel_sizes=kernel_sizes,
         )
         self.options = opts
         self.in_channels, self.out_channels = opts.in_channels, opts.out_channels
         self.spatial_dims, self.depth, self.padding = opts.spatial_dims, opts.depth, opts.padding
-        self.widths = opts.widths
+        self.widths, self.strides, self.kernel_sizes = opts.widths, opts.strides, opts.kernel_sizes
         self.encoder = Encoder(
             opts.in_channels,
             opts.widths,
@@ -113,6 +118,8 @@ class _SegmentationNet(SizeMixin, nn.Module):
             norm_groups=opts.norm_groups,
             padding=opts.padding,
             dropout=opts.dropout,
+            strides=opts.strides,
+            kernel_sizes=opts.kernel_sizes,
         )
         self.decoder = self._build_decoder(opts)
         self.head = Heads(self.decoder.out_channels, opts.out_channels, opts.spatial_dims)
@@ -139,6 +146,8 @@ class _SegmentationNet(SizeMixin, nn.Module):
             norm=opts.norm,
             norm_groups=opts.norm_groups,
             padding=opts.padding,
+            strides=opts.strides,
+            kernel_sizes=opts.kernel_sizes,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
@@ -178,6 +187,14 @@ class UNet(_SegmentationNet):
         base_width: channels of the first stage; stage i has ``base_width * 2**i``.
         widths: explicit channels per stage (``depth + 1`` entries); overrides ``base_width``.
         depth: number of poolings, 1..6.
+        strides: pooling factor per level (``depth`` entries, level 1 first), each an int or one
+            value per spatial axis, 1 or 2 (1: no pooling along that axis, e.g. the thick axis of
+            anisotropic 3D data). None: 2 on every axis. The decoder and attention gates upsample
+            by the same factors.
+        kernel_sizes: convolution kernel per encoder stage (``depth + 1`` entries, bottleneck
+            last), an int or one value per axis, 1 or 3; decoder stages use the kernel of their
+            encoder stage. None: 3 on every axis. Anything but the defaults needs
+            ``padding='same'``.
         norm: ``'none'`` | ``'batch'`` | ``'instance'`` | ``'group'`` (convs lose their bias).
         upsample: ``'transpose'`` or ``'interpolate'`` (1x1 conv + bi/trilinear).
         padding: ``'same'`` (output size = input size) or ``'valid'`` (unpadded convs,
@@ -221,4 +238,6 @@ class UNetPlusPlus(_SegmentationNet):
             norm=opts.norm,
             norm_groups=opts.norm_groups,
             padding=opts.padding,
+            strides=opts.strides,
+            kernel_sizes=opts.kernel_sizes,
         )

@@ -1,34 +1,67 @@
 """Which input sizes a U-Net accepts, what it returns for them, and padding to an accepted size.
 
-Size rules per spatial axis (``depth`` = number of 2x poolings):
+Size rules per spatial axis (``depth`` = number of poolings, ``strides`` their factor per level
+and axis, 2 everywhere by default):
 
 * ``padding='same'``: the output has the input's size; an axis is accepted when it is a positive
-  multiple of ``2**depth`` (so every pooling halves an even size).
-* ``padding='valid'`` (Ronneberger et al. 2015): every 3x3 convolution trims one voxel per side.
-  An axis is accepted when the size before every pooling is even and no size drops below 1;
-  the output is smaller by a constant margin (depth 4: 572 -> 388, i.e. 92 per side).
+  multiple of the product of that axis' strides (:func:`axis_multiples`; ``2**depth`` by default),
+  so every pooling divides an axis exactly.
+* ``padding='valid'`` (Ronneberger et al. 2015; default strides only): every 3x3 convolution trims
+  one voxel per side. An axis is accepted when the size before every pooling is even and no size
+  drops below 1; the output is smaller by a constant margin (depth 4: 572 -> 388, 92 per side).
 
-The pure functions work on one axis (``int``); the :class:`SizeMixin` methods on whole sizes.
+The pure functions work on one axis (``int``; ``multiple`` is that axis' product of strides); the
+:class:`SizeMixin` methods on whole sizes. ``pad_spatial`` lives in ``unetkit.nn.padding``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
+
+from unetkit.nn.options import resolve_strides
+from unetkit.nn.padding import pad_spatial
 
 PAD_MODES = ("reflect", "replicate", "constant")
-SPATIAL_PAD_MODES = ("mirror", "replicate", "constant")
 _SEARCH_LIMIT = 1 << 16
 
 
-def output_length(n: int, depth: int, padding: str) -> int | None:
-    """Output length along one axis for input length ``n``, or ``None`` if ``n`` is not accepted."""
+def axis_multiples(
+    depth: int, strides: Sequence[int | Sequence[int]] | None = None, spatial_dims: int = 2
+) -> tuple[int, ...]:
+    """Per spatial axis, the product of its pooling strides ('same' sizes are multiples of it).
+
+    ``strides`` as the models take them (``depth`` entries, each an int or one value per axis);
+    None gives ``2**depth`` on every axis. E.g. ``axis_multiples(3, [[1, 2, 2], [2, 2, 2],
+    [1, 2, 2]], 3) == (2, 8, 8)``.
+
+    Raises:
+        ValueError: ``strides`` is not valid for ``depth`` and ``spatial_dims``.
+    """
+    levels = resolve_strides(strides, depth, spatial_dims)
+    return tuple(math.prod(level[axis] for level in levels) for axis in range(spatial_dims))
+
+
+def model_multiples(model: object) -> tuple[int, ...]:
+    """:func:`axis_multiples` of a model or ``ModelConfig`` (anything with ``depth``,
+    ``spatial_dims`` and, if any, ``strides``)."""
+    return axis_multiples(model.depth, getattr(model, "strides", None), model.spatial_dims)
+
+
+def output_length(n: int, depth: int, padding: str, multiple: int | None = None) -> int | None:
+    """Output length along one axis for input length ``n``, or ``None`` if ``n`` is not accepted.
+
+    ``multiple``: the axis' product of strides ('same' only; None: ``2**depth``).
+    """
     if n < 1:
         return None
     if padding == "same":
-        return n if n % (2**depth) == 0 else None
+        return n if n % (multiple or 2**depth) == 0 else None
+    if multiple not in (None, 2**depth):
+        raise ValueError(f"padding='valid' needs 2x pooling on every axis (multiple {2**depth}), "
+                         f"got multiple={multiple}")
     size = n
     for _ in range(depth):
         size -= 4  # two unpadded 3x3 convolutions
@@ -45,8 +78,13 @@ def output_length(n: int, depth: int, padding: str) -> int | None:
     return size
 
 
-def nearest_valid_length(n: int, depth: int, padding: str, mode: str = "up") -> int | None:
-    """Nearest accepted length ``>= n`` (``mode='up'``) or ``<= n`` (``'down'``); None if none."""
+def nearest_valid_length(
+    n: int, depth: int, padding: str, mode: str = "up", multiple: int | None = None
+) -> int | None:
+    """Nearest accepted length ``>= n`` (``mode='up'``) or ``<= n`` (``'down'``); None if none.
+
+    ``multiple`` as for :func:`output_length`.
+    """
     if mode not in ("up", "down"):
         raise ValueError(f"mode must be 'up' or 'down', got {mode!r}")
     step = 1 if mode == "up" else -1
@@ -54,16 +92,20 @@ def nearest_valid_length(n: int, depth: int, padding: str, mode: str = "up") -> 
     for _ in range(_SEARCH_LIMIT):
         if candidate < 1:
             return None
-        if output_length(candidate, depth, padding) is not None:
+        if output_length(candidate, depth, padding, multiple) is not None:
             return candidate
         candidate += step
     return None
 
 
-def size_rule(depth: int, padding: str) -> str:
+def size_rule(depth: int, padding: str, multiples: Sequence[int] | None = None) -> str:
     """One sentence stating which sizes are accepted, for error messages and ``info``."""
     if padding == "same":
-        return f"padding='same', depth={depth}: every size must be a multiple of {2**depth}"
+        if multiples is not None and len(set(multiples)) > 1:
+            return (f"padding='same', depth={depth}, strides per axis: the sizes must be "
+                    f"multiples of {tuple(multiples)}")
+        multiple = multiples[0] if multiples else 2**depth
+        return f"padding='same', depth={depth}: every size must be a multiple of {multiple}"
     return (
         f"padding='valid', depth={depth}: every size before a pooling must be even and no size "
         "may shrink below 1"
@@ -83,25 +125,37 @@ def as_sizes(size: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
 
 
 class SizeMixin:
-    """Size helpers for a model with attributes ``depth``, ``padding`` and ``spatial_dims``."""
+    """Size helpers for a model with attributes ``depth``, ``strides``, ``padding`` and
+    ``spatial_dims``."""
 
     depth: int
+    strides: tuple[tuple[int, ...], ...]
     padding: str
     spatial_dims: int
     in_channels: int
 
+    def _lengths(
+        self, sizes: tuple[int, ...], find: Callable[..., int | None], *args: object
+    ) -> tuple:
+        """``find(n, depth, padding, *args, multiple)`` for every axis ``n`` of ``sizes``."""
+        multiples = model_multiples(self)
+        return tuple(
+            find(n, self.depth, self.padding, *args, m)
+            for n, m in zip(sizes, multiples, strict=True)
+        )
+
     def is_valid_input_size(self, size: int | Sequence[int]) -> bool:
         """True if every axis of ``size`` (spatial only) is accepted."""
         sizes = as_sizes(size, self.spatial_dims)
-        return all(output_length(n, self.depth, self.padding) is not None for n in sizes)
+        return None not in self._lengths(sizes, output_length)
 
     def output_size(self, size: int | Sequence[int]) -> tuple[int, ...]:
         """Spatial output size for spatial input ``size``; raises ``ValueError`` if not accepted."""
         sizes = as_sizes(size, self.spatial_dims)
-        out = tuple(output_length(n, self.depth, self.padding) for n in sizes)
+        out = self._lengths(sizes, output_length)
         if None in out:
             raise ValueError(self._size_message(sizes))
-        return out  # type: ignore[return-value]
+        return out
 
     def nearest_valid_input_size(
         self, size: int | Sequence[int], mode: str = "up"
@@ -112,22 +166,25 @@ class SizeMixin:
             ValueError: ``mode='down'`` and some axis has no accepted size below it.
         """
         sizes = as_sizes(size, self.spatial_dims)
-        found = tuple(nearest_valid_length(n, self.depth, self.padding, mode) for n in sizes)
+        found = self._lengths(sizes, nearest_valid_length, mode)
         if None in found:
-            smallest = nearest_valid_length(1, self.depth, self.padding, "up")
+            smallest = self._lengths((1,) * self.spatial_dims, nearest_valid_length, "up")
             raise ValueError(
-                f"no accepted size <= {sizes} ({size_rule(self.depth, self.padding)}); "
-                f"the smallest accepted size per axis is {smallest}"
+                f"no accepted size <= {sizes} ({self._rule()}); the smallest accepted size is "
+                f"{smallest}"
             )
-        return found  # type: ignore[return-value]
+        return found
+
+    def _rule(self) -> str:
+        return size_rule(self.depth, self.padding, model_multiples(self))
 
     def _size_message(self, sizes: tuple[int, ...]) -> str:
-        up = tuple(nearest_valid_length(n, self.depth, self.padding, "up") for n in sizes)
-        down = tuple(nearest_valid_length(n, self.depth, self.padding, "down") for n in sizes)
+        up = self._lengths(sizes, nearest_valid_length, "up")
+        down = self._lengths(sizes, nearest_valid_length, "down")
         below = "none" if None in down else str(down)
         return (
             f"input size {sizes} is not accepted by {type(self).__name__} "
-            f"({size_rule(self.depth, self.padding)}); nearest accepted sizes: {below} below, "
+            f"({self._rule()}); nearest accepted sizes: {below} below, "
             f"{up} above. Crop, resize or pad it, e.g. with unetkit.nn.pad_to_valid(x, model)"
         )
 
@@ -143,16 +200,29 @@ class SizeMixin:
                 f"got shape {tuple(x.shape)}"
             )
         sizes = tuple(x.shape[2:])
-        if not all(output_length(n, self.depth, self.padding) is not None for n in sizes):
+        if not self.is_valid_input_size(sizes):
             raise ValueError(self._size_message(sizes))
 
 
-def valid_input_sizes(model: SizeMixin, max_size: int, min_size: int = 1) -> list[int]:
-    """All accepted lengths of one axis in ``[min_size, max_size]``, ascending."""
+def valid_input_sizes(
+    model: SizeMixin, max_size: int, min_size: int = 1, axis: int | None = None
+) -> list[int]:
+    """Accepted lengths in ``[min_size, max_size]``, ascending: of spatial axis ``axis``, or
+    (``axis=None``) the lengths every axis accepts (all the same for default strides).
+
+    Raises:
+        ValueError: ``axis`` is not a spatial axis of the model.
+    """
+    multiples = model_multiples(model)
+    if axis is not None:
+        if not -model.spatial_dims <= axis < model.spatial_dims:
+            raise ValueError(f"axis must be a spatial axis, 0..{model.spatial_dims - 1}, "
+                             f"got {axis!r}")
+        multiples = (multiples[axis],)
     return [
         n
         for n in range(max(min_size, 1), max_size + 1)
-        if output_length(n, model.depth, model.padding) is not None
+        if all(output_length(n, model.depth, model.padding, m) is not None for m in multiples)
     ]
 
 
@@ -168,7 +238,8 @@ def pad_to_valid(
 
     Args:
         x: ``(B, C, *spatial)`` tensor.
-        model: a unetkit model (anything with ``depth``, ``padding``, ``spatial_dims``).
+        model: a unetkit model (anything with ``depth``, ``padding``, ``spatial_dims`` and
+            optionally ``strides``).
         mode: ``'reflect'`` | ``'replicate'`` | ``'constant'``.
         value: fill value for ``'constant'``.
 
@@ -189,9 +260,9 @@ def pad_to_valid(
         )
     pads: list[tuple[int, int]] = []
     crop: list[slice] = [slice(None), slice(None)]
-    for n in sizes:
-        target = _smallest_covering(n, model.depth, model.padding)
-        out = output_length(target, model.depth, model.padding)
+    for n, multiple in zip(sizes, model_multiples(model), strict=True):
+        target = _smallest_covering(n, model.depth, model.padding, multiple)
+        out = output_length(target, model.depth, model.padding, multiple)
         assert out is not None and (target - out) % 2 == 0
         offset = (out - n) // 2
         before = (target - out) // 2 + offset
@@ -206,50 +277,11 @@ def pad_to_valid(
     return pad_spatial(x, [b for b, _ in pads], [a for _, a in pads], fill, value), tuple(crop)
 
 
-def pad_spatial(x: torch.Tensor, before: Sequence[int], after: Sequence[int],
-                mode: str = "constant", value: float = 0.0) -> torch.Tensor:
-    """Pad the spatial axes of ``x`` ``(B, C, *spatial)``; the one padding routine of unetkit.
-
-    Modes: ``'mirror'`` reflects without repeating the border voxel (numpy's ``'reflect'``) for
-    any pad length (a pad longer than the axis keeps reflecting back and forth), ``'replicate'``
-    repeats the border voxel, ``'constant'`` fills with ``value``.
-
-    Returns:
-        ``(B, C, *(spatial + before + after))``; ``x`` itself when nothing is padded.
-    """
-    if mode not in SPATIAL_PAD_MODES:
-        raise ValueError(f"pad_spatial: mode must be one of {SPATIAL_PAD_MODES}, got {mode!r}")
-    before, after = [int(b) for b in before], [int(a) for a in after]
-    if len(before) != x.dim() - 2 or len(after) != x.dim() - 2:
-        raise ValueError(f"pad_spatial: {len(before)}/{len(after)} pads for {x.dim() - 2} "
-                         "spatial axes")
-    if not any(before) and not any(after):
-        return x
-    if mode != "mirror":
-        flat = [p for b, a in zip(reversed(before), reversed(after), strict=True) for p in (b, a)]
-        if mode == "constant":
-            return F.pad(x, flat, mode="constant", value=value)
-        return F.pad(x, flat, mode="replicate")
-    for axis, (b, a) in enumerate(zip(before, after, strict=True)):
-        n = x.shape[axis + 2]
-        if b == 0 and a == 0:
-            continue
-        index = torch.arange(-b, n + a, device=x.device)
-        if n == 1:
-            index = torch.zeros_like(index)
-        else:
-            period = 2 * (n - 1)
-            index = index.remainder(period)
-            index = torch.where(index >= n, period - index, index)
-        x = x.index_select(axis + 2, index)
-    return x
-
-
-def _smallest_covering(n: int, depth: int, padding: str) -> int:
+def _smallest_covering(n: int, depth: int, padding: str, multiple: int) -> int:
     """Smallest accepted length whose output length is at least ``n``."""
-    candidate = nearest_valid_length(n, depth, padding, "up")
-    while candidate is not None and output_length(candidate, depth, padding) < n:
-        candidate = nearest_valid_length(candidate + 1, depth, padding, "up")
+    candidate = nearest_valid_length(n, depth, padding, "up", multiple)
+    while candidate is not None and output_length(candidate, depth, padding, multiple) < n:
+        candidate = nearest_valid_length(candidate + 1, depth, padding, "up", multiple)
     if candidate is None:
         raise ValueError(f"no accepted size covers length {n} (depth={depth}, padding={padding})")
     return candidate

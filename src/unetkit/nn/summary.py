@@ -67,6 +67,8 @@ def _meta_copy(model: nn.Module) -> nn.Module:
             spatial_dims=opts.spatial_dims,
             widths=list(opts.widths),
             depth=opts.depth,
+            strides=opts.strides,
+            kernel_sizes=opts.kernel_sizes,
             norm=opts.norm,
             norm_groups=opts.norm_groups,
             upsample=opts.upsample,
