@@ -161,6 +161,13 @@ def test_sitk_and_nifti_agree_on_axes(tmp_path):
 
 
 def _write_dicom_series(folder, volume_zyx, spacing_xyz):
+    from unetkit.data.io_medical import keep_locale
+
+    with keep_locale():  # GDCM's writer switches the process to the "C" locale
+        _write_slices(folder, volume_zyx, spacing_xyz)
+
+
+def _write_slices(folder, volume_zyx, spacing_xyz):
     import SimpleITK as sitk
 
     folder.mkdir()
@@ -181,9 +188,13 @@ def _write_dicom_series(folder, volume_zyx, spacing_xyz):
 
 
 def test_dicom_series_folder(tmp_path):
+    import locale
+
     volume = (RNG.random((4, 6, 5)) * 1000).astype(np.int16)  # (Z, Y, X)
     _write_dicom_series(tmp_path / "series", volume, (0.7, 0.8, 2.0))
+    before = locale.getpreferredencoding(False)
     back, geom = read_image(tmp_path / "series")
+    assert locale.getpreferredencoding(False) == before  # text files still read as before
     assert geom.format == "dicom"
     np.testing.assert_array_equal(back[0], np.transpose(volume, (2, 1, 0)))
     np.testing.assert_allclose(geom.spacing, (0.7, 0.8, 2.0), rtol=1e-5)

@@ -7,6 +7,9 @@ volume read from any of these formats has the same array layout, spacing order a
 
 from __future__ import annotations
 
+import contextlib
+import locale
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +86,24 @@ def write_nifti(path: Path, array: np.ndarray, geometry: Geometry) -> None:
     nib.save(image, str(path))
 
 
+@contextlib.contextmanager
+def keep_locale() -> Iterator[None]:
+    """Restore the C locale settings after SimpleITK: its DICOM (GDCM) code switches them to
+    "C", after which Python opens text files as ASCII and any non-ASCII text fails to read."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def read_sitk(path: Path, dicom: bool) -> tuple[np.ndarray, Geometry]:
     """DICOM series folder (or one ``.dcm``), NRRD or MHA -> ``(C, X, Y[, Z])`` plus RAS affine."""
+    with keep_locale():
+        return _read_sitk(path, dicom)
+
+
+def _read_sitk(path: Path, dicom: bool) -> tuple[np.ndarray, Geometry]:
     sitk = _import_sitk(path)
     if dicom and path.is_dir():
         reader = sitk.ImageSeriesReader()
@@ -128,4 +147,5 @@ def write_sitk(path: Path, array: np.ndarray, geometry: Geometry) -> None:
         matrix = lps[:spatial, :spatial] / np.asarray(geometry.spacing)[None, :]
         image.SetDirection(matrix.flatten().tolist())
         image.SetOrigin(lps[:spatial, 3].tolist())
-    sitk.WriteImage(image, str(path), useCompression=True)
+    with keep_locale():
+        sitk.WriteImage(image, str(path), useCompression=True)
