@@ -108,7 +108,7 @@ def plan_rules(fp: Fingerprint) -> list[Decision]:
     decisions += rules.normalization(fp)
     decisions += rules.network_shape(shape, spacing, dims)
     decisions.append(rules.batch_size(_value(decisions, "data.patch_size"), dims))
-    anisotropic = _value(decisions, "model.strides") is not None
+    anisotropic = max(spacing) > rules.ANISOTROPY * min(spacing)
     decisions += task_rules.loss_and_decision(fp)
     decisions += task_rules.augmentation(fp, dims, anisotropic)
     decisions += task_rules.image_offset(fp)
