@@ -57,6 +57,7 @@ def test_info_valid_padding_shows_smaller_output():
         (["info", "--norm", "layer"], "norm must be one of"),
         (["info", "-s", "250,250"], "input size (250, 250) is not accepted"),
         (["info", "-s", "abc"], "expected integers such as 256,256"),
+        (["info", "-o", "widths=[8,16"], "--option 'widths=[8,16': not a valid value"),
     ],
 )
 def test_info_errors_exit_1_without_traceback(args, message):

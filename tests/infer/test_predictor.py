@@ -10,7 +10,6 @@ from unetkit.config import InferConfig
 from unetkit.data.normalization import Normalizer
 from unetkit.infer.predictor import Predictor
 from unetkit.infer.tiling import plan_window
-from unetkit.nn.sizes import pad_spatial
 from unetkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
 from unetkit.runtime.network import fuse_conv_bn
 

@@ -37,7 +37,7 @@ from unetkit.infer import decision, tiling
 from unetkit.infer.boundaries import wall_decision
 from unetkit.infer.overlap_tile import overlap_tile_inference
 from unetkit.infer.postprocess import postprocess
-from unetkit.infer.settings import check_settings, configure, resolve_auto_threshold
+from unetkit.infer.settings import check_image, check_settings, configure, resolve_auto_threshold
 from unetkit.infer.tta import mirror_tta
 from unetkit.infer.windows import Progress, sliding_window_inference, sliding_window_labels
 from unetkit.nn.sizes import nearest_valid_length, output_length, pad_spatial
@@ -136,9 +136,11 @@ class Predictor:
         """Raw ``(C, *spatial)`` image -> network input ``(C, *spatial')`` float32 + record.
 
         Raises:
-            ValueError: wrong number of channels or spatial axes (the message names ``source``).
+            ValueError: wrong number of channels or spatial axes, or a non-finite value (the
+                message names ``source``).
         """
-        array, record = self.preprocessor.preprocess(self._check_input(np.asarray(image), source))
+        array = check_image(np.asarray(image), self.config, source)
+        array, record = self.preprocessor.preprocess(array)
         return torch.from_numpy(array), record
 
     def predict_logits(self, x: torch.Tensor | np.ndarray, progress: Progress | None = None
@@ -185,15 +187,19 @@ class Predictor:
 
     # --- the chain ---
     def predict(self, image: np.ndarray | str | Path, *, probabilities: bool = True,
-                progress: Progress | None = None) -> Prediction:
+                progress: Progress | None = None, source: str = "array") -> Prediction:
         """Predict one image: an array ``(C, *spatial)`` (raw intensities) or a file path.
 
         Args:
             image: raw image or path readable by ``unetkit.data.io.read_image``.
             probabilities: also return class probabilities (else only labels, less memory).
             progress: called as ``progress(done, total)`` over windows.
+            source: what error messages call an array image (e.g. the file it came from).
+
+        Raises:
+            ValueError: the image does not fit the model or holds NaN/inf (names the source).
         """
-        geometry, source = None, "array"
+        geometry = None
         if isinstance(image, (str, Path)):
             from unetkit.data import io
 
@@ -227,20 +233,6 @@ class Predictor:
     def _threshold(self) -> float | None:
         threshold = self.infer.threshold
         return float(threshold) if isinstance(threshold, float) else None
-
-    def _check_input(self, array: np.ndarray, source: str) -> np.ndarray:
-        model = self.config.model
-        if array.ndim != model.spatial_dims + 1:
-            raise ValueError(f"{source}: image of shape {array.shape} is not (C, *spatial) with "
-                             f"{model.spatial_dims} spatial axes, as the model was trained")
-        if array.shape[0] != model.in_channels:
-            grey_rgb = model.in_channels == 1 and array.shape[0] in (3, 4) and all(
-                np.array_equal(array[0], array[c]) for c in (1, 2))
-            if not grey_rgb:
-                raise ValueError(f"{source}: image has {array.shape[0]} channels, the model "
-                                 f"expects {model.in_channels}")
-            array = array[:1]
-        return array
 
     def _bytes_per_voxel(self) -> int:
         model = self.config.model
