@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import logging
 import sys
 
@@ -163,6 +164,16 @@ def test_sitk_and_nifti_agree_on_axes(tmp_path):
 def _write_dicom_series(folder, volume_zyx, spacing_xyz):
     import SimpleITK as sitk
 
+    # SimpleITK's DICOM writer leaves the process in the "C" locale (Python then reads and
+    # decodes text as ASCII in every later test): put the locale back
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_slices(sitk, folder, volume_zyx, spacing_xyz)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_slices(sitk, folder, volume_zyx, spacing_xyz):
     folder.mkdir()
     image = sitk.GetImageFromArray(volume_zyx)
     image.SetSpacing(spacing_xyz)
