@@ -69,6 +69,7 @@ def test_info_anisotropic_strides_and_kernels():
         (["info", "--depth", "1", "-o", "strides=[[1,3]]"], "strides[0] must be 1 or 2"),
         (["info", "--depth", "1", "-o", "strides=[[1,2]]", "-s", "5,5"],
          "the sizes must be multiples of (1, 2)"),
+        (["info", "-o", "widths=[8,16"], "--option 'widths=[8,16': not a valid value"),
     ],
 )
 def test_info_errors_exit_1_without_traceback(args, message):

@@ -30,6 +30,8 @@ INVALID = [
     ({"train": {"val_every": 0}}, "train.val_every", "greater than or equal to 1"),
     ({"train": {"patience": 0}}, "train.patience", "greater than or equal to 1"),
     ({"train": {"time_budget": "ten minutes"}}, "train.time_budget", "'90s', '10m' or '2h'"),
+    ({"train": {"time_budget": "0"}}, "train.time_budget", "'0' is not positive"),
+    ({"train": {"time_budget": "0.0h"}}, "train.time_budget", "'0.0h' is not positive"),
     ({"train": {"warmup_epochs": -1}}, "train.warmup_epochs", "greater than or equal to 0"),
     ({"train": {"loss": {"name": "l2"}}}, "train.loss.name: got 'l2'", "'dice_ce'"),
     ({"train": {"lrate": 0.1}}, "train.lrate", "unknown field"),

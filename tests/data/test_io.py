@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import logging
 import sys
 
@@ -161,15 +162,17 @@ def test_sitk_and_nifti_agree_on_axes(tmp_path):
 
 
 def _write_dicom_series(folder, volume_zyx, spacing_xyz):
-    from unetkit.data.io_medical import keep_locale
-
-    with keep_locale():  # GDCM's writer switches the process to the "C" locale
-        _write_slices(folder, volume_zyx, spacing_xyz)
-
-
-def _write_slices(folder, volume_zyx, spacing_xyz):
     import SimpleITK as sitk
 
+    from unetkit.data.io_medical import keep_locale
+
+    # SimpleITK's DICOM writer leaves the process in the "C" locale (Python then reads and
+    # decodes text as ASCII in every later test): put the locale back
+    with keep_locale():
+        _write_slices(sitk, folder, volume_zyx, spacing_xyz)
+
+
+def _write_slices(sitk, folder, volume_zyx, spacing_xyz):
     folder.mkdir()
     image = sitk.GetImageFromArray(volume_zyx)
     image.SetSpacing(spacing_xyz)
@@ -188,7 +191,6 @@ def _write_slices(folder, volume_zyx, spacing_xyz):
 
 
 def test_dicom_series_folder(tmp_path):
-    import locale
 
     volume = (RNG.random((4, 6, 5)) * 1000).astype(np.int16)  # (Z, Y, X)
     _write_dicom_series(tmp_path / "series", volume, (0.7, 0.8, 2.0))

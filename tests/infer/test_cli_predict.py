@@ -123,3 +123,14 @@ def test_export_cli_then_predict_with_onnx(make_checkpoint, tmp_path) -> None:
         runs[tag] = np.array(Image.open(out / "c.png"))
     assert np.array_equal(runs["torch"], runs["onnx"])
     assert np.array_equal(runs["torch"], runs["onnx_only"])
+
+
+def test_a_corrupt_onnx_file_is_one_clear_error(tmp_path) -> None:
+    pytest.importorskip("onnx")
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"\x08\x07 this is not a protobuf model")
+    images = write_pngs(tmp_path / "images", ["a.png"])
+    result = runner.invoke(app, ["predict", str(bad), str(images), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert f"{bad}: not a readable ONNX model" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()

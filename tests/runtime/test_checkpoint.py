@@ -71,8 +71,9 @@ def test_every_command_refuses_a_malicious_checkpoint(tmp_path, command) -> None
     (tmp_path / "images").mkdir()
     args = [a.format(ckpt=ckpt, images=tmp_path / "images", out=tmp_path / "o", run=run)
             for a in command]
+    # rich draws the progress bar in UTF-8; the test process's locale may have been set to C
     result = subprocess.run([sys.executable, "-m", "unetkit", *args], capture_output=True,
-                            text=True, timeout=120)
+                            encoding="utf-8", timeout=120)
     assert result.returncode != 0
     assert not marker.exists()
     assert "refused to load" in result.stderr

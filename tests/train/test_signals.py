@@ -66,7 +66,7 @@ CHILD = textwrap.dedent("""
 def _run(script: Path, data: Path, out: Path, mode: str, resume: bool = False
          ) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(script), str(data), str(out), mode,
-                           "resume" if resume else "new"], capture_output=True, text=True,
+                           "resume" if resume else "new"], capture_output=True, encoding="utf-8",
                           timeout=300)
 
 
@@ -94,6 +94,23 @@ def test_signal_mid_step_then_resume_is_bit_identical(tmp_path, child, disks_dir
     assert a["model_state"].keys() == b["model_state"].keys()
     for key, value in a["model_state"].items():
         assert torch.equal(value, b["model_state"][key]), key  # bit-identical
+
+
+def test_kill_9_resumes_exactly_from_the_last_epoch(tmp_path, child, disks_dir):
+    # SIGKILL cannot be caught: what survives is the last.pt of the last complete epoch, written
+    # atomically, and resuming from it still ends bit-identical to an uninterrupted run
+    straight = _run(child, disks_dir, tmp_path / "straight", "none")
+    assert straight.returncode == 0, straight.stderr
+    killed = _run(child, disks_dir, tmp_path / "killed", "SIGKILL")
+    assert killed.returncode == -signal.SIGKILL
+    assert load_checkpoint(tmp_path / "killed" / "last.pt")["training"]["step"] == 4
+    resumed = _run(child, disks_dir, tmp_path / "killed", "none", resume=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")["model_state"]
+    b = load_checkpoint(tmp_path / "killed" / "last.pt")["model_state"]
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
 
 
 def test_second_ctrl_c_aborts_at_once(tmp_path, child, disks_dir):

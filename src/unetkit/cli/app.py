@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
 from rich.console import Console
@@ -33,6 +34,22 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (a test runner or a
+    redirection may replace it between commands of one process)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # noqa: ANN201 - a text stream
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001 - logging assigns it once
+        pass
+
+
 def log_to_console(verbose: bool = True) -> None:
     """Show the ``unetkit`` logger on stderr (warnings only unless ``verbose``)."""
     from rich.logging import RichHandler
@@ -43,7 +60,7 @@ def log_to_console(verbose: bool = True) -> None:
         if err_console.is_terminal:
             handler = RichHandler(console=err_console, show_path=False, markup=False)
         else:  # one unwrapped line per record
-            handler = logging.StreamHandler(err_console.file)
+            handler = _CurrentStderr()
             handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler.unetkit_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

@@ -68,7 +68,7 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from unetkit.config import ConfigError
-    from unetkit.infer.files import collect_inputs, predict_files
+    from unetkit.infer.files import OutputPathError, collect_inputs, predict_files
     from unetkit.infer.predictor import Predictor
     from unetkit.report import save_overlay
     from unetkit.runtime.checkpoint import CheckpointError
@@ -89,18 +89,21 @@ def predict(
     progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[name]}"), TimeElapsedColumn(),
                         console=err_console, disable=quiet)
-    with progress:
-        task = progress.add_task("predict", total=len(files), name="")
+    try:
+        with progress:
+            task = progress.add_task("predict", total=len(files), name="")
 
-        def on_case(path: Path, error: str | None) -> None:
-            if error:
-                progress.console.print(f"[bold red]failed:[/] {escape(str(path))}: "
-                                       f"{escape(error)}")
-            progress.update(task, advance=1, name=path.name)
+            def on_case(path: Path, error: str | None) -> None:
+                if error:
+                    progress.console.print(f"[bold red]failed:[/] {escape(str(path))}: "
+                                           f"{escape(error)}")
+                progress.update(task, advance=1, name=path.name)
 
-        result = predict_files(predictor, files, out, save_probabilities=save_probabilities,
-                               overlay=save_overlay if overlay else None, palette=palette,
-                               on_case=on_case)
+            result = predict_files(predictor, inputs, out, save_probabilities=save_probabilities,
+                                   overlay=save_overlay if overlay else None, palette=palette,
+                                   on_case=on_case)
+    except OutputPathError as error:
+        fail(escape(str(error)), code=2)
     console.print(f"wrote {len(result.written)} mask(s) to {out}"
                   f" ({predictor.plan.name}, "
                   f"{'onnxruntime' if onnx or checkpoint.lower().endswith('.onnx') else 'torch'})")

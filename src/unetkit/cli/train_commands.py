@@ -122,7 +122,7 @@ def train(
     except KeyboardInterrupt:
         fail("aborted (no checkpoint written for the step in progress)", code=130)
     except (DataError, ConfigError, CheckpointError, ValueError, FileExistsError,
-            OSError) as error:
+            OSError, FloatingPointError) as error:
         fail(escape(str(error)), code=2 if isinstance(error, ConfigError) else 1)
     finally:
         if progress is not None:

@@ -207,8 +207,9 @@ class TrainConfig(_Section):
     @field_validator("time_budget")
     @classmethod
     def _budget_parses(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
+        if value is not None and parse_duration(value) <= 0:
+            raise ValueError(f"time budget {value!r} is not positive: give a duration such as "
+                             "'90s', '10m' or '2h' (or leave it unset to train train.epochs)")
         return value
 
 

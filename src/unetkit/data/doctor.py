@@ -17,6 +17,7 @@ import numpy as np
 
 from unetkit.data.dataset import Case, DatasetError, scan_dataset
 from unetkit.data.io import Geometry, read_image, read_mask, split_suffix
+from unetkit.data.mask_checks import looks_antialiased, odd_masks
 
 _SAMPLES_PER_CASE = 20_000
 _PERCENTILES = (0.5, 50.0, 99.5)
@@ -147,6 +148,7 @@ def _check_case(
     record: dict[str, Any] = {"shape": image.shape[1:], "channels": image.shape[0],
                               "spacing": geometry.spacing, "samples": _sample(image)}
     if case.mask_path is not None:
+        record["mask"] = case.mask_path
         record["counts"] = _check_mask(case, image.shape[1:], geometry, declared, palette, report)
     return record
 
@@ -177,26 +179,17 @@ def _check_mask(
     _compare_geometry(path, mask_geom, case.image_paths[0], geometry, report)
     values, counts = np.unique(mask, return_counts=True)
     value_set = {int(v) for v in values}
-    if _looks_antialiased(values, counts, declared):
+    if not (declared and value_set <= declared) and looks_antialiased(mask, (values, counts)):
         report.errors.append(f"{path}: anti-aliased mask edges ({len(values)} values between "
-                             f"{values[0]} and {values[-1]}); re-save it without smoothing or "
-                             "resizing with interpolation")
+                             f"{values[0]} and {values[-1]}, the in-between ones only at edges); "
+                             "re-save it without smoothing or resizing with interpolation, or "
+                             "declare the labels if these values are classes")
     elif declared is not None and not value_set <= declared:
         report.errors.append(f"{path}: mask values {sorted(value_set - declared)} are not among "
                              f"the declared labels {sorted(declared)}")
     if value_set <= {0}:
         report.warnings.append(f"{path}: mask has no foreground (all background)")
     return {int(v): int(c) for v, c in zip(values, counts, strict=False)}
-
-
-def _looks_antialiased(values: np.ndarray, counts: np.ndarray, declared: set[int] | None) -> bool:
-    """0/255-style masks with a thin fringe of in-between values (resized or smoothed)."""
-    if len(values) < 4 or values[-1] < 128:
-        return False
-    if declared is not None and {int(v) for v in values} <= declared:
-        return False  # every value is a declared label
-    extremes = counts[0] + counts[-1]
-    return values[0] == 0 and extremes >= 0.8 * counts.sum()
 
 
 def _compare_geometry(
@@ -236,11 +229,27 @@ def _check_consistency(
     if totals and set(totals) <= {0}:
         report.errors.append(f"{report.root}: every mask is all background; a network trained on "
                              "this predicts only background (check the mask encoding)")
+    if declared is None:
+        _check_odd_masks(records, report)
     if declared is None and totals:
         found = sorted(totals)
         if found != list(range(len(found))):
             report.warnings.append(f"{report.root}: mask values {found} are not consecutive "
                                    "0..K-1; declare the labels (--labels) to confirm them")
+
+
+def _check_odd_masks(records: list[dict[str, Any]], report: DoctorReport) -> None:
+    """Masks that differ from a mostly binary data set (files with an error already skipped)."""
+    values = {r["mask"]: set(r["counts"]) for r in records if r.get("counts")}
+    flagged = {message.partition(": ")[0] for message in report.errors}
+    for path in odd_masks(values):
+        if str(path) in flagged:
+            continue
+        held = sorted(values[path])
+        shown = ", ".join(map(str, held[:8])) + (", ..." if len(held) > 8 else "")
+        report.errors.append(f"{path}: {len(held)} mask values ({shown}) where most masks are "
+                             "binary; anti-aliased, an instance map or another encoding? "
+                             "Re-save it with the labels of the others, or declare the labels")
 
 
 def _class_totals(records: list[dict[str, Any]]) -> dict[int, list[int]]:

@@ -4,6 +4,11 @@ Masks are written in the input's format and geometry (NIfTI keeps its affine, PN
 the same size); JPEG/BMP inputs give PNG masks (lossless), DICOM gives NIfTI. Label values are
 written as the training masks stored them (``mask_values``, e.g. 255 for a 0/255 binary mask),
 or as palette indices with ``palette=True``. One unreadable input never stops the batch.
+
+Inputs are never overwritten: before anything is predicted or written, ``check_outputs`` refuses
+the whole batch (``OutputPathError``, naming the path) when the output folder is an input
+folder, lies inside one or is the folder of an input file, when an output would land on an
+input or on another input's output, or when an output path is a symbolic link (never followed).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unetkit.data import io
+from unetkit.data import io, io_medical
 from unetkit.infer.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -28,6 +33,23 @@ PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25
            (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60),
            (250, 190, 212), (0, 128, 128), (220, 190, 255), (170, 110, 40), (128, 0, 0),
            (170, 255, 195)]
+
+
+class OutputPathError(ValueError):
+    """Writing the outputs of a batch would touch an input or follow a symbolic link."""
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where one input's files go: the mask, and probabilities / overlay when asked for."""
+
+    mask: Path
+    probabilities: Path | None = None
+    overlay: Path | None = None
+
+    def paths(self) -> list[Path]:
+        """The planned paths that are not None."""
+        return [p for p in (self.mask, self.probabilities, self.overlay) if p is not None]
 
 
 @dataclass
@@ -67,6 +89,64 @@ def output_path(source: Path, out_dir: Path, tag: str = "") -> Path:
     return out_dir / f"{stem}{tag}{suffix}"
 
 
+def outputs_for(source: Path, out_dir: Path, *, probabilities: bool = False,
+                overlay: bool = False) -> Outputs:
+    """The paths every writer of this module uses for ``source`` (one naming rule).
+
+    Probabilities are NIfTI for NIfTI inputs, else ``.npz`` (with the geometry).
+    """
+    mask = output_path(source, out_dir)
+    stem = io.split_suffix(mask)[0]
+    nifti = not source.is_dir() and io.split_suffix(source)[1] in io_medical.NIFTI_SUFFIXES
+    return Outputs(
+        mask=mask,
+        probabilities=(out_dir / "probabilities" / (stem + (".nii.gz" if nifti else ".npz"))
+                       if probabilities else None),
+        overlay=out_dir / "overlays" / f"{stem}.png" if overlay else None,
+    )
+
+
+def check_outputs(inputs: Sequence[Path], plan: dict[Path, Outputs], out_dir: Path) -> None:
+    """Refuse a batch whose outputs would modify an input or follow a symbolic link.
+
+    Args:
+        inputs: the inputs as given (files and folders).
+        plan: ``{input file: its Outputs}`` for every file of the batch.
+        out_dir: the output folder.
+
+    Raises:
+        OutputPathError: the first problem, naming the path; nothing has been written.
+    """
+    out = out_dir.resolve()
+    folders = {Path(p).resolve(): "input folder" for p in inputs if Path(p).is_dir()}
+    for source in plan:
+        folders.setdefault(source.parent.resolve(), f"folder of the input {source}")
+    for folder, what in folders.items():
+        if out == folder or (what == "input folder" and out.is_relative_to(folder)):
+            where = "is" if out == folder else "is inside"
+            raise OutputPathError(f"--out {out_dir} {where} the {what} {folder}; write the "
+                                  "predictions to a folder outside the inputs (nothing written)")
+    taken = {source.resolve(): f"the input {source}" for source in plan}
+    for source, outputs in plan.items():
+        for path in outputs.paths():
+            _check_output_path(path, out_dir, source, taken)
+
+
+def _check_output_path(path: Path, out_dir: Path, source: Path, taken: dict[Path, str]) -> None:
+    """One planned output: no symbolic link on the way from ``out_dir``, not a taken path."""
+    for part in (path, *path.parents):
+        if part == out_dir:
+            break
+        if part.is_symlink():
+            raise OutputPathError(f"{part}: is a symbolic link, which unetkit does not follow; "
+                                  "remove it or choose another --out (nothing written)")
+    resolved = path.resolve()
+    if resolved in taken:
+        raise OutputPathError(f"{path}: the output for {source} would replace {taken[resolved]}; "
+                              "rename one input or choose another --out (nothing written)")
+    taken[resolved] = f"the output for {source}"
+
+
 def write_palette_png(path: Path, labels: np.ndarray) -> Path:
     """A 2-D label map as an indexed ('P' mode) PNG: pixel values are labels, colours shown."""
     from PIL import Image
@@ -92,21 +172,17 @@ def write_prediction(
     return io.write_mask(path, values, prediction.geometry)
 
 
-def write_probabilities(prediction: Prediction, source: Path, out_dir: Path) -> Path | None:
-    """Probabilities ``(K, *spatial)`` as NIfTI for NIfTI inputs, else ``.npz`` with geometry."""
+def write_probabilities(prediction: Prediction, path: Path) -> Path | None:
+    """Probabilities ``(K, *spatial)`` at ``path`` (``Outputs.probabilities``) with geometry."""
     if prediction.probabilities is None:
         return None
-    geometry = prediction.geometry
-    nifti = geometry is not None and geometry.format == "nifti"
-    path = output_path(source, out_dir / "probabilities", "")
-    stem = io.split_suffix(path)[0]
-    path = path.with_name(stem + (".nii.gz" if nifti else ".npz"))
-    return io.write_image(path, prediction.probabilities.astype(np.float32), geometry)
+    return io.write_image(path, prediction.probabilities.astype(np.float32),
+                          prediction.geometry)
 
 
 def predict_files(
     predictor: Predictor,
-    inputs: Sequence[Path],
+    inputs: Sequence[str | Path],
     out_dir: str | Path,
     *,
     save_probabilities: bool = False,
@@ -118,8 +194,8 @@ def predict_files(
 
     Args:
         predictor: the loaded predictor.
-        inputs: image files (see ``collect_inputs``).
-        out_dir: output folder (created).
+        inputs: image files and/or folders (expanded by ``collect_inputs``).
+        out_dir: output folder (created); never an input folder (``check_outputs``).
         save_probabilities: also write ``probabilities/<name>`` (NIfTI or ``.npz``).
         overlay: called as ``overlay(png_path, image, labels)`` to draw
             ``overlays/<name>.png`` (e.g. ``unetkit.report.save_overlay``); None: no overlays.
@@ -128,23 +204,30 @@ def predict_files(
 
     Returns:
         Written mask paths and the failed inputs with their error messages.
+
+    Raises:
+        OutputPathError: the outputs would touch an input or a symbolic link (nothing written).
     """
     out_dir = Path(out_dir)
+    plan = {source: outputs_for(source, out_dir, probabilities=save_probabilities,
+                                overlay=overlay is not None)
+            for source in collect_inputs(inputs)}
+    check_outputs([Path(p) for p in inputs], plan, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = BatchResult()
-    for source in inputs:
+    for source, outputs in plan.items():
         error = None
         try:
             image, geometry = io.read_image(source)
-            prediction = predictor.predict(image, probabilities=save_probabilities)
+            prediction = predictor.predict(image, probabilities=save_probabilities,
+                                           source=str(source))
             prediction.geometry = geometry
-            result.written.append(write_prediction(
-                predictor, prediction, output_path(source, out_dir), palette=palette))
-            if save_probabilities:
-                write_probabilities(prediction, source, out_dir)
-            if overlay is not None:
-                stem = io.split_suffix(output_path(source, out_dir))[0]
-                overlay(out_dir / "overlays" / f"{stem}.png", image, prediction.labels)
+            result.written.append(write_prediction(predictor, prediction, outputs.mask,
+                                                   palette=palette))
+            if outputs.probabilities is not None:
+                write_probabilities(prediction, outputs.probabilities)
+            if overlay is not None and outputs.overlay is not None:
+                overlay(outputs.overlay, image, prediction.labels)
         except Exception as exc:  # one bad file must not stop the batch
             error = f"{type(exc).__name__}: {exc}"
             log.warning("%s: skipped (%s)", source, error)

@@ -32,7 +32,7 @@ from unetkit.data.preprocessing import Preprocessor, PreprocessRecord
 from unetkit.infer import decision
 from unetkit.infer.boundaries import wall_decision
 from unetkit.infer.postprocess import postprocess
-from unetkit.infer.settings import check_settings, configure, resolve_auto_threshold
+from unetkit.infer.settings import check_image, check_settings, configure, resolve_auto_threshold
 from unetkit.infer.strategy import Strategy
 from unetkit.infer.tta import mirror_tta
 from unetkit.infer.windows import Progress, sliding_window_labels
@@ -133,9 +133,10 @@ class Predictor:
         input ``(C, *grid)`` float32 + record.
 
         Raises:
-            ValueError: wrong number of channels or spatial axes (the message names ``source``).
+            ValueError: wrong number of channels or spatial axes, or a non-finite value (the
+                message names ``source``).
         """
-        array = self._check_input(np.asarray(image), source)
+        array = check_image(np.asarray(image), self.config, source)
         array, record = self.preprocessor.preprocess(array, spacing)
         return torch.from_numpy(array), record
 
@@ -189,8 +190,8 @@ class Predictor:
 
     # --- the chain ---
     def predict(self, image: np.ndarray | str | Path, *, probabilities: bool = True,
-                progress: Progress | None = None, spacing: Sequence[float] | None = None
-                ) -> Prediction:
+                progress: Progress | None = None, spacing: Sequence[float] | None = None,
+                source: str = "array") -> Prediction:
         """Predict one image: an array ``(C, *spatial)`` (raw intensities) or a file path.
 
         Args:
@@ -199,8 +200,12 @@ class Predictor:
             progress: called as ``progress(done, total)`` over windows.
             spacing: voxel spacing of an array input (a file's own spacing is read from it);
                 None: the training's target spacing.
+            source: what error messages call an array image (e.g. the file it came from).
+
+        Raises:
+            ValueError: the image does not fit the model or holds NaN/inf (names the source).
         """
-        geometry, source = None, "array"
+        geometry = None
         if isinstance(image, (str, Path)):
             from unetkit.data import io
 
@@ -238,20 +243,6 @@ class Predictor:
         threshold = self.infer.threshold
         return float(threshold) if isinstance(threshold, float) else None
 
-    def _check_input(self, array: np.ndarray, source: str) -> np.ndarray:
-        model = self.config.model
-        dims = 3 if self.config.data.slice_axis is not None else model.spatial_dims
-        if array.ndim != dims + 1:
-            raise ValueError(f"{source}: image of shape {array.shape} is not (C, *spatial) with "
-                             f"{dims} spatial axes, as the model was trained")
-        if array.shape[0] != model.in_channels:
-            grey_rgb = model.in_channels == 1 and array.shape[0] in (3, 4) and all(
-                np.array_equal(array[0], array[c]) for c in (1, 2))
-            if not grey_rgb:
-                raise ValueError(f"{source}: image has {array.shape[0]} channels, the model "
-                                 f"expects {model.in_channels}")
-            array = array[:1]
-        return array
 
     def _out_channels(self) -> int:
         return max(self.config.model.out_channels or len(self.labels), 1)

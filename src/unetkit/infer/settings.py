@@ -6,6 +6,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from unetkit.config import Config, InferConfig, apply_overrides, apply_values
 
 log = logging.getLogger("unetkit.infer.predictor")
@@ -75,3 +77,33 @@ def unflipped_tta_axes(config: Config) -> list[int]:
         return []
     flipped = set(augment.flip_axes) if augment.enabled and augment.flip_prob > 0 else set()
     return [a for a in config.infer.tta_axes if a not in flipped]
+
+
+def check_image(array: np.ndarray, config: Config, source: str) -> np.ndarray:
+    """A raw ``(C, *spatial)`` image as the model takes it (a grey RGB becomes one channel).
+
+    A non-finite value (NaN or infinity) anywhere is an error rather than a guess: replacing
+    it by 0 or the mean would silently predict on invented intensities.
+
+    Raises:
+        ValueError: wrong number of spatial axes or channels, or non-finite values; the message
+            names ``source``.
+    """
+    model = config.model
+    dims = 3 if config.data.slice_axis is not None else model.spatial_dims  # slices of volumes
+    if array.ndim != dims + 1:
+        raise ValueError(f"{source}: image of shape {array.shape} is not (C, *spatial) with "
+                         f"{dims} spatial axes, as the model was trained")
+    if array.shape[0] != model.in_channels:
+        grey_rgb = model.in_channels == 1 and array.shape[0] in (3, 4) and all(
+            np.array_equal(array[0], array[c]) for c in (1, 2))
+        if not grey_rgb:
+            raise ValueError(f"{source}: image has {array.shape[0]} channels, the model "
+                             f"expects {model.in_channels}")
+        array = array[:1]
+    if np.issubdtype(array.dtype, np.inexact):
+        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise ValueError(f"{source}: image has {bad} non-finite (NaN/inf) value(s) of "
+                             f"{array.size}; replace them before predicting")
+    return array

@@ -123,21 +123,47 @@ def plain(value: Any) -> Any:
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
-    """Write ``checkpoint`` to ``path`` atomically: a crash never leaves a truncated file."""
+    """Write ``checkpoint`` to ``path`` atomically: a crash never leaves a truncated file.
+
+    Raises:
+        OSError: the file could not be written (disk full, no permission): one error naming
+            ``path`` and the reason, with its ``errno``; a file already at ``path`` is intact.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = plain({"format_version": FORMAT_VERSION, **checkpoint})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             torch.save(checkpoint, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        cause = _os_error(error) if isinstance(error, Exception) else None  # not Ctrl-C
+        if cause is not None:
+            raise _write_error(path, cause) from None
         raise
     return path
+
+
+def _os_error(error: BaseException | None) -> OSError | None:
+    """The OSError behind ``error``: on a full disk torch.save raises a RuntimeError
+    ("unexpected pos ...") whose context is the OSError of the failed write."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def _write_error(path: Path, error: OSError) -> OSError:
+    """One clear error for a checkpoint that could not be written (errno kept)."""
+    kept = " (the previous file there is unchanged)" if path.exists() else ""
+    failure = OSError(f"{path}: checkpoint not saved: {error.strerror or error}{kept}")
+    failure.errno = error.errno
+    return failure
 
 
 def _numpy_globals() -> list[Any]:

@@ -104,13 +104,32 @@ def contiguous(labels: dict[int, str]) -> tuple[dict[int, str], np.ndarray | Non
     return {i: labels[v] for i, v in enumerate(values)}, table
 
 
+def load_cases(cases: list[Any], declared: dict[int, str] | None) -> dict[str, tuple]:
+    """``{case_id: load_case(case)}``; with declared labels every mask value must be one.
+
+    Labels that are not declared are taken from every case, validation cases included, so a
+    value in no mask is never met later; a declared set is checked against every mask here,
+    whether or not the data doctor ran.
+
+    Raises:
+        DataError: a case cannot be loaded or its mask holds an undeclared value (names the file).
+    """
+    from unetkit.data.dataset import DatasetError, load_case
+
+    allowed = sorted(label_names(declared, [])) if declared else None
+    try:
+        return {case.case_id: load_case(case, labels=allowed) for case in cases}
+    except DatasetError as error:
+        raise DataError(str(error)) from None
+
+
 def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> TrainData:
     """Check, discover, split, load and normalise a data folder as ``config`` says.
 
     Raises:
         DataError: the doctor found errors, or the split leaves no training case.
     """
-    from unetkit.data.dataset import discover_cases, load_case, read_dataset_json
+    from unetkit.data.dataset import discover_cases, read_dataset_json
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -128,11 +147,11 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         raise DataError(str(error)) from None
     if not train_ids:
         raise DataError(f"--data {data_dir}: the split leaves no training case")
-    loaded = {cid: load_case(cases[cid]) for cid in train_ids + val_ids}
+    declared = config.data.labels or read_dataset_json(data_dir)[0]
+    loaded = load_cases([cases[cid] for cid in train_ids + val_ids], declared)
     images = {cid: item[0].astype(np.float32, copy=False) for cid, item in loaded.items()}
     masks = {cid: item[1].astype(np.int64, copy=False) for cid, item in loaded.items()}
-    declared = config.data.labels or read_dataset_json(data_dir)[0]
-    labels = label_names(declared, [masks[c] for c in train_ids])
+    labels = label_names(declared, list(masks.values()))  # validation cases included
     stored: dict[int, int] = {}
     for cid in train_ids[:5]:
         stored.update(stored_mask_values(cases[cid], masks[cid]))

@@ -144,7 +144,9 @@ def resumed_config(checkpoint: dict[str, Any], config: Config | None,
         log.warning("resume continues the saved configuration; ignored: %s (only %s can "
                     "change)", ", ".join(ignored), ", ".join(RESUMABLE))
     given = {k: v for k, v in given.items() if k in RESUMABLE}
-    if "train.time_budget" in given:
+    if "train.time_budget" in given:  # validated as given (no zero budget), then added
+        apply_values(saved, {"train.time_budget": given["train.time_budget"]},
+                     source="resume options")
         spent = TrainingState.from_checkpoint(checkpoint).elapsed_s
         given["train.time_budget"] = f"{spent + parse_duration(given['train.time_budget']):.1f}s"
     return apply_values(saved, given, source="resume options")

@@ -53,9 +53,9 @@ def train_step(run: Run, image: torch.Tensor, mask: torch.Tensor) -> float:
     if not torch.isfinite(loss):
         where = f"last good checkpoint: {run.run_dir / 'last.pt'}" if run.run_dir is not None \
             and (run.run_dir / "last.pt").is_file() else "no checkpoint was written yet"
-        raise FloatingPointError(
-            f"training loss is {loss.item()} at step {run.state.step}; lower train.lr or use "
-            f"train.precision=fp32 ({where})")
+        fp32 = "" if run.plan.dtype is None else " or use train.precision=fp32"
+        raise FloatingPointError(f"training loss is {loss.item()} at step {run.state.step}; "
+                                 f"lower train.lr{fp32} ({where})")
     run.optimizer.zero_grad(set_to_none=True)
     clip = run.config.train.grad_clip
     if run.scaler is not None:

@@ -17,11 +17,10 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-from unetkit.config import Config, save_config
 
 LOGGER_NAME = "unetkit"
 
@@ -35,20 +34,46 @@ def default_run_dir(root: str | Path = "runs") -> Path:
     return path
 
 
-def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool = False) -> Path:
-    """Create ``out_dir`` and write ``config.yaml``.
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "config.yaml")  # what marks a run
+
+
+def claim_run_dir(out_dir: str | Path, resume: bool = False) -> tuple[Path, bool]:
+    """Check and create ``out_dir`` before any data is loaded (rank 0).
+
+    A folder holding any of ``RUN_FILES`` is never written into unless resuming, and a folder
+    that cannot be written fails now, not after the data has been loaded.
+
+    Returns:
+        ``(out_dir, created)``: ``created`` when this call made the folder
+        (``release_run_dir`` removes it again if the run never starts).
 
     Raises:
         FileExistsError: ``out_dir`` already holds a run and ``resume`` is False.
+        OSError: ``out_dir`` cannot be created or written (one line naming it).
     """
     out = Path(out_dir)
-    if not resume and (out / "last.pt").exists():
-        raise FileExistsError(
-            f"--out {out}: already holds a run (last.pt); use --resume {out} or another folder"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
-    return out
+    found = [] if resume else [name for name in RUN_FILES if (out / name).exists()]
+    if found:
+        hint = (f"use --resume {out} or another folder" if "last.pt" in found else
+                "choose another folder (a run is never overwritten)")
+        raise FileExistsError(f"--out {out}: already holds a run ({', '.join(found)}); {hint}")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        failure = OSError(f"--out {out}: cannot write the run there "
+                          f"({error.strerror or error})")
+        failure.errno = error.errno
+        raise failure from None
+    return out, created
+
+
+def release_run_dir(out: Path, created: bool) -> None:
+    """Remove a folder ``claim_run_dir`` created when the run stopped before writing to it."""
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def attach_log_file(run_dir: Path) -> logging.Handler:

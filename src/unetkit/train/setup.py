@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from unetkit.config import Config
+from unetkit.config import Config, save_config
 from unetkit.runtime.checkpoint import TrainingState, build_model_from_config
 from unetkit.runtime.device import (
     PrecisionPlan,
@@ -22,7 +22,13 @@ from unetkit.runtime.device import (
     pick_device,
     resolve_precision,
 )
-from unetkit.runtime.distributed import DistInfo, barrier, init_distributed, rank_device
+from unetkit.runtime.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    rank_device,
+)
 from unetkit.train import builders
 from unetkit.train.budget import TimeBudget
 from unetkit.train.data import TrainData
@@ -30,10 +36,11 @@ from unetkit.train.run_dir import (
     MetricsLog,
     TensorBoardLog,
     attach_log_file,
+    claim_run_dir,
     default_run_dir,
     detach_log_file,
-    prepare_run_dir,
     read_metrics,
+    release_run_dir,
 )
 from unetkit.train.signals import StopSignals
 from unetkit.train.state import restore_rng, seed_everything
@@ -132,13 +139,51 @@ def set_up_run(
     data: TrainData | None,
     prepare: Callable[..., TrainData],
 ) -> Run:
-    """Build a ``Run`` ready for its first (or resumed) step."""
+    """Build a ``Run`` ready for its first (or resumed) step.
+
+    The run folder is checked (no earlier run in it, writable) before the data is loaded, and
+    removed again when it was created here and the run fails before writing to it.
+    """
     device = pick_device(config.train.device)
     info = init_distributed(device)
     device = rank_device(device, info)
     seed_everything(config.train.seed + info.rank)
-    if data is None:
-        data = prepare(config, data_dir, check=check_data)
+    run_dir, created = _claim_run_dir(out_dir, checkpoint is not None, info)
+    try:
+        if data is None:
+            data = prepare(config, data_dir, check=check_data)
+        run = _build_run(config, data, device, info, data_dir, checkpoint)
+        if run_dir is not None:
+            _open_run_dir(run, run_dir, checkpoint)
+    except BaseException:
+        if run_dir is not None:
+            release_run_dir(run_dir, created)
+        raise
+    barrier(info)
+    if checkpoint is not None:
+        restore_rng(checkpoint["rng"], run.generator)
+    return run
+
+
+def _claim_run_dir(out_dir: str | Path | None, resume: bool, info: DistInfo
+                   ) -> tuple[Path | None, bool]:
+    """Rank 0 checks and creates the run folder; every rank raises its refusal together."""
+    claimed: tuple[Path | None, bool] = (None, False)
+    problem = None
+    if info.is_main:
+        try:
+            claimed = claim_run_dir(out_dir or default_run_dir(), resume=resume)
+        except OSError as error:
+            problem = error
+    problem = broadcast_object(problem, info)
+    if problem is not None:
+        raise problem
+    return claimed
+
+
+def _build_run(config: Config, data: TrainData, device: torch.device, info: DistInfo,
+               data_dir: str | Path | None, checkpoint: dict[str, Any] | None) -> Run:
+    """Network, optimizer, loss, sampler and state for ``data`` (resumed from ``checkpoint``)."""
     config = builders.resolve_data_config(builders.resolve_model_config(config, data), data)
     plan = resolve_precision(config.train.precision, config.train.channels_last, device)
     model = build_model_from_config(config).to(device)
@@ -167,19 +212,23 @@ def set_up_run(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=not config.model.deep_supervision,
         )
-    if info.is_main:
-        run.run_dir = prepare_run_dir(out_dir or default_run_dir(), config,
-                                      resume=checkpoint is not None)
-        run.logs = RunLogs(run.run_dir, data.labels, t.tensorboard)
-        if checkpoint is not None:
-            run.logs.metrics.truncate_after(run.state.epoch)
-        log.info("training on %s (%s, %s, channels_last=%s, %d process(es)) into %s",
-                 device, config.model.name, plan.name, plan.channels_last, info.world_size,
-                 run.run_dir)
-    barrier(info)
-    if checkpoint is not None:
-        restore_rng(checkpoint["rng"], run.generator)
     return run
+
+
+def _open_run_dir(run: Run, run_dir: Path, checkpoint: dict[str, Any] | None) -> None:
+    """Rank 0: logs first (an optional package missing writes nothing), then config.yaml."""
+    run.logs = RunLogs(run_dir, run.data.labels, run.config.train.tensorboard)
+    try:
+        save_config(run.config, run_dir / "config.yaml")
+    except BaseException:
+        run.close()
+        raise
+    run.run_dir = run_dir
+    if checkpoint is not None:
+        run.logs.metrics.truncate_after(run.state.epoch)
+    log.info("training on %s (%s, %s, channels_last=%s, %d process(es)) into %s",
+             run.device, run.config.model.name, run.plan.name, run.plan.channels_last,
+             run.info.world_size, run_dir)
 
 
 def _restore(run: Run, checkpoint: dict[str, Any]) -> None:
