@@ -90,11 +90,12 @@ class {name}(nnUNetTrainer):
 
 
 def run_unetkit(train: Path, test: Path, test_ids: list[str], labels: list[int], budget: str,
-                work: Path) -> dict:
-    out = work / "unetkit"
+                work: Path, overrides: list[str] = (), name: str = "unetkit") -> dict:
+    out = work / name
     shutil.rmtree(out, ignore_errors=True)
+    options = [a for item in overrides for a in ("--set", item)]
     train_s = run([*UNETKIT, "train", "--data", str(train), "--time", budget, "--out",
-                   str(out / "run"), "-q"], out / "train.log")
+                   str(out / "run"), "-q", *options], out / "train.log")
     predict_s = run([*UNETKIT, "predict", str(out / "run" / "best.pt"), str(test / "imagesTr"),
                      "-o", str(out / "pred"), "-q"], out / "predict.log")
     rows = (out / "run" / "metrics.csv").read_text().splitlines()[1:]
@@ -170,6 +171,9 @@ def main() -> None:
     parser.add_argument("--peers", default="unetkit,nnunet")
     parser.add_argument("--nnunet-python", default="/work/nnunet_venv/bin/python")
     parser.add_argument("--work", type=Path, default=Path("/tmp/unetkit_peers"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="unetkit: section.field=value on top of its plan (experiments)")
+    parser.add_argument("--name", default=None, help="result name (default: the data folder's)")
     args = parser.parse_args()
     train, test, test_ids = make_split(args.data, args.work / "split", args.holdout)
     meta = json.loads((args.data / "dataset.json").read_text())
@@ -178,7 +182,8 @@ def main() -> None:
     results = {}
     for peer in args.peers.split(","):
         if peer == "unetkit":
-            results[peer] = run_unetkit(train, test, test_ids, labels, args.time, args.work)
+            results[peer] = run_unetkit(train, test, test_ids, labels, args.time, args.work,
+                                        args.overrides, args.name or "unetkit")
         elif peer == "nnunet":
             results[peer] = run_nnunet(args.nnunet_python, train, test, test_ids, labels,
                                        args.time, args.work)
@@ -188,8 +193,10 @@ def main() -> None:
               f"train {results[peer]['train_s']:.0f} s", flush=True)
     record = {"data": str(args.data), "time": args.time, "holdout": args.holdout,
               "test_cases": len(test_ids), "machine": cpu_name(), "labels": names,
+              "overrides": args.overrides,
               "results": {p: {**r, "mean_dice": summarise(r, labels)} for p, r in results.items()}}
-    write_json(ROOT / "benchmarks" / "results" / f"peers_{args.data.name}.json", record)
+    name = args.name or args.data.name
+    write_json(ROOT / "benchmarks" / "results" / f"peers_{name}.json", record)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,10 @@ def test_predicted_masks_keep_shape_spacing_and_affine(tmp_path, make_checkpoint
     assert not result.failed
     written = nib.load(str(result.written[0]))
     assert written.shape == image.shape
+    direct = predictor.predict(source)  # reads the spacing from the file, as predict_files must
+    np.testing.assert_array_equal(np.asarray(written.dataobj), direct.labels)
+    unresampled = predictor.predict(image[None], spacing=(1.0, 1.0, 1.0))
+    assert not np.allclose(unresampled.probabilities, direct.probabilities)  # spacing matters
     np.testing.assert_allclose(written.affine, affine)
     np.testing.assert_allclose(written.header.get_zooms()[:3], (1.5, 2.0, 0.7))
     probabilities = nib.load(str(tmp_path / "out" / "probabilities" / "scan.nii.gz"))

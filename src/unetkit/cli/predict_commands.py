@@ -68,7 +68,7 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from unetkit.config import ConfigError
-    from unetkit.infer.files import OutputPathError, collect_inputs, predict_files
+    from unetkit.infer.files import OutputPathError, input_cases, predict_files
     from unetkit.infer.predictor import Predictor
     from unetkit.report import save_overlay
     from unetkit.runtime.checkpoint import CheckpointError
@@ -81,7 +81,7 @@ def predict(
         else:
             predictor = Predictor.from_checkpoint(checkpoint, settings=settings,
                                                   overrides=overrides, device=device, onnx=onnx)
-        files = collect_inputs(inputs)
+        files = input_cases(inputs, predictor.config.model.in_channels)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError, ImportError) as error:
         fail(escape(str(error)), code=2)
     if not files:

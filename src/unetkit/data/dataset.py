@@ -23,7 +23,7 @@ from unetkit.data.io import Geometry, is_supported, read_image, read_mask, split
 
 logger = logging.getLogger(__name__)
 
-_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")  # nnU-Net's case_0000
 _LAYOUTS = (("images", "masks"), ("images", "labels"), ("imagesTr", "labelsTr"))
 
 
@@ -111,7 +111,7 @@ def _group_by_stem(folder: Path) -> tuple[dict[str, list[tuple[int, Path]]], lis
             ignored.append(path)
             continue
         stem = path.name if path.is_dir() else split_suffix(path)[0]
-        match = _CHANNEL.match(stem)
+        match = CHANNEL_SUFFIX.match(stem)
         case_id, channel = (match["case"], int(match["channel"])) if match else (stem, 0)
         groups.setdefault(case_id, []).append((channel, path))
     return groups, ignored
@@ -130,7 +130,7 @@ def scan_dataset(root: str | Path) -> DatasetScan:
                 ignored.append(path)
                 continue
             stem = path.name if path.is_dir() else split_suffix(path)[0]
-            match = _CHANNEL.match(stem)
+            match = CHANNEL_SUFFIX.match(stem)
             if stem not in images and match and match["case"] in images:
                 stem = match["case"]  # a mask named like a channel file still pairs
             if stem in masks:

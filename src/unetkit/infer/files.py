@@ -5,6 +5,11 @@ the same size); JPEG/BMP inputs give PNG masks (lossless), DICOM gives NIfTI. La
 written as the training masks stored them (``mask_values``, e.g. 255 for a 0/255 binary mask),
 or as palette indices with ``palette=True``. One unreadable input never stops the batch.
 
+Channel files of one case (nnU-Net's ``case_0000.nii.gz``, ``case_0001.nii.gz``) are grouped
+by case id when every case of the batch has exactly the model's number of channels, numbered
+from 0; the mask is then named by the case id (``case.nii.gz``), as nnU-Net names it, so
+``unetkit evaluate PRED labelsTs`` pairs it with ``labelsTs/case.nii.gz``.
+
 Inputs are never overwritten: before anything is predicted or written, ``check_outputs`` refuses
 the whole batch (``OutputPathError``, naming the path) when the output folder is an input
 folder, lies inside one or is the folder of an input file, when an output would land on an
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from unetkit.data import io, io_medical
+from unetkit.data.dataset import CHANNEL_SUFFIX
 from unetkit.infer.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,40 @@ class BatchResult:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class InputCase:
+    """One case to predict: its id (the output's name) and its files, one per channel."""
+
+    case_id: str
+    paths: tuple[Path, ...]
+
+    @property
+    def source(self) -> Path:
+        """The first channel's file (its format and geometry are the output's)."""
+        return self.paths[0]
+
+
+def input_cases(inputs: Sequence[str | Path], channels: int = 1) -> list[InputCase]:
+    """The cases of a batch: files grouped by case id when they carry ``_NNNN`` channel
+    suffixes and every group has ``channels`` files numbered ``0..channels-1``; else one case
+    per file, named by the file."""
+    files = collect_inputs(inputs)
+    groups: dict[str, list[tuple[int, Path]]] = {}
+    for path in files:
+        match = CHANNEL_SUFFIX.match(path.name if path.is_dir() else io.split_suffix(path)[0])
+        if match is None:
+            groups = {}
+            break
+        groups.setdefault(match["case"], []).append((int(match["channel"]), path))
+    grouped = bool(groups) and all(sorted(c for c, _ in members) == list(range(channels))
+                                   for members in groups.values())
+    if not grouped:
+        return [InputCase(path.name if path.is_dir() else io.split_suffix(path)[0], (path,))
+                for path in files]
+    return [InputCase(case, tuple(p for _, p in sorted(members)))
+            for case, members in sorted(groups.items())]
+
+
 def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Files as given, folders expanded to their supported files (sorted, not recursive).
 
@@ -80,22 +120,23 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def output_path(source: Path, out_dir: Path, tag: str = "") -> Path:
-    """Mask path in ``out_dir`` with the input's file name (format kept where writable)."""
+def output_path(source: Path, out_dir: Path, tag: str = "", name: str | None = None) -> Path:
+    """Mask path in ``out_dir`` named ``name`` (default: the input's file name), in the input's
+    format where it is writable."""
     stem, suffix = io.split_suffix(source)
     if source.is_dir():
         stem, suffix = source.name, ".nii.gz"
     suffix = _OUTPUT_SUFFIX.get(suffix, suffix)
-    return out_dir / f"{stem}{tag}{suffix}"
+    return out_dir / f"{name or stem}{tag}{suffix}"
 
 
 def outputs_for(source: Path, out_dir: Path, *, probabilities: bool = False,
-                overlay: bool = False) -> Outputs:
+                overlay: bool = False, name: str | None = None) -> Outputs:
     """The paths every writer of this module uses for ``source`` (one naming rule).
 
     Probabilities are NIfTI for NIfTI inputs, else ``.npz`` (with the geometry).
     """
-    mask = output_path(source, out_dir)
+    mask = output_path(source, out_dir, name=name)
     stem = io.split_suffix(mask)[0]
     nifti = not source.is_dir() and io.split_suffix(source)[1] in io_medical.NIFTI_SUFFIXES
     return Outputs(
@@ -106,13 +147,15 @@ def outputs_for(source: Path, out_dir: Path, *, probabilities: bool = False,
     )
 
 
-def check_outputs(inputs: Sequence[Path], plan: dict[Path, Outputs], out_dir: Path) -> None:
+def check_outputs(inputs: Sequence[Path], plan: dict[Path, Outputs], out_dir: Path,
+                  files: Sequence[Path] = ()) -> None:
     """Refuse a batch whose outputs would modify an input or follow a symbolic link.
 
     Args:
         inputs: the inputs as given (files and folders).
-        plan: ``{input file: its Outputs}`` for every file of the batch.
+        plan: ``{input file: its Outputs}`` for every case of the batch (its first file).
         out_dir: the output folder.
+        files: every input file (the other channel files of a case included).
 
     Raises:
         OutputPathError: the first problem, naming the path; nothing has been written.
@@ -126,7 +169,7 @@ def check_outputs(inputs: Sequence[Path], plan: dict[Path, Outputs], out_dir: Pa
             where = "is" if out == folder else "is inside"
             raise OutputPathError(f"--out {out_dir} {where} the {what} {folder}; write the "
                                   "predictions to a folder outside the inputs (nothing written)")
-    taken = {source.resolve(): f"the input {source}" for source in plan}
+    taken = {source.resolve(): f"the input {source}" for source in [*plan, *files]}
     for source, outputs in plan.items():
         for path in outputs.paths():
             _check_output_path(path, out_dir, source, taken)
@@ -208,19 +251,23 @@ def predict_files(
     Raises:
         OutputPathError: the outputs would touch an input or a symbolic link (nothing written).
     """
+    from unetkit.data.dataset import Case, load_case
+
     out_dir = Path(out_dir)
-    plan = {source: outputs_for(source, out_dir, probabilities=save_probabilities,
-                                overlay=overlay is not None)
-            for source in collect_inputs(inputs)}
-    check_outputs([Path(p) for p in inputs], plan, out_dir)
+    cases = input_cases(inputs, predictor.config.model.in_channels)
+    plan = {case.source: outputs_for(case.source, out_dir, probabilities=save_probabilities,
+                                     overlay=overlay is not None, name=case.case_id)
+            for case in cases}
+    check_outputs([Path(p) for p in inputs], plan, out_dir,
+                  [p for case in cases for p in case.paths])
     out_dir.mkdir(parents=True, exist_ok=True)
     result = BatchResult()
-    for source, outputs in plan.items():
-        error = None
+    for case in cases:
+        source, outputs, error = case.source, plan[case.source], None
         try:
-            image, geometry = io.read_image(source)
+            image, _, geometry = load_case(Case(case.case_id, case.paths, None))
             prediction = predictor.predict(image, probabilities=save_probabilities,
-                                           source=str(source))
+                                           source=str(source), spacing=geometry.spacing)
             prediction.geometry = geometry
             result.written.append(write_prediction(predictor, prediction, outputs.mask,
                                                    palette=palette))
