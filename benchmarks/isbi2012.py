@@ -245,7 +245,8 @@ def profile_step(data_dir: Path, config_path: Path, steps: int, overrides: list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path, help="folder with images/ and masks/ (0/255 PNGs)")
-    parser.add_argument("--config", type=Path, default=Path("configs/isbi2012.yaml"))
+    parser.add_argument("--config", type=Path, default=Path("configs/isbi2012.yaml"),
+                        help="config file, or 'none' for a zero-config (planned) run")
     parser.add_argument("--time", default="8m", help="training budget, e.g. 8m")
     parser.add_argument("--heldout", default="15-19", help="held-out slice indices: 15-19 or 3,7")
     parser.add_argument("--seed", type=int, default=0)
@@ -277,9 +278,11 @@ def main() -> None:
     unetkit = [sys.executable, "-m", "unetkit"]
     overrides = [item for value in args.set for item in ("--set", value)]
     train_seconds = None
+    # --config none: no config file, the planner decides (the zero-config user command)
+    config_args = [] if str(args.config) == "none" else ["--config", str(args.config)]
     if not args.skip_train:
         train_seconds = run(
-            [*unetkit, "train", "--data", str(train_dir), "--config", str(args.config),
+            [*unetkit, "train", "--data", str(train_dir), *config_args,
              "--time", args.time, "--out", str(run_dir), "--seed", str(args.seed), *overrides]
         )
     if args.calibrate is not None:  # (re-)choose best.pt's threshold on the training slices
