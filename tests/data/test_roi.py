@@ -114,7 +114,7 @@ def test_doctor_reports_every_roi_problem_by_file(tmp_path):
         (errors, "orphan.png", "region of interest without a matching image"),
         (errors, "small.png", "region of interest shape (8, 8) differs from image shape"),
         (errors, "grey.png", "region of interest holds 7 values"),
-        (warnings, "outside.png", "foreground voxels of outside.png lie outside"),
+        (warnings, "outside.png", "the mask has foreground outside the region of interest"),
         (warnings, "empty.png", "region of interest is empty"),
         (errors, "dup_0000.png", "a second region of interest"),
     ]
@@ -148,7 +148,7 @@ def test_doctor_checks_3d_nifti_roi_shape_geometry_and_values(tmp_path):
     assert "shape.nii.gz: region of interest shape (6, 7, 4) differs" in errors
     assert "spacing.nii.gz: spacing 1x1x3 differs from the image's 1x1x2" in errors
     assert "values.nii.gz: region of interest holds 4 values" in errors
-    assert "outside.nii.gz: 6 foreground voxels of outside.nii.gz lie outside" in warnings
+    assert "outside.nii.gz: the mask has foreground outside the region" in warnings
     assert "ok.nii.gz" not in errors + warnings
     assert discover_cases(tmp_path)[0].roi_path == tmp_path / "roi" / "ok.nii.gz"
     assert load_roi(discover_cases(tmp_path)[0], (6, 7, 5)).all()
