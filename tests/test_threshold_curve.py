@@ -71,3 +71,49 @@ def test_empty_images_are_left_out_and_errors():
         fbeta_curve([prob], [truth[:2]])
     with pytest.raises(ValueError, match="as many masks"):
         fbeta_curve([prob], [])
+
+
+def brute_fbeta_inside(prob, truth, valid, t, beta):
+    return brute_fbeta(prob[valid], truth[valid], t, beta)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+def test_valid_masks_equal_brute_force_inside_them(beta):
+    rng = np.random.default_rng(4)
+    probs = [rng.random((19, 23)), rng.random((5, 8, 9))]
+    truths = [p + rng.normal(0, 0.3, p.shape) > 0.6 for p in probs]
+    valids = [rng.random(p.shape) < 0.7 for p in probs]
+    thresholds = np.array([0.2, 0.5, 0.75])
+    curve = fbeta_curve(probs, truths, thresholds, beta, valids)
+    expected = [np.mean([brute_fbeta_inside(p, g, v, t, beta)
+                         for p, g, v in zip(probs, truths, valids, strict=True)])
+                for t in thresholds]
+    np.testing.assert_allclose(curve, expected, rtol=1e-12)
+    tp, fp, positives = threshold_counts(probs[0], truths[0], thresholds, valids[0])
+    assert positives == np.count_nonzero(truths[0] & valids[0])
+    assert tp.tolist() == [np.count_nonzero((probs[0] >= t) & truths[0] & valids[0])
+                           for t in thresholds]
+    assert fp.tolist() == [np.count_nonzero((probs[0] >= t) & ~truths[0] & valids[0])
+                           for t in thresholds]
+    # None for an image counts all of its pixels
+    mixed = fbeta_curve(probs, truths, thresholds, beta, [None, valids[1]])
+    assert mixed[1] == pytest.approx(np.mean([brute_fbeta(probs[0], truths[0], 0.5, beta),
+                                              brute_fbeta_inside(probs[1], truths[1], valids[1],
+                                                                 0.5, beta)]))
+
+
+def test_pixels_outside_the_valid_mask_never_move_the_threshold():
+    truth = np.zeros((10, 10), bool)
+    truth[:, :3] = True
+    prob = np.where(truth, 0.7, 0.2)
+    valid = np.ones((10, 10), bool)
+    valid[:, 8:] = False
+    outside = prob.copy()
+    outside[:, 8:] = 0.95  # confident false positives, but outside the region
+    assert best_threshold([outside], [truth], valids=[valid])[:2] == \
+        best_threshold([prob], [truth])[:2]
+    assert best_threshold([outside], [truth])[1] < 1.0  # they would count without the mask
+    with pytest.raises(ValueError, match="valid-pixel mask shape"):
+        threshold_counts(prob, truth, np.array([0.5]), valid[:3])
+    with pytest.raises(ValueError, match="as many valid-pixel masks"):
+        fbeta_curve([prob], [truth], valids=[valid, valid])

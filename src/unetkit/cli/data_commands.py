@@ -73,6 +73,8 @@ def check(
     ),
     offset: bool = typer.Option(False, "--offset", help="also measure how far the masks lie "
                                 "off the images (sub-voxel; for data.image_offset)"),
+    roi: str | None = typer.Option(None, "--roi", help="folder of regions of interest, relative "
+                                   "to DATA_DIR or absolute (default: roi/ or fov/ if present)"),
 ) -> None:
     """Check a data folder: report ALL problems (each naming its file) and summarise it."""
     from rich.markup import escape
@@ -86,7 +88,7 @@ def check(
             declared = [int(v) for v in labels.split(",") if v.strip()]
         except ValueError:
             fail(f"--labels {labels!r}: expected comma-separated integers, e.g. 0,1")
-    report = check_dataset(data_dir, labels=declared)
+    report = check_dataset(data_dir, labels=declared, roi_dir=roi)
     for message in report.errors:
         console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     for message in report.warnings:

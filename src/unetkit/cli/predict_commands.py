@@ -47,6 +47,8 @@ def predict(
     overlay: bool = typer.Option(False, "--overlay", help="also write overlays/<name>.png"),
     palette: bool = typer.Option(False, "--palette",
                                  help="PNG masks as colour-indexed PNGs with values 0..K-1"),
+    roi: str = typer.Option(None, "--roi", help="folder of regions of interest (nonzero = "
+                            "inside) named by case id: background outside them"),
     window: str = typer.Option(None, "--window", help="window size, e.g. 512,512 (default: "
                                "whole image when it fits the memory budget)"),
     overlap: float = typer.Option(None, "--overlap", help="window overlap fraction [0, 1)"),
@@ -101,8 +103,8 @@ def predict(
 
             result = predict_files(predictor, inputs, out, save_probabilities=save_probabilities,
                                    overlay=save_overlay if overlay else None, palette=palette,
-                                   on_case=on_case)
-    except OutputPathError as error:
+                                   on_case=on_case, roi_dir=roi)
+    except (OutputPathError, FileNotFoundError) as error:
         fail(escape(str(error)), code=2)
     console.print(f"wrote {len(result.written)} mask(s) to {out}"
                   f" ({predictor.plan.name}, "

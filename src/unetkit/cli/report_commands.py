@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from unetkit.cli.app import app, console, err_console, fail, log_to_console  # noqa: F401
@@ -18,6 +20,22 @@ def _parse_labels(text: str) -> dict[int, str]:
     return labels
 
 
+def _probability_table(result: Any, inside: str) -> Any:
+    """Threshold-free scores: pooled over all pixels, and the mean over cases."""
+    from rich.table import Table
+
+    from unetkit.evaluate import PROBABILITY_METRICS
+
+    table = Table(title=f"threshold-free scores of {len(result.probability_cases)} cases{inside}")
+    table.add_column("over", justify="left")
+    for metric in PROBABILITY_METRICS:
+        table.add_column(metric, justify="right")
+    for name, values in (("pooled pixels", result.probability.pooled),
+                         ("mean of cases", result.probability.mean)):
+        table.add_row(name, *(f"{values[m]:.4f}" for m in PROBABILITY_METRICS))
+    return table
+
+
 @app.command()
 def evaluate(
     pred_dir: str = typer.Argument(..., help="folder of predicted masks"),
@@ -30,6 +48,11 @@ def evaluate(
                             help="report folder (default PRED_DIR/evaluation)"),
     images: str = typer.Option(None, "--images", help="images folder for the overlays"),
     tau: float = typer.Option(1.0, "--tau", help="surface Dice tolerance (spacing units)"),
+    roi: str = typer.Option(None, "--roi", help="folder of regions of interest (nonzero = "
+                            "inside) named like the masks: only pixels inside are scored"),
+    probabilities: str = typer.Option(None, "--probabilities", help="probability maps for ROC/PR "
+                                      "AUC of two-class tasks (default: PRED_DIR/probabilities "
+                                      "when present)"),
 ) -> None:
     """Score predictions against ground truth: CSV, summary JSON and an HTML report."""
     from pathlib import Path
@@ -46,10 +69,12 @@ def evaluate(
         result = evaluate_folders(pred_dir, gt_dir, out_dir,
                                   labels=_parse_labels(labels) if labels else None,
                                   spacing=spacing_values, tau=tau, images_dir=images,
-                                  report=write_html_report)
+                                  report=write_html_report, roi_dir=roi,
+                                  probabilities_dir=probabilities)
     except (FileNotFoundError, ValueError) as error:
         fail(escape(str(error)), code=2)
-    table = Table(title=f"{len(result.per_case)} cases · mean over cases")
+    inside = " · inside the regions of interest" if roi else ""
+    table = Table(title=f"{len(result.per_case)} cases · mean over cases{inside}")
     for column in ("label", *EVAL_METRICS):
         table.add_column(column, justify="left" if column == "label" else "right")
     for label, name in sorted(result.labels.items()):
@@ -57,6 +82,8 @@ def evaluate(
         table.add_row(f"{label} {name}", *(f"{stats[m]['mean']:.4g}" if m in stats else "-"
                                           for m in EVAL_METRICS))
     console.print(table)
+    if result.probability is not None:
+        console.print(_probability_table(result, inside))
     for kind, path in result.files.items():
         console.print(f"{kind}: {path}")
     if result.failed:

@@ -137,6 +137,10 @@ class DataConfig(_Section):
     slice_axis: int | None = Field(
         None, ge=0, le=2, description="train and predict 3D volumes as 2D slices across this "
         "spatial axis (with model.spatial_dims 2), e.g. for thick-slab volumes; None: as stored")
+    roi_dir: Path | None = Field(
+        None, description="folder of regions of interest (nonzero = inside) pairing with the "
+        "images by case id, relative to the data folder or absolute; training ignores pixels "
+        "outside them (train.loss.ignore_index 255); None: roi/ or fov/ when present")
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 

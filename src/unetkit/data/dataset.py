@@ -7,6 +7,10 @@ Two layouts are recognised (``docs/data.md``):
   the channels of case ``case`` (nnU-Net's convention); a folder in ``images/`` is a DICOM series.
 * nnU-Net: ``root/imagesTr/`` + ``root/labelsTr/`` with ``_0000`` channel suffixes and an optional
   ``dataset.json`` (its ``labels`` and ``channel_names``/``modality`` are read).
+
+Regions of interest (a field of view, a body outline) pair with the images the way masks do:
+``root/roi/`` or ``root/fov/`` is found automatically, ``roi_dir`` (``data.roi_dir``) names
+another folder; ``Case.roi_path`` is the case's file (``unetkit.data.roi`` reads it).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")  # nnU-Net's case_0000
 _LAYOUTS = (("images", "masks"), ("images", "labels"), ("imagesTr", "labelsTr"))
+ROI_FOLDERS = ("roi", "fov")  # found inside a data folder without being named
 
 
 class DatasetError(ValueError):
@@ -33,11 +38,13 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Case:
-    """One training case: its image file(s) (one per channel) and its mask (None if absent)."""
+    """One training case: its image file(s) (one per channel), its mask and its region of
+    interest (None when absent)."""
 
     case_id: str
     image_paths: tuple[Path, ...]
     mask_path: Path | None
+    roi_path: Path | None = None
 
 
 @dataclass
@@ -53,11 +60,19 @@ class DatasetScan:
     duplicate_masks: list[Path] = field(default_factory=list)
     labels: dict[int, str] | None = None
     channel_names: list[str] | None = None
+    roi_dir: Path | None = None
+    unpaired_rois: list[Path] = field(default_factory=list)
+    duplicate_rois: list[Path] = field(default_factory=list)
 
     @property
     def unpaired_images(self) -> list[Case]:
         """Cases that have image files but no mask."""
         return [case for case in self.cases if case.mask_path is None]
+
+    @property
+    def cases_without_roi(self) -> list[Case]:
+        """Cases without a region of interest in a data set that has a folder of them."""
+        return [case for case in self.cases if self.roi_dir and case.roi_path is None]
 
 
 def find_layout(root: str | Path) -> tuple[Path, Path | None]:
@@ -78,6 +93,26 @@ def find_layout(root: str | Path) -> tuple[Path, Path | None]:
         if (root / image_name).is_dir():
             return root / image_name, None
     raise DatasetError(f"{root}: no images/ + masks/ (or nnU-Net imagesTr/ + labelsTr/) folders")
+
+
+def find_roi_dir(root: str | Path, roi_dir: str | Path | None = None) -> Path | None:
+    """The folder of regions of interest: ``roi_dir`` (relative to ``root`` or absolute), else
+    ``root/roi`` or ``root/fov``; None when there is none.
+
+    Raises:
+        DatasetError: ``roi_dir`` is not a folder, or both ``roi/`` and ``fov/`` exist.
+    """
+    root = Path(root)
+    if roi_dir is not None:
+        folder = root / roi_dir  # an absolute roi_dir replaces root
+        if not folder.is_dir():
+            raise DatasetError(f"{folder}: region-of-interest folder (data.roi_dir) not found")
+        return folder
+    found = [root / name for name in ROI_FOLDERS if (root / name).is_dir()]
+    if len(found) > 1:
+        raise DatasetError(f"{root}: both {' and '.join(f'{p.name}/' for p in found)} hold "
+                           "regions of interest; name the one to use (data.roi_dir)")
+    return found[0] if found else None
 
 
 def read_dataset_json(root: str | Path) -> tuple[dict[int, str] | None, list[str] | None]:
@@ -117,47 +152,60 @@ def _group_by_stem(folder: Path) -> tuple[dict[str, list[tuple[int, Path]]], lis
     return groups, ignored
 
 
-def scan_dataset(root: str | Path) -> DatasetScan:
-    """Pair images and masks by stem without reading any pixel (see module docstring)."""
+def _pair_with_images(folder: Path | None, images: dict, ignored: list[Path]
+                      ) -> tuple[dict[str, Path], list[Path]]:
+    """``({case_id: file}, duplicates)`` of a folder of masks (or ROIs) pairing by stem; files
+    that are not images are added to ``ignored``."""
+    paired: dict[str, Path] = {}
+    duplicates: list[Path] = []
+    for path in sorted(folder.iterdir()) if folder is not None else []:
+        if path.name.startswith(".") or not is_supported(path):
+            ignored.append(path)
+            continue
+        stem = path.name if path.is_dir() else split_suffix(path)[0]
+        match = CHANNEL_SUFFIX.match(stem)
+        if stem not in images and match and match["case"] in images:
+            stem = match["case"]  # a mask named like a channel file still pairs
+        if stem in paired:
+            duplicates.append(path)
+        else:
+            paired[stem] = path
+    return paired, duplicates
+
+
+def scan_dataset(root: str | Path, roi_dir: str | Path | None = None) -> DatasetScan:
+    """Pair images, masks and regions of interest by stem without reading any pixel (see the
+    module docstring; ``roi_dir`` as in ``find_roi_dir``)."""
     root = Path(root)
     image_dir, mask_dir = find_layout(root)
     images, ignored = _group_by_stem(image_dir)
-    masks: dict[str, Path] = {}
-    duplicates: list[Path] = []
-    if mask_dir is not None:
-        for path in sorted(mask_dir.iterdir()):
-            if path.name.startswith(".") or not is_supported(path):
-                ignored.append(path)
-                continue
-            stem = path.name if path.is_dir() else split_suffix(path)[0]
-            match = CHANNEL_SUFFIX.match(stem)
-            if stem not in images and match and match["case"] in images:
-                stem = match["case"]  # a mask named like a channel file still pairs
-            if stem in masks:
-                duplicates.append(path)
-            else:
-                masks[stem] = path
+    masks, duplicates = _pair_with_images(mask_dir, images, ignored)
+    roi_folder = find_roi_dir(root, roi_dir)
+    rois, duplicate_rois = _pair_with_images(roi_folder, images, ignored)
     cases = []
     for case_id in sorted(images):
         channels = sorted(images[case_id])
         paths = tuple(path for _, path in channels)
-        cases.append(Case(case_id, paths, masks.pop(case_id, None)))
+        cases.append(Case(case_id, paths, masks.pop(case_id, None), rois.pop(case_id, None)))
     labels, channel_names = read_dataset_json(root)
     return DatasetScan(root, image_dir, mask_dir, cases, sorted(masks.values()), ignored,
-                       duplicates, labels, channel_names)
+                       duplicates, labels, channel_names, roi_folder, sorted(rois.values()),
+                       duplicate_rois)
 
 
-def discover_cases(root: str | Path, require_masks: bool = True) -> list[Case]:
+def discover_cases(root: str | Path, require_masks: bool = True,
+                   roi_dir: str | Path | None = None) -> list[Case]:
     """List the cases of a data folder, sorted by case id.
 
     Args:
         root: folder with ``images/`` + ``masks/`` or nnU-Net ``imagesTr/`` + ``labelsTr/``.
         require_masks: drop (with a logged warning) images that have no mask.
+        roi_dir: folder of regions of interest (see ``find_roi_dir``; default ``roi/``/``fov/``).
 
     Raises:
-        DatasetError: no layout, or no case at all.
+        DatasetError: no layout, no case at all, or an unusable ``roi_dir``.
     """
-    scan = scan_dataset(root)
+    scan = scan_dataset(root, roi_dir)
     for path in scan.unpaired_masks:
         logger.warning("%s: mask without an image; ignored", path)
     cases = scan.cases

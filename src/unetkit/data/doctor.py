@@ -4,7 +4,8 @@ Nothing on disk is modified.  Errors make a data set unusable as is (unpaired fi
 geometry mismatch, unreadable files, labels outside the declared set, anti-aliased or colour masks
 without a palette, non-finite intensities, an empty or all-background data set); warnings are
 things unetkit fixes on the fly (0/255 masks, grey masks stored as RGB, palette-mapped colours) or
-that look suspicious (lossy JPEG masks, masks without foreground).
+that look suspicious (lossy JPEG masks, masks without foreground). Regions of interest
+(``unetkit.data.roi``) are checked like masks.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from unetkit.data.dataset import Case, DatasetError, scan_dataset
+from unetkit.data.geometry import format_tuple, geometry_mismatch
 from unetkit.data.io import Geometry, read_image, read_mask, split_suffix
 from unetkit.data.mask_checks import looks_antialiased, odd_masks
+from unetkit.data.roi import check_roi
 
 _SAMPLES_PER_CASE = 20_000
 _PERCENTILES = (0.5, 50.0, 99.5)
@@ -41,13 +44,15 @@ class DoctorReport:
         """The summary as ``(name, value)`` text rows for printing."""
         s = self.summary
         rows = [("cases", str(s.get("case_count", 0)))]
+        if s.get("roi_dir"):
+            rows.append(("regions of interest", s["roi_dir"]))
         for key, name in (("channels", "channels"), ("spatial_dims", "spatial dims")):
             if key in s:
                 rows.append((name, str(s[key])))
         for key in ("size", "spacing"):
             if key in s:
                 rows.append((f"{key} (min / median / max)",
-                             " / ".join(_fmt_tuple(v) for v in s[key].values())))
+                             " / ".join(format_tuple(v) for v in s[key].values())))
         for channel, stats in enumerate(s.get("intensity", [])):
             text = ", ".join(f"{k} {v:.4g}" for k, v in stats.items())
             rows.append((f"intensity ch{channel}", text))
@@ -57,13 +62,10 @@ class DoctorReport:
         return rows
 
 
-def _fmt_tuple(values: tuple[float, ...]) -> str:
-    return "x".join(f"{v:g}" for v in values)
-
-
 def check_dataset(
     root: str | Path, labels: dict[int, str] | list[int] | None = None,
     palette: dict[tuple[int, int, int], int] | None = None,
+    roi_dir: str | Path | None = None,
 ) -> DoctorReport:
     """Validate a data folder and summarise it; never modifies a file.
 
@@ -71,10 +73,11 @@ def check_dataset(
         root: data folder (``images/`` + ``masks/`` or nnU-Net ``imagesTr/`` + ``labelsTr/``).
         labels: declared label values; default: ``dataset.json``'s, else whatever the masks hold.
         palette: RGB colour -> label, for colour masks.
+        roi_dir: folder of regions of interest (default: ``roi/`` or ``fov/`` when present).
     """
     report = DoctorReport(Path(root))
     try:
-        scan = scan_dataset(root)
+        scan = scan_dataset(root, roi_dir)
     except DatasetError as error:
         report.errors.append(str(error))
         return report
@@ -87,6 +90,14 @@ def check_dataset(
                              + (f" in {scan.mask_dir}" if scan.mask_dir else " (no masks folder)"))
     for path in scan.duplicate_masks:
         report.errors.append(f"{path}: a second mask for the same case; keep one")
+    for path in scan.unpaired_rois:
+        report.errors.append(f"{path}: region of interest without a matching image in "
+                             f"{scan.image_dir}")
+    for case in scan.cases_without_roi:
+        report.errors.append(f"{case.image_paths[0]}: image without a region of interest in "
+                             f"{scan.roi_dir}")
+    for path in scan.duplicate_rois:
+        report.errors.append(f"{path}: a second region of interest for the same case; keep one")
     for path in scan.ignored:
         report.warnings.append(f"{path}: not a supported image file; ignored")
     records = []
@@ -99,6 +110,8 @@ def check_dataset(
     _check_consistency(records, declared_set, report)
     report.warnings = _group_repeated(report.warnings, Path(root))
     report.summary = _summarise(records, len(scan.cases))
+    if scan.roi_dir is not None:
+        report.summary["roi_dir"] = str(scan.roi_dir)
     return report
 
 
@@ -147,23 +160,28 @@ def _check_case(
     image = np.concatenate([a.astype(np.float32, copy=False) for a in arrays], axis=0)
     record: dict[str, Any] = {"shape": image.shape[1:], "channels": image.shape[0],
                               "spacing": geometry.spacing, "samples": _sample(image)}
+    mask = None
     if case.mask_path is not None:
         record["mask"] = case.mask_path
-        record["counts"] = _check_mask(case, image.shape[1:], geometry, declared, palette, report)
+        record["counts"], mask = _check_mask(case, image.shape[1:], geometry, declared, palette,
+                                             report)
+    if case.roi_path is not None:
+        check_roi(case, image.shape[1:], geometry, mask, report)
     return record
 
 
 def _check_mask(
     case: Case, shape: tuple[int, ...], geometry: Geometry, declared: set[int] | None,
     palette: dict[tuple[int, int, int], int] | None, report: DoctorReport,
-) -> dict[int, int] | None:
+) -> tuple[dict[int, int] | None, np.ndarray | None]:
+    """The mask's value counts and the mask itself (None where unreadable or misshapen)."""
     path = case.mask_path
     assert path is not None
     try:
         mask, mask_geom = read_mask(path, palette=palette)
     except (ValueError, ImportError, OSError) as error:
         report.errors.append(f"{path}: unreadable mask: {error}")
-        return None
+        return None, None
     if mask_geom.extra.get("scaled_255"):
         report.warnings.append(f"{path}: binary mask stored as 0/255; read as labels 0/1")
     if mask_geom.extra.get("rgb"):
@@ -175,8 +193,10 @@ def _check_mask(
     if mask.shape != shape:
         report.errors.append(f"{path}: mask shape {mask.shape} differs from image shape {shape} "
                              f"({case.image_paths[0].name})")
-        return None
-    _compare_geometry(path, mask_geom, case.image_paths[0], geometry, report)
+        return None, None
+    mismatch = geometry_mismatch(path, mask_geom, case.image_paths[0], geometry)
+    if mismatch:
+        report.errors.append(mismatch)
     values, counts = np.unique(mask, return_counts=True)
     value_set = {int(v) for v in values}
     if not (declared and value_set <= declared) and looks_antialiased(mask, (values, counts)):
@@ -189,21 +209,7 @@ def _check_mask(
                              f"the declared labels {sorted(declared)}")
     if value_set <= {0}:
         report.warnings.append(f"{path}: mask has no foreground (all background)")
-    return {int(v): int(c) for v, c in zip(values, counts, strict=False)}
-
-
-def _compare_geometry(
-    mask_path: Path, mask_geom: Geometry, image_path: Path, geometry: Geometry,
-    report: DoctorReport,
-) -> None:
-    if not np.allclose(mask_geom.spacing, geometry.spacing, rtol=1e-3):
-        report.errors.append(f"{mask_path}: spacing {_fmt_tuple(mask_geom.spacing)} differs from "
-                             f"the image's {_fmt_tuple(geometry.spacing)} ({image_path.name})")
-    elif mask_geom.affine is not None and geometry.affine is not None:
-        scale = max(1.0, float(np.abs(geometry.affine).max()))
-        if not np.allclose(mask_geom.affine, geometry.affine, atol=1e-3 * scale):
-            report.errors.append(f"{mask_path}: affine (orientation/origin) differs from the "
-                                 f"image's ({image_path.name})")
+    return {int(v): int(c) for v, c in zip(values, counts, strict=False)}, mask
 
 
 def _sample(image: np.ndarray) -> np.ndarray:

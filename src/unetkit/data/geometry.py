@@ -44,3 +44,26 @@ def split_suffix(path: str | Path) -> tuple[str, str]:
             return name[: -len(double)], double
     suffix = Path(name).suffix
     return name[: len(name) - len(suffix)], suffix.lower()
+
+
+def format_tuple(values: tuple[float, ...]) -> str:
+    """``(0.5, 0.5, 2.0)`` -> ``"0.5x0.5x2"``."""
+    return "x".join(f"{v:g}" for v in values)
+
+
+def geometry_mismatch(path: Path, geometry: Geometry, image_path: Path, image_geometry: Geometry
+                      ) -> str | None:
+    """The message naming ``path`` when its spacing or affine differ from its image's, or None.
+
+    Masks and regions of interest must lie on their image's grid; the affine (orientation and
+    origin) is compared only when both files have one.
+    """
+    if not np.allclose(geometry.spacing, image_geometry.spacing, rtol=1e-3):
+        return (f"{path}: spacing {format_tuple(geometry.spacing)} differs from the image's "
+                f"{format_tuple(image_geometry.spacing)} ({image_path.name})")
+    if geometry.affine is not None and image_geometry.affine is not None:
+        scale = max(1.0, float(np.abs(image_geometry.affine).max()))
+        if not np.allclose(geometry.affine, image_geometry.affine, atol=1e-3 * scale):
+            return (f"{path}: affine (orientation/origin) differs from the image's "
+                    f"({image_path.name})")
+    return None

@@ -6,7 +6,8 @@ threshold at 0.3 and at 0.55, and a fixed threshold cost one of them 0.02 to 0.0
 calibration predicts the calibration images exactly as ``unetkit predict`` will (whole image,
 mirroring TTA), and keeps the threshold with the best mean F-beta
 (``unetkit.metrics.threshold``). Training stores the result in the checkpoint, so prediction,
-export and evaluation use it without further settings.
+export and evaluation use it without further settings. Only pixels inside the regions of
+interest count: masks carry ``ignore_index`` outside them, as in training.
 """
 
 from __future__ import annotations
@@ -69,23 +70,30 @@ def foreground_probabilities(predictor: Predictor, images: Sequence[np.ndarray],
 def calibrate_threshold(predictor: Predictor, images: Sequence[np.ndarray],
                         masks: Sequence[np.ndarray], *, beta: float = 1.0, source: str = "training",
                         thresholds: np.ndarray = DEFAULT_THRESHOLDS,
-                        preprocessed: bool = False) -> Calibration:
+                        preprocessed: bool = False, ignore_index: int | None = None
+                        ) -> Calibration:
     """The threshold with the best mean F-beta of ``predictor`` over ``images``.
 
     Args:
         predictor: a two-class predictor (its own threshold and post-processing are not used).
         images: raw ``(C, *spatial)`` images, or network inputs when ``preprocessed``.
-        masks: ``(*spatial)`` label maps; foreground = label 1 (nonzero).
+        masks: ``(*spatial)`` label maps; foreground = label 1 (nonzero and not
+            ``ignore_index``).
         beta: F-beta's beta (1: Dice).
         source: where the images come from, for the record.
         thresholds: the increasing grid searched.
         preprocessed: see ``foreground_probabilities``.
+        ignore_index: the mask label of pixels that do not count (outside a region of
+            interest); None: every pixel counts.
     """
     if len(images) != len(masks) or not images:
         raise ValueError("threshold calibration needs at least one image and one mask per image")
     maps = foreground_probabilities(predictor, images, preprocessed)
-    truths = [np.asarray(mask) > 0 for mask in masks]
-    threshold, score, curve = best_threshold(maps, truths, thresholds, beta)
+    masks = [np.asarray(mask) for mask in masks]
+    valids = None if ignore_index is None else [mask != ignore_index for mask in masks]
+    truths = [(mask != 0) if ignore_index is None else (mask != 0) & (mask != ignore_index)
+              for mask in masks]
+    threshold, score, curve = best_threshold(maps, truths, thresholds, beta, valids)
     log.info("calibration: threshold %.2f (mean F%.2g %.4f on %d %s images; 0.50: %.4f)",
              threshold, beta, score, len(images), source,
              _at(curve, thresholds, 0.5))
@@ -112,15 +120,20 @@ def calibrate_checkpoint(path: str | Path, data_dir: str | Path, *, beta: float 
     """Calibrate a trained checkpoint on a labelled folder and store the result in it.
 
     ``beta`` and ``max_images`` default to the checkpoint's ``infer.calibration_beta`` /
-    ``calibration_images``; the folder is read as ``unetkit.data`` reads training data.
+    ``calibration_images``; the folder is read as ``unetkit.data`` reads training data, its
+    regions of interest (``roi/``, ``fov/`` or the checkpoint's relative ``data.roi_dir``)
+    included.
     """
     from unetkit.data.dataset import discover_cases, evenly_spaced, load_case
+    from unetkit.data.roi import ROI_IGNORE, load_roi, mark_outside
 
     # the stored threshold is what is being replaced: not resolved (nor warned about) here
     predictor = Predictor.from_checkpoint(path, overrides=["infer.threshold=null"],
                                           device=device)
     infer = predictor.infer
-    cases = discover_cases(data_dir)
+    roi_dir = predictor.config.data.roi_dir  # one relative to the data folder applies here too
+    cases = discover_cases(data_dir, roi_dir=roi_dir if roi_dir and not roi_dir.is_absolute()
+                           else None)
     if not cases:
         raise ValueError(f"{data_dir}: no image/mask pairs to calibrate on")
     chosen = [cases[i] for i in evenly_spaced(len(cases), max_images or infer.calibration_images)]
@@ -128,9 +141,10 @@ def calibrate_checkpoint(path: str | Path, data_dir: str | Path, *, beta: float 
     for case in chosen:
         image, mask, _ = load_case(case)
         images.append(image)
-        masks.append(mask)
-    result = calibrate_threshold(predictor, images, masks,
-                                 beta=beta or infer.calibration_beta, source=str(data_dir))
+        masks.append(mark_outside(mask, load_roi(case, mask.shape)))
+    ignore = ROI_IGNORE if any(case.roi_path for case in chosen) else None
+    result = calibrate_threshold(predictor, images, masks, beta=beta or infer.calibration_beta,
+                                 source=str(data_dir), ignore_index=ignore)
     store_calibration(path, result.as_dict())
     return result
 

@@ -3,7 +3,8 @@
 Masks are written in the input's format and geometry (NIfTI keeps its affine, PNG stays PNG of
 the same size); JPEG/BMP inputs give PNG masks (lossless), DICOM gives NIfTI. Label values are
 written as the training masks stored them (``mask_values``, e.g. 255 for a 0/255 binary mask),
-or as palette indices with ``palette=True``. One unreadable input never stops the batch.
+or as palette indices with ``palette=True``. One unreadable input never stops the batch. With
+``roi_dir`` each case is restricted to its region of interest (``unetkit.infer.roi``).
 
 Channel files of one case (nnU-Net's ``case_0000.nii.gz``, ``case_0001.nii.gz``) are grouped
 by case id when every case of the batch has exactly the model's number of channels, numbered
@@ -232,6 +233,7 @@ def predict_files(
     overlay: Callable[[Path, np.ndarray, np.ndarray], object] | None = None,
     palette: bool = False,
     on_case: Callable[[Path, str | None], None] | None = None,
+    roi_dir: str | Path | None = None,
 ) -> BatchResult:
     """Predict each input and write its mask (plus probabilities / overlay PNG) to ``out_dir``.
 
@@ -244,6 +246,8 @@ def predict_files(
             ``overlays/<name>.png`` (e.g. ``unetkit.report.save_overlay``); None: no overlays.
         palette: PNG masks as indexed colour PNGs (values 0..K-1).
         on_case: called after each input with ``(path, error message or None)``.
+        roi_dir: folder of regions of interest (``unetkit.infer.roi``): background outside
+            each case's; a case without one fails. None: the whole image.
 
     Returns:
         Written mask paths and the failed inputs with their error messages.
@@ -252,23 +256,29 @@ def predict_files(
         OutputPathError: the outputs would touch an input or a symbolic link (nothing written).
     """
     from unetkit.data.dataset import Case, load_case
+    from unetkit.infer.roi import find_roi, restrict_to_roi_file, roi_files
 
     out_dir = Path(out_dir)
+    rois = roi_files(roi_dir) if roi_dir is not None else None
     cases = input_cases(inputs, predictor.config.model.in_channels)
     plan = {case.source: outputs_for(case.source, out_dir, probabilities=save_probabilities,
                                      overlay=overlay is not None, name=case.case_id)
             for case in cases}
-    check_outputs([Path(p) for p in inputs], plan, out_dir,
+    given = [*inputs, *([roi_dir] if roi_dir is not None else [])]  # never written into
+    check_outputs([Path(p) for p in given], plan, out_dir,
                   [p for case in cases for p in case.paths])
     out_dir.mkdir(parents=True, exist_ok=True)
     result = BatchResult()
     for case in cases:
         source, outputs, error = case.source, plan[case.source], None
         try:
+            roi = find_roi(rois, case.case_id, source, roi_dir) if rois is not None else None
             image, _, geometry = load_case(Case(case.case_id, case.paths, None))
             prediction = predictor.predict(image, probabilities=save_probabilities,
                                            source=str(source), spacing=geometry.spacing)
             prediction.geometry = geometry
+            if roi is not None:
+                restrict_to_roi_file(prediction, roi, int(predictor.label_values[0]))
             result.written.append(write_prediction(predictor, prediction, outputs.mask,
                                                    palette=palette))
             if outputs.probabilities is not None:

@@ -14,10 +14,14 @@ works on flat arrays, so pooling is concatenation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import rankdata
+
+COUNTS = ("tp", "fp", "fn", "tn")
 
 
 def flat_pixels(probability: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None
@@ -95,6 +99,29 @@ def decision_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, floa
             "f1": ratio(2 * tp, 2 * tp + fp + fn), "tp": tp, "fp": fp, "fn": fn, "tn": tn}
 
 
+def pixel_scores(scores: np.ndarray, truth: np.ndarray, decided: np.ndarray) -> dict[str, float]:
+    """ROC AUC, PR AUC and ``decision_scores`` of flat arrays (scores, bool truth, bool
+    decision)."""
+    return {"roc_auc": roc_auc(scores, truth), "pr_auc": average_precision(scores, truth),
+            **decision_scores(decided, truth)}
+
+
+def _case_pixels(probabilities: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
+                 truths: Sequence[np.ndarray], valids: Sequence[np.ndarray | None] | None
+                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(scores, truth, decided)`` flat arrays of each case, inside its valid pixels."""
+    valids = list(valids) if valids is not None else [None] * len(truths)
+    if not len(probabilities) == len(predictions) == len(truths) == len(valids):
+        raise ValueError("need as many predictions, masks and regions as probability maps")
+    out = []
+    for probability, prediction, mask, valid in zip(probabilities, predictions, truths, valids,
+                                                    strict=True):
+        s, t = flat_pixels(probability, mask, valid)
+        d, _ = flat_pixels(np.asarray(prediction) > 0, mask, valid)
+        out.append((s, t, d > 0))
+    return out
+
+
 def binary_scores(probabilities: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
                   truths: Sequence[np.ndarray], valids: Sequence[np.ndarray | None] | None = None
                   ) -> dict[str, float]:
@@ -107,14 +134,59 @@ def binary_scores(probabilities: Sequence[np.ndarray], predictions: Sequence[np.
         truths: ground-truth masks (foreground = label > 0).
         valids: regions of interest (None: every pixel counts).
     """
-    valids = list(valids) if valids is not None else [None] * len(truths)
-    scores, truth, decided = [], [], []
-    for probability, prediction, mask, valid in zip(probabilities, predictions, truths, valids,
-                                                    strict=True):
-        s, t = flat_pixels(probability, mask, valid)
-        d, _ = flat_pixels(np.asarray(prediction) > 0, mask, valid)
-        scores.append(s)
-        truth.append(t)
-        decided.append(d > 0)
-    s, t, d = np.concatenate(scores), np.concatenate(truth), np.concatenate(decided)
-    return {"roc_auc": roc_auc(s, t), "pr_auc": average_precision(s, t), **decision_scores(d, t)}
+    pixels = _case_pixels(probabilities, predictions, truths, valids)
+    return pixel_scores(*(np.concatenate(column) for column in zip(*pixels, strict=True)))
+
+
+@dataclass
+class ProbabilityScores:
+    """``pixel_scores`` of each case and of all cases pooled, with curves for drawing."""
+
+    per_case: list[dict[str, float]]
+    pooled: dict[str, float]
+    case_curves: list[dict[str, np.ndarray]] = field(default_factory=list)
+    pooled_curves: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> dict[str, float]:
+        """Each score's mean over the cases where it is defined (NaN where it never is); the
+        pixel counts are left out."""
+        out = {}
+        for key in (k for k in self.pooled if k not in COUNTS):
+            values = [case[key] for case in self.per_case if not math.isnan(case[key])]
+            out[key] = float(np.mean(values)) if values else math.nan
+        return out
+
+
+def per_case_and_pooled(probabilities: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
+                        truths: Sequence[np.ndarray],
+                        valids: Sequence[np.ndarray | None] | None = None,
+                        curve_points: int = 0) -> ProbabilityScores:
+    """The scores of each case and of all cases pooled, from one pass over the pixels.
+
+    Args: as ``binary_scores``; ``curve_points``: also the ROC and PR curves of each case and
+        of the pooled pixels, thinned to about this many points (``thin_curves``); 0: none.
+    """
+    pixels = _case_pixels(probabilities, predictions, truths, valids)
+    pooled = [np.concatenate(column) for column in zip(*pixels, strict=True)]
+    result = ProbabilityScores([pixel_scores(*p) for p in pixels], pixel_scores(*pooled))
+    if curve_points:
+        result.case_curves = [thin_curves(s, t, curve_points) for s, t, _ in pixels]
+        result.pooled_curves = thin_curves(pooled[0], pooled[1], curve_points)
+    return result
+
+
+def thin_curves(scores: np.ndarray, truth: np.ndarray, points: int = 400
+                ) -> dict[str, np.ndarray]:
+    """ROC (``fpr``, ``tpr``) and PR (``recall``, ``precision``) curves at about ``points``
+    evenly spaced thresholds (first and last kept), for drawing; empty without both classes."""
+    if not truth.any() or truth.all():
+        return {key: np.zeros(0) for key in ("fpr", "tpr", "recall", "precision")}
+    fpr, tpr = roc_curve(scores, truth)
+    recall, precision = pr_curve(scores, truth)
+
+    def keep(n: int) -> np.ndarray:
+        return np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(int))
+
+    roc, pr = keep(len(fpr)), keep(len(recall))
+    return {"fpr": fpr[roc], "tpr": tpr[roc], "recall": recall[pr], "precision": precision[pr]}

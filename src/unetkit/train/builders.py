@@ -38,12 +38,36 @@ def resolve_model_config(config: Config, data: TrainData) -> Config:
 
 
 def resolve_data_config(config: Config, data: TrainData) -> Config:
-    """``data.image_offset: auto`` -> the offset measured on the training cases (so checkpoints
-    and run folders record what prediction must apply)."""
-    if config.data.image_offset != "auto":
+    """What the data decided, written into the config so that checkpoints and run folders
+    record it: ``data.image_offset: auto`` -> the offset measured on the training cases;
+    regions of interest -> ``train.loss.ignore_index`` = the label outside them.
+
+    Raises:
+        ValueError: ``train.loss.ignore_index`` is set to another value than the data's.
+    """
+    if config.data.image_offset == "auto":
+        config = config.model_copy(update={"data": config.data.model_copy(
+            update={"image_offset": data.image_offset})})
+    return resolve_ignore_index(config, data.ignore_index)
+
+
+def resolve_ignore_index(config: Config, ignore_index: int | None) -> Config:
+    """``train.loss.ignore_index`` set to the data's ignore label (None: left as configured).
+
+    Raises:
+        ValueError: the config sets another ignore label.
+    """
+    loss = config.train.loss
+    if ignore_index is None or loss.ignore_index == ignore_index:
         return config
-    return config.model_copy(update={"data": config.data.model_copy(
-        update={"image_offset": data.image_offset})})
+    if loss.ignore_index is not None:
+        raise ValueError(f"train.loss.ignore_index {loss.ignore_index} conflicts with the "
+                         f"regions of interest, whose outside is label {ignore_index}; leave "
+                         f"it unset (or set it to {ignore_index})")
+    log.info("train.loss.ignore_index: %d (outside the regions of interest)", ignore_index)
+    train = config.train.model_copy(update={"loss": loss.model_copy(
+        update={"ignore_index": ignore_index})})
+    return config.model_copy(update={"train": train})
 
 
 def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -80,6 +104,7 @@ def build_sampler(config: Config, data: TrainData, info: DistInfo) -> Any:
         data.train_images, data.train_masks, d.patch_size, d.batch_size,
         d.foreground_fraction, config.train.seed, rank=info.rank, world_size=info.world_size,
         batches_per_epoch=config.train.steps_per_epoch,
+        ignore_index=config.train.loss.ignore_index,  # never a foreground centre
     )
 
 

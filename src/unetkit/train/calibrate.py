@@ -5,7 +5,8 @@ will (``unetkit.infer.calibration``); the chosen threshold is written into that 
 ``config.infer.threshold`` (and into ``last.pt`` when it holds the same weights), the details
 into ``checkpoint["calibration"]`` and ``RUN/calibration.json``. Calibration images are the
 validation cases when there are any, else the training cases (a short run does not overfit
-them; a long run on few images may, and then a validation split is the better source).
+them; a long run on few images may, and then a validation split is the better source). Pixels
+labelled ``train.loss.ignore_index`` (outside a region of interest) do not count.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
                                run.data.labels, run.device, plan)
     images, masks, source = calibration_cases(run)
     record = calibrate_threshold(predictor, images, masks, beta=config.infer.calibration_beta,
-                                 source=source, preprocessed=True).as_dict()
+                                 source=source, preprocessed=True,
+                                 ignore_index=config.train.loss.ignore_index).as_dict()
     store_calibration(best, record)
     last = run.run_dir / "last.pt"
     if last.is_file() and TrainingState.from_checkpoint(load_checkpoint(last)).step == \

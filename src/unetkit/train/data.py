@@ -3,7 +3,9 @@
 The data doctor (``unetkit.data`` ``check_dataset``) runs first and training refuses to start on
 errors. Labels come from ``data.labels`` or from the masks; ``mask_values`` records the values the
 training mask files store for each label (e.g. ``{0: 0, 1: 255}`` for 0/255 masks) so that
-``unetkit predict`` can write masks the same way.
+``unetkit predict`` can write masks the same way. Cases with a region of interest
+(``unetkit.data.roi``) get ``ROI_IGNORE`` outside it in their masks, after the labels and the
+normaliser are fitted, and ``TrainData.ignore_index`` says so.
 """
 
 from __future__ import annotations
@@ -46,13 +48,15 @@ class TrainData:
     in_channels: int
     spacings: list[tuple[float, ...]] = field(default_factory=list)
     image_offset: list[float] | None = None  # applied to every image above (data.image_offset)
+    ignore_index: int | None = None  # the mask label outside regions of interest, if any
 
 
-def run_doctor(data_dir: Path, labels: dict[int, str] | None) -> None:
+def run_doctor(data_dir: Path, labels: dict[int, str] | None, roi_dir: Path | None = None
+               ) -> None:
     """Run the data doctor; raise ``DataError`` listing every error; log the warnings."""
     from unetkit.data.doctor import check_dataset
 
-    report = check_dataset(data_dir, labels=sorted(labels) if labels else None)
+    report = check_dataset(data_dir, labels=sorted(labels) if labels else None, roi_dir=roi_dir)
     for warning in report.warnings:
         log.warning("data: %s", warning)
     if report.errors:
@@ -123,21 +127,44 @@ def load_cases(cases: list[Any], declared: dict[int, str] | None) -> dict[str, t
         raise DataError(str(error)) from None
 
 
+def outside_roi(cases: dict[str, Any], masks: dict[str, np.ndarray]
+                ) -> tuple[dict[str, np.ndarray], int | None]:
+    """Masks with ``ROI_IGNORE`` outside each case's region of interest, and the ignore label
+    (None when no case has a region).
+
+    Raises:
+        DataError: an unreadable region, or one whose shape is not the image's (names the file).
+    """
+    from unetkit.data.dataset import DatasetError
+    from unetkit.data.roi import ROI_IGNORE, load_roi, mark_outside
+
+    if not any(cases[cid].roi_path for cid in masks):
+        return masks, None
+    try:
+        return {cid: mark_outside(m, load_roi(cases[cid], m.shape))
+                for cid, m in masks.items()}, ROI_IGNORE
+    except DatasetError as error:
+        raise DataError(str(error)) from None
+
+
 def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> TrainData:
     """Check, discover, split, load and normalise a data folder as ``config`` says.
 
     Raises:
         DataError: the doctor found errors, or the split leaves no training case.
     """
-    from unetkit.data.dataset import discover_cases, read_dataset_json
+    from unetkit.data.dataset import DatasetError, discover_cases, read_dataset_json
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"--data {data_dir}: not a folder")
-    if check:
-        run_doctor(data_dir, config.data.labels)
-    cases = {case.case_id: case for case in discover_cases(data_dir)}
     d = config.data
+    if check:
+        run_doctor(data_dir, d.labels, d.roi_dir)
+    try:
+        cases = {case.case_id: case for case in discover_cases(data_dir, roi_dir=d.roi_dir)}
+    except DatasetError as error:
+        raise DataError(str(error)) from None
     try:
         train_ids, val_ids = make_split(
             list(cases), val_fraction=d.val_fraction, seed=config.train.seed,
@@ -162,6 +189,7 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
     mask_values = {i: stored.get(v, v) for i, v in enumerate(sorted(labels_by_value))}
     preprocessor = Preprocessor.from_config(d).fit(
         [images[c] for c in train_ids], [masks[c] for c in train_ids], d.image_offset)
+    masks, ignore_index = outside_roi(cases, masks)  # labels and normaliser never see it
     prepared, records = {}, {}
     for cid, image in images.items():
         prepared[cid], records[cid] = preprocessor.preprocess(image, loaded[cid][2].spacing)
@@ -178,5 +206,5 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         labels=labels, mask_values=dict(sorted(mask_values.items())),
         preprocessing=preprocessor.state_dict(), in_channels=int(images[train_ids[0]].shape[0]),
         spacings=[tuple(loaded[c][2].spacing) for c in train_ids],
-        image_offset=preprocessor.image_offset,
+        image_offset=preprocessor.image_offset, ignore_index=ignore_index,
     )

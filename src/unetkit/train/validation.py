@@ -3,7 +3,9 @@
 Each validation case (already preprocessed, as training loaded it) goes through
 ``Predictor.predict_logits`` (same window choice, TTA, precision and BatchNorm folding as
 ``unetkit predict``), ``decide`` and ``postprocess``, so the validation Dice is the Dice that
-``unetkit predict`` + ``unetkit evaluate`` give on the same images (tested).
+``unetkit predict`` + ``unetkit evaluate`` give on the same images (tested). Pixels labelled
+``train.loss.ignore_index`` (outside a region of interest) count in neither the loss nor the Dice,
+as ``unetkit evaluate --roi`` scores them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ def mean_dice(per_case: list[dict[int, dict[str, float]]], labels: list[int]) ->
     return out
 
 
+def scored_pixels(classes: np.ndarray, mask: np.ndarray, ignore_index: int | None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction and mask with background where the mask holds ``ignore_index``, so that
+    ignored pixels are neither true nor false positives (unchanged when None)."""
+    if ignore_index is None:
+        return classes, mask
+    ignored = mask == ignore_index
+    return np.where(ignored, 0, classes), np.where(ignored, 0, mask)
+
+
 def live_predictor(model: torch.nn.Module, config: Config, labels: dict[int, str],
                    device: torch.device, plan: PrecisionPlan) -> Predictor:
     """A predictor over a copy of the training network (eval mode, BatchNorm folded)."""
@@ -64,7 +76,8 @@ def validate(
     Args:
         model: the network (a DDP wrapper is unwrapped); it is copied, never switched to eval.
         images: preprocessed images, each ``(C, *spatial)`` float32.
-        masks: label maps, each ``(*spatial)`` int64 with values 0..K-1.
+        masks: label maps, each ``(*spatial)`` int64 with values 0..K-1 (or
+            ``config.train.loss.ignore_index`` where a pixel is not scored).
         loss_fn: loss on full-resolution logits (no deep-supervision wrapper).
         config: the run's config (``infer`` settings as ``unetkit predict`` will use them).
         device: where the network lives.
@@ -84,5 +97,6 @@ def validate(
         target = torch.from_numpy(mask)[None].to(device)
         losses.append(float(loss_fn(logits[None], target)))
         classes = predictor.postprocess(predictor.decide(logits))
+        classes, mask = scored_pixels(classes, mask, config.train.loss.ignore_index)
         per_case.append(case_metrics(classes, mask, foreground, metrics=("dice",)))
     return {"val_loss": float(np.mean(losses)), **mean_dice(per_case, foreground)}

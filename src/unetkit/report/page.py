@@ -1,105 +1,16 @@
-"""Pictures people would rather see than read: overlays, training curves and the HTML report.
-
-Matplotlib is used with the non-interactive Agg backend; nothing here needs a display.
-"""
+"""The evaluation report: one self-contained HTML page (inline CSS, JS and images)."""
 
 from __future__ import annotations
 
-import matplotlib
+import base64
+import html
+import io as _bytes_io
+import math
+from os import PathLike
+from typing import Any
 
-matplotlib.use("Agg")
-
-# --- overlays ---
-from os import PathLike  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from unetkit.train.curves import plot_training_curves  # noqa: E402,F401  (re-exported)
-
-
-def _grey_uint8(image: np.ndarray) -> np.ndarray:
-    """Channel 0 of ``(C, *spatial)`` scaled to 0..255 between its 1st and 99th percentiles."""
-    grey = np.asarray(image[0], dtype=np.float32)
-    low, high = np.percentile(grey, (1, 99)) if grey.size else (0.0, 1.0)
-    if high <= low:
-        high = low + 1.0
-    return (np.clip((grey - low) / (high - low), 0, 1) * 255).astype(np.uint8)
-
-
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    """Pixels of a 2-D boolean mask with a 4-neighbour outside it."""
-    from scipy import ndimage
-
-    return mask & ~ndimage.binary_erosion(mask, border_value=1)
-
-
-def pick_slice(labels: np.ndarray, gt: np.ndarray | None = None) -> int:
-    """For a 3-D map, the index along the last axis with the most foreground (pred or gt)."""
-    fg = (labels > 0) if gt is None else (labels > 0) | (gt > 0)
-    counts = fg.reshape(-1, fg.shape[-1]).sum(0)
-    return int(counts.argmax()) if counts.any() else fg.shape[-1] // 2
-
-
-def overlay_image(
-    image: np.ndarray,
-    labels: np.ndarray,
-    gt: np.ndarray | None = None,
-    alpha: float = 0.45,
-) -> np.ndarray:
-    """Image with predicted labels filled in colour and ground-truth outlines on top.
-
-    Args:
-        image: ``(C, *spatial)`` intensities (channel 0 shown in grey).
-        labels: ``(*spatial)`` predicted label values (colour ``PALETTE[value]``).
-        gt: optional ``(*spatial)`` ground truth, drawn as 1-pixel outlines in its class colour
-            lightened (yellow for binary masks).
-        alpha: opacity of the filled labels.
-
-    Returns:
-        ``(H, W, 3)`` uint8 RGB; 3-D inputs show the slice ``pick_slice`` chooses.
-    """
-    from unetkit.infer.files import PALETTE
-
-    if labels.ndim == 3:
-        index = pick_slice(labels, gt)
-        image, labels = image[..., index], labels[..., index]
-        gt = gt[..., index] if gt is not None else None
-    colours = np.array(PALETTE, dtype=np.float32)
-    grey = _grey_uint8(image).astype(np.float32)
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
-    fill = labels > 0
-    tint = colours[labels.astype(np.int64) % len(colours)]
-    rgb[fill] = (1 - alpha) * rgb[fill] + alpha * tint[fill]
-    if gt is not None:
-        for value in np.unique(gt[gt > 0]):
-            edge = _boundary(gt == value)
-            colour = (255, 255, 0) if gt.max() == 1 else 0.5 * (
-                colours[int(value) % len(colours)] + 255)
-            rgb[edge] = colour
-    return rgb.round().clip(0, 255).astype(np.uint8)
-
-
-def save_overlay(
-    path: str | PathLike, image: np.ndarray, labels: np.ndarray, gt: np.ndarray | None = None
-) -> PathLike:
-    """Write ``overlay_image(image, labels, gt)`` as a PNG at ``path``; returns the path."""
-    from pathlib import Path
-
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(overlay_image(image, labels, gt)).save(path)
-    return path
-
-
-# --- html report ---
-
-import base64  # noqa: E402
-import html  # noqa: E402
-import io as _bytes_io  # noqa: E402
-import math  # noqa: E402
-from typing import Any  # noqa: E402
+from unetkit.report.curves import roc_pr_png
+from unetkit.report.overlays import overlay_image
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -201,6 +112,29 @@ def _summary_table(result: Any, metrics: tuple[str, ...]) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
+def _probability_section(result: Any) -> str:
+    """Threshold-free scores (pooled and mean over cases) and their ROC / PR curves."""
+    from unetkit.evaluate import PROBABILITY_METRICS
+
+    scores = result.probability
+    if scores is None:
+        return ""
+    head = "".join(f"<th>{m}</th>" for m in PROBABILITY_METRICS)
+    rows = ""
+    for name, values in (("pooled pixels", scores.pooled), ("mean of cases", scores.mean)):
+        cells = "".join(_cell(float(values[m])) for m in PROBABILITY_METRICS)
+        rows += f"<tr><td>{name}</td>{cells}</tr>"
+    where = " inside the regions of interest" if result.summary.get("roi_dir") else ""
+    return (f"<h2>Threshold-free scores ({len(result.probability_cases)} cases)</h2>"
+            f'<p class="muted">From the probability maps, every pixel{where}; pooled: all '
+            "cases' pixels as one set (the published vessel protocol). Accuracy to F1 score the "
+            "masks as written.</p>"
+            f'<table id="probability"><thead><tr><th>over</th>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table>"
+            f'<img alt="ROC and precision-recall curves" '
+            f'src="{_png_data_uri(roc_pr_png(scores))}">')
+
+
 def render_html_report(result: Any, overlays: list[dict[str, Any]], title: str = "") -> str:
     """The evaluation report as one self-contained HTML page (inline CSS, JS and images).
 
@@ -209,24 +143,28 @@ def render_html_report(result: Any, overlays: list[dict[str, Any]], title: str =
         overlays: dicts with ``kind``, ``case``, ``score``, ``image``, ``pred``, ``gt``.
         title: page title (default: "unetkit evaluation").
     """
-    from unetkit.evaluate import EVAL_METRICS, table_rows
+    from unetkit.evaluate import EVAL_METRICS, PROBABILITY_METRICS, table_rows
 
     title = html.escape(title or "unetkit evaluation")
-    head = "".join(f"<th>{name}</th>" for name in ("case", "label", "name", *EVAL_METRICS))
-    body = "".join("<tr>" + "".join(_cell(row[k]) for k in ("case", "label", "name",
-                                                            *EVAL_METRICS)) + "</tr>"
+    columns = ("case", "label", "name", *EVAL_METRICS,
+               *(PROBABILITY_METRICS if result.probability is not None else ()))
+    head = "".join(f"<th>{name}</th>" for name in columns)
+    body = "".join("<tr>" + "".join(_cell(row.get(k, math.nan)) for k in columns) + "</tr>"
                    for row in table_rows(result))
     plots = _png_data_uri(_box_plots_png(result, ("dice", "iou", "hd95", "assd",
                                                   "surface_dice")))
     failed = "".join(f"<li class='bad'>{html.escape(c)}: {html.escape(e)}</li>"
                      for c, e in result.failed)
+    scope = (f", {len(result.failed)} failed" if failed else "") + (
+        " inside their regions of interest" if result.summary.get("roi_dir") else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>{_CSS}</style></head><body>
 <h1>{title}</h1>
-<p>{len(result.per_case)} cases evaluated{f", {len(result.failed)} failed" if failed else ""}.
+<p>{len(result.per_case)} cases evaluated{scope}.
 Distances in the units of the spacing; NaN (–) where a label is absent from both masks.</p>
 <h2>Summary (mean over cases)</h2>{_summary_table(result, EVAL_METRICS)}
+{_probability_section(result)}
 <h2>Distribution over cases</h2><img alt="box plots" src="{plots}">
 <h2>Best and worst cases</h2>
 <p class="muted">Filled: prediction; outline: ground truth.</p>{_overlay_cards(overlays)}

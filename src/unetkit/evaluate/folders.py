@@ -1,0 +1,212 @@
+"""Prediction folder vs ground-truth folder -> per-case metrics, their summary and the report.
+
+Every overlap and distance metric comes from ``unetkit.metrics.case_metrics``, the summary from
+``unetkit.metrics.aggregate``. With regions of interest only the pixels inside each case's count:
+prediction and ground truth are set to background outside it. For two-class tasks with probability
+maps (``unetkit.evaluate.probability``) the threshold-free scores are added, per case and pooled.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetkit.data import io
+from unetkit.data.roi import read_roi
+from unetkit.evaluate import probability as prob
+from unetkit.evaluate.matching import case_files, match_cases
+from unetkit.evaluate.tables import EVAL_METRICS, write_csv, write_summary
+from unetkit.metrics import aggregate, case_metrics, foreground_mean
+from unetkit.metrics.probability import ProbabilityScores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationResult:
+    """Per-case metrics ``{case: {label: {metric: value}}}``, their summary and written files;
+    ``probability``: the threshold-free scores of ``probability_cases`` (two-class tasks with
+    probability maps), else None."""
+
+    per_case: dict[str, dict[int, dict[str, float]]]
+    summary: dict[str, Any]
+    labels: dict[int, str]
+    files: dict[str, Path] = field(default_factory=dict)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    probability: ProbabilityScores | None = None
+    probability_cases: list[str] = field(default_factory=list)
+
+
+def _read_case(pred_path: Path, gt_path: Path, roi_path: Path | None,
+               spacing: Sequence[float] | None) -> tuple:
+    """``(prediction, truth, spacing, roi)`` with background outside the region of interest."""
+    pred, _ = io.read_mask(pred_path)
+    gt, geometry = io.read_mask(gt_path)
+    pred, gt = _as_labels(pred), _as_labels(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    roi = None
+    if roi_path is not None:
+        roi, _ = read_roi(roi_path)
+        if roi.shape != gt.shape:
+            raise ValueError(f"{roi_path}: region of interest shape {roi.shape} differs from the "
+                             f"ground truth's {gt.shape}")
+        pred, gt = np.where(roi, pred, 0), np.where(roi, gt, 0)
+    return pred, gt, tuple(spacing) if spacing else geometry.spacing, roi
+
+
+def _load(pairs: list[tuple[str, Path, Path]], rois: dict[str, Path] | None,
+          roi_dir: str | Path | None, spacing: Sequence[float] | None,
+          failed: list[tuple[str, str]]) -> dict[str, tuple]:
+    """Every readable case; the others are appended to ``failed`` with the reason."""
+    loaded = {}
+    for key, pred_path, gt_path in pairs:
+        try:
+            if rois is not None and key not in rois:
+                raise FileNotFoundError(f"no region of interest for {key} in {roi_dir}")
+            roi_path = rois[key] if rois is not None else None
+            loaded[key] = _read_case(pred_path, gt_path, roi_path, spacing)
+        except Exception as exc:  # report and go on with the other cases
+            failed.append((key, f"{type(exc).__name__}: {exc}"))
+            log.warning("%s: not evaluated (%s)", key, exc)
+    return loaded
+
+
+def _probability_maps(folder: Path, loaded: dict[str, tuple], failed: list[tuple[str, str]]
+                      ) -> dict[str, np.ndarray]:
+    """Each case's foreground probability; a case without a readable map leaves ``loaded``
+    for ``failed`` (every score then covers the same cases)."""
+    files, maps = prob.probability_files(folder), {}
+    for key in list(loaded):
+        try:
+            if key not in files:
+                raise FileNotFoundError(f"no probability map for {key} in {folder}")
+            maps[key] = prob.read_foreground(files[key], loaded[key][1].shape)
+        except Exception as exc:
+            failed.append((key, f"{type(exc).__name__}: {exc}"))
+            log.warning("%s: not evaluated (%s)", key, exc)
+            del loaded[key]
+    return maps
+
+
+def evaluate_folders(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    labels: dict[int, str] | None = None,
+    spacing: Sequence[float] | None = None,
+    tau: float = 1.0,
+    images_dir: str | Path | None = None,
+    report: Callable[..., Path] | None = None,
+    roi_dir: str | Path | None = None,
+    probabilities_dir: str | Path | None = None,
+) -> EvaluationResult:
+    """Score every prediction against its ground truth; write CSV, JSON (and HTML) outputs.
+
+    Args:
+        pred_dir: folder of predicted masks (and ``probabilities/`` when they were saved).
+        gt_dir: folder of ground-truth masks (or a data folder with a ``masks`` sub-folder).
+        out_dir: where to write ``per_case.csv``, ``summary.json`` and the report; None: no files.
+        labels: ``{label: name}`` to score (default: every non-zero label in the ground truth).
+        spacing: voxel size per axis (default: each ground-truth file's own spacing).
+        tau: surface-Dice tolerance in the units of the spacing.
+        images_dir: images to draw the overlays on (matched by name; default: none, the
+            overlays then show the masks alone).
+        report: ``report(out_dir, result, overlays)`` writing ``report.html`` (e.g.
+            ``unetkit.report.write_html_report``); None: no HTML.
+        roi_dir: regions of interest (nonzero = inside) matched by name: only pixels inside
+            count; a case without one fails. None: every pixel.
+        probabilities_dir: probability maps for the threshold-free metrics (default:
+            ``pred_dir/probabilities`` when present; used for two-class tasks).
+
+    Returns:
+        The ``EvaluationResult``; cases that failed (unreadable, shape mismatch, no region of
+        interest or probability map) are listed in ``failed`` and left out.
+
+    Raises:
+        FileNotFoundError: a folder is missing or no case matches.
+        ValueError: no case could be evaluated, or ``probabilities_dir`` given for a task
+            that is not two-class.
+    """
+    pairs, missing = match_cases(Path(pred_dir), Path(gt_dir))
+    rois = case_files(Path(roi_dir), "regions of interest") if roi_dir is not None else None
+    folder = prob.probability_folder(Path(pred_dir), probabilities_dir)
+    failed = [(key, "no prediction") for key in missing]
+    loaded = _load(pairs, rois, roi_dir, spacing, failed)
+    if labels is None:
+        values = sorted({int(v) for _, gt, _, _ in loaded.values() for v in np.unique(gt)} - {0})
+        labels = {v: f"class{v}" for v in values or [1]}
+    two_class = sorted(labels) == [1]
+    if probabilities_dir is not None and not two_class:
+        raise ValueError(f"--probabilities: threshold-free metrics need a two-class task; "
+                         f"the labels scored are {sorted(labels)}")
+    maps = _probability_maps(folder, loaded, failed) if folder and two_class else None
+    if not loaded:
+        raise ValueError(f"no case could be evaluated: {failed[:3]}")
+    per_case = {key: case_metrics(pred, gt, sorted(labels), spacing=sp, metrics=EVAL_METRICS,
+                                  tau=tau) for key, (pred, gt, sp, _) in loaded.items()}
+    result = EvaluationResult(per_case, aggregate(per_case), dict(labels), failed=failed)
+    result.summary["roi_dir"] = str(roi_dir) if roi_dir is not None else None
+    if maps is not None and folder is not None:
+        result.probability_cases = list(loaded)
+        result.probability = prob.score_probabilities(result.probability_cases, maps, loaded)
+        result.summary["probability"] = prob.probability_summary(
+            result.probability, result.probability_cases, folder)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        result.files["csv"] = write_csv(result, out / "per_case.csv")
+        result.files["json"] = write_summary(result, out / "summary.json")
+        if report is not None:
+            overlays = _overlay_cases(result, loaded, images_dir)
+            result.files["html"] = report(out, result, overlays)
+    return result
+
+
+def _as_labels(mask: np.ndarray) -> np.ndarray:
+    """A binary mask stored as 0/255 holding only 255 (all foreground) -> 1, as read_mask does
+    for masks holding both values."""
+    if mask.size and mask.max() == 255 and np.isin(mask, (0, 255)).all():
+        return (mask == 255).astype(np.uint8)
+    return mask
+
+
+def case_score(result: EvaluationResult, case: str) -> float:
+    """Mean foreground Dice of one case (NaN if undefined)."""
+    return foreground_mean(result.per_case[case]).get("dice", math.nan)
+
+
+def ranked_cases(result: EvaluationResult) -> list[str]:
+    """Cases from best to worst mean Dice (undefined last)."""
+    scores = {case: case_score(result, case) for case in result.per_case}
+    return sorted(scores, key=lambda c: (math.isnan(scores[c]), -np.nan_to_num(scores[c])))
+
+
+def _overlay_cases(result: EvaluationResult, loaded: dict, images_dir: str | Path | None,
+                   count: int = 3) -> list[dict[str, Any]]:
+    """Image, prediction and ground truth of the best and worst ``count`` cases."""
+    ranked = ranked_cases(result)
+    chosen = [("best", c) for c in ranked[:count]]
+    chosen += [("worst", c) for c in ranked[::-1][:count] if c not in ranked[:count]]
+    images = case_files(Path(images_dir), "images") if images_dir else {}
+    out = []
+    for kind, case in chosen:
+        pred, gt, _, _ = loaded[case]
+        image = None
+        if case in images:
+            try:
+                image = io.read_image(images[case])[0]
+            except Exception as exc:  # an overlay without its image is still useful
+                log.warning("%s: image not readable for the overlay (%s)", case, exc)
+        if image is None or image.shape[1:] != gt.shape:
+            image = gt[None].astype(np.float32)
+        out.append({"kind": kind, "case": case, "score": case_score(result, case),
+                    "image": image, "pred": pred, "gt": gt})
+    return out
