@@ -15,6 +15,7 @@ in about a second (``dynamo=True`` selects the ``torch.export`` exporter instead
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import warnings
@@ -66,6 +67,20 @@ def metadata(checkpoint: dict[str, Any]) -> dict[str, Any]:
             "calibration": checkpoint.get("calibration")}
 
 
+def require_onnx_export(dynamo: bool = False, runtime: bool = False) -> Any:
+    """The ``onnx`` module (checking ``onnxscript`` with ``dynamo``, ``onnxruntime`` with
+    ``runtime``), or an ImportError that names the extra to install."""
+    names = ["onnx"] + ["onnxscript"] * dynamo + ["onnxruntime"] * runtime
+    modules = []
+    for name in names:
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError as error:
+            raise ImportError(f"ONNX export needs the {name} package: pip install "
+                              f"'unetkit[onnx]'") from error
+    return modules[0]
+
+
 def _spatial_names(spatial_dims: int) -> list[str]:
     return ["depth", "height", "width"][3 - spatial_dims:]
 
@@ -73,9 +88,13 @@ def _spatial_names(spatial_dims: int) -> list[str]:
 def export_onnx(model: torch.nn.Module, path: str | Path, example: torch.Tensor, *,
                 meta: dict[str, Any] | None = None, opset: int = 17,
                 dynamo: bool = False) -> Path:
-    """Write ``model`` as ONNX with dynamic batch and spatial axes; ``meta`` as metadata JSON."""
-    import onnx
+    """Write ``model`` as ONNX with dynamic batch and spatial axes; ``meta`` as metadata JSON.
 
+    Raises:
+        ImportError: onnx (or, with ``dynamo``, onnxscript) is missing; the message names the
+            extra to install.
+    """
+    onnx = require_onnx_export(dynamo)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     spatial = _spatial_names(example.dim() - 2)
@@ -167,9 +186,12 @@ def export_checkpoint(
 
     Raises:
         ExportError: the exported model differs from PyTorch by more than ``tolerance``.
+        ImportError: ONNX without the packages of ``unetkit[onnx]`` (the message says so).
     """
     if fmt not in ("onnx", "torchscript"):
         raise ValueError(f"format must be 'onnx' or 'torchscript', got {fmt!r}")
+    if fmt == "onnx":  # before any work: writing and verifying need all of them
+        require_onnx_export(dynamo, runtime=True)
     checkpoint = load_checkpoint(checkpoint_path)
     config = config_from_dict(checkpoint["config"], source=str(checkpoint_path))
     model = model_from_checkpoint(checkpoint, str(checkpoint_path))

@@ -1,6 +1,6 @@
 """The ``unetkit`` command line: arguments -> config -> library calls; no logic of its own.
 
-One module per group of commands: ``data_commands`` (check, info), ``plan_commands`` (plan),
+One module per group of commands: ``data_commands`` (check, info), ``plan_commands`` (plan, config),
 ``train_commands`` (train, demo), ``predict_commands`` (predict, calibrate), ``report_commands``
 (evaluate, export).
 """

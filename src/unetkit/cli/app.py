@@ -1,4 +1,4 @@
-"""The typer application, its consoles and the one way a command fails."""
+"""The typer application, its consoles, log levels and the one way a command fails."""
 
 from __future__ import annotations
 
@@ -7,12 +7,60 @@ import sys
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
-app = typer.Typer(
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _FlagsWithoutType:
+    """Help without a ``<bool>`` type hint next to flags (``--quiet``, ``--help``): a flag takes
+    no value, so there is no type to show."""
+
+    def get_params(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsWithoutType, TyperCommand):
+    pass
+
+
+class _Group(_FlagsWithoutType, TyperGroup):
+    pass
+
+
+class _App(typer.Typer):
+    """``typer.Typer`` whose commands render flags without a type hint."""
+
+    def command(self, *args, cls=None, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
+app = _App(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     help="unetkit: train, predict, evaluate and export U-Net segmentation models.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from unetkit import __version__
+
+        typer.echo(f"unetkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="print the unetkit version and exit"),
+) -> None:
+    """unetkit: train, predict, evaluate and export U-Net segmentation models."""
 
 
 def _console(stderr: bool = False) -> Console:
@@ -34,6 +82,14 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def log_level(name: str | None, default: str) -> str:
+    """``--log-level`` checked: one of ``LOG_LEVELS`` (``default`` when not given)."""
+    level = (name or default).strip().lower()
+    if level not in LOG_LEVELS:
+        fail(f"--log-level {name!r}: expected one of {', '.join(LOG_LEVELS)}", code=2)
+    return level
+
+
 class _CurrentStderr(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when a record is emitted (a test runner or a
     redirection may replace it between commands of one process)."""
@@ -50,8 +106,13 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
-def log_to_console(verbose: bool = True) -> None:
-    """Show the ``unetkit`` logger on stderr (warnings only unless ``verbose``)."""
+def log_to_console(verbose: bool = True, level: str | None = None) -> None:
+    """Show the ``unetkit`` logger on stderr from ``level`` up (``debug`` ... ``error``);
+    without ``level``: INFO when ``verbose``, else warnings only.
+
+    A run folder's ``train.log`` gets INFO and up whatever the console shows (DEBUG too when
+    the console shows it).
+    """
     from rich.logging import RichHandler
 
     logger = logging.getLogger("unetkit")
@@ -64,6 +125,7 @@ def log_to_console(verbose: bool = True) -> None:
             handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler.unetkit_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-    # The console shows warnings only when quiet; RUN/train.log always gets INFO.
-    handler.setLevel(logging.INFO if verbose else logging.WARNING)
-    logger.setLevel(logging.INFO)
+    number = getattr(logging, level.upper()) if level else \
+        logging.INFO if verbose else logging.WARNING
+    handler.setLevel(number)
+    logger.setLevel(min(number, logging.INFO))

@@ -15,17 +15,21 @@ def info(
         "96 in 3D)"
     ),
     option: list[str] = typer.Option(
-        [], "--option", "-o", help="model option key=value (repeatable), e.g. -o widths=[8,16,32]"
+        [], "--option", "-o", metavar="KEY=VALUE",
+        help="model option key=value (repeatable), e.g. -o widths=[8,16,32]"
     ),
     spatial_dims: int = typer.Option(None, "--spatial-dims", help="2 or 3"),
-    in_channels: int = typer.Option(None, "--in-channels"),
-    out_channels: int = typer.Option(None, "--out-channels"),
-    base_width: int = typer.Option(None, "--base-width"),
+    in_channels: int = typer.Option(None, "--in-channels", help="image channels"),
+    out_channels: int = typer.Option(None, "--out-channels",
+                                     help="output channels (classes)"),
+    base_width: int = typer.Option(None, "--base-width",
+                                   help="channels of the first stage (doubled per stage)"),
     depth: int = typer.Option(None, "--depth", help="number of poolings, 1..6"),
     norm: str = typer.Option(None, "--norm", help="none | batch | instance | group"),
     upsample: str = typer.Option(None, "--upsample", help="transpose | interpolate"),
     padding: str = typer.Option(None, "--padding", help="same | valid"),
-    deep_supervision: bool = typer.Option(False, "--deep-supervision"),
+    deep_supervision: bool = typer.Option(False, "--deep-supervision",
+                                          help="add the auxiliary deep-supervision heads"),
 ) -> None:
     """Show a model's stages: output shapes, parameters, FLOPs and activation memory."""
     from rich.markup import escape

@@ -1,5 +1,5 @@
 """``unetkit plan``: fingerprint a data set and plan a run for a time budget; the tables that
-``unetkit train`` prints when it plans."""
+``unetkit train`` prints when it plans. ``unetkit config``: the default config as commented YAML."""
 
 from __future__ import annotations
 
@@ -84,3 +84,26 @@ def plan(
     if out:
         console.print(f"wrote {result.write(out)}: unetkit train --data {escape(data_dir)} "
                       f"--config {escape(out)}")
+
+
+@app.command("config")
+def config_command(
+    out: str = typer.Option(None, "--out", "-o", help="write the YAML to this file instead of "
+                            "printing it"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out file"),
+) -> None:
+    """Print the full default config as commented YAML: every field, its default and what it
+    does (a starting point for unetkit train --config)."""
+    from rich.markup import escape
+
+    from unetkit.config import commented_yaml, write_commented_yaml
+
+    if out is None:
+        typer.echo(commented_yaml(), nl=False)
+        return
+    try:
+        path = write_commented_yaml(out, overwrite=force)
+    except OSError as error:  # FileExistsError included
+        fail(escape(str(error)), code=2 if isinstance(error, FileExistsError) else 1)
+    console.print(f"wrote {escape(str(path))}: unetkit train --data DATA --config "
+                  f"{escape(str(path))}", highlight=False)

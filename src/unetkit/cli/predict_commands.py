@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from unetkit.cli.app import app, console, err_console, fail, log_to_console  # noqa: F401
+from unetkit.cli.app import (  # noqa: F401
+    app,
+    console,
+    err_console,
+    fail,
+    log_level,
+    log_to_console,
+)
 
 
 def _infer_settings(window: str | None, overlap: float | None, tta: str | None,
@@ -60,8 +67,11 @@ def predict(
     min_size: int = typer.Option(None, "--min-size", help="remove components under N voxels"),
     fill_holes: bool = typer.Option(False, "--fill-holes", help="fill holes in each class"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"),
-    overrides: list[str] = typer.Option([], "--set", help="infer.field=value (repeatable)"),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                        help="infer.field=value (repeatable)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    level: str = typer.Option(None, "--log-level", help="console log level: debug | info | "
+                              "warning | error (default warning)"),
 ) -> None:
     """Segment images with a trained model; masks keep each input's format and geometry."""
     from pathlib import Path
@@ -75,6 +85,7 @@ def predict(
     from unetkit.report import save_overlay
     from unetkit.runtime.checkpoint import CheckpointError
 
+    log_to_console(level=log_level(level, "warning"))
     try:
         settings = _infer_settings(window, overlap, tta, precision, batch_size, keep_largest,
                                    min_size, fill_holes)
@@ -122,7 +133,7 @@ def calibrate(
                                "checkpoint's infer.calibration_beta; 1 = Dice)"),
     max_images: int = typer.Option(None, "--max-images", help="at most this many images, "
                                    "evenly spaced (default infer.calibration_images)"),
-    device: str = typer.Option("auto", "--device"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"),
 ) -> None:
     """Choose a two-class model's decision threshold on labelled images; store it in the file."""
     from rich.markup import escape

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from unetkit.cli.app import app, console, err_console, fail, log_to_console  # noqa: F401
+from unetkit.cli.app import (  # noqa: F401
+    app,
+    console,
+    err_console,
+    fail,
+    log_level,
+    log_to_console,
+)
 
 
 class _TrainProgress:
-    """A rich progress bar fed by ``fit``'s ``on_step`` callback (rank 0 only)."""
+    """A rich progress bar fed by ``fit``'s ``on_step`` callback (rank 0 only).
+
+    It appears with the first step's numbers: before it nothing is known (no epoch count, no
+    loss), and a bar showing ``0/?`` and a zero loss would say something false.
+    """
 
     def __init__(self) -> None:
         from rich.progress import (
@@ -21,12 +32,12 @@ class _TrainProgress:
 
         self.bar = Progress(
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
-            MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+            MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
             TextColumn("Dice {task.fields[dice]}"), TimeElapsedColumn(),
             TextColumn("ETA {task.fields[eta]}"), console=err_console, transient=False,
         )
-        self.task = self.bar.add_task("train", total=None, epoch=0, epochs="?", loss=0.0, dice="-",
-                                      eta="-")
+        self.task = self.bar.add_task("train", total=None, epoch="-", epochs="-", loss="-",
+                                      dice="-", eta="-")
         self.first: tuple[float, int] | None = None
 
     def __call__(self, info: dict) -> None:
@@ -35,17 +46,24 @@ class _TrainProgress:
         from unetkit.train.budget import format_seconds
 
         now = time.monotonic()
-        self.first = self.first or (now, info["step"])
+        if self.first is None:
+            self.first = (now, info["step"])
+            self.bar.start()
         eta = info["eta_s"]  # the time budget's remainder, when there is one
-        if eta is None and info["step"] > self.first[1]:
+        if eta is None and info["steps_left"] is not None and info["step"] > self.first[1]:
             per_step = (now - self.first[0]) / (info["step"] - self.first[1])
             eta = per_step * info["steps_left"]
         dice = "-" if info["dice"] is None else f"{info['dice']:.4f}"
+        # Epochs and steps stay "?" until a time budget has planned them.
         self.bar.update(self.task, completed=info["step"], total=info["total_steps"],
-                        epoch=info["epoch"] + 1, epochs=info["epochs"], loss=info["loss"],
-                        dice=dice, eta="-" if eta is None else format_seconds(max(eta, 0.0)))
+                        epoch=info["epoch"] + 1, epochs=info["epochs"] or "?",
+                        loss=f"{info['loss']:.4f}", dice=dice,
+                        eta="-" if eta is None else format_seconds(max(eta, 0.0)))
 
     def finish(self) -> None:
+        """Show the bar's last state (nothing when no step ran)."""
+        if self.first is None:
+            return
         task = self.bar.tasks[0]
         self.bar.update(self.task, total=task.completed, eta="0.0s")
         self.bar.stop()
@@ -53,26 +71,47 @@ class _TrainProgress:
 
 @app.command()
 def train(
-    data: str = typer.Option(None, "--data", "-d", help="folder with images/ + masks/"),
-    config_file: str = typer.Option(None, "--config", "-c", help="YAML config file"),
+    data: str = typer.Option(None, "--data", "-d", help="data folder: images/ + masks/ paired by "
+                             "file name, or an nnU-Net folder (imagesTr/ + labelsTr/)"),
+    config_file: str = typer.Option(None, "--config", "-c", help="YAML config file (unetkit "
+                                    "config prints every field); default: planned from the data"),
     out: str = typer.Option(None, "--out", "-o", help="run folder (default runs/<timestamp>)"),
-    time_budget: str = typer.Option(None, "--time", help="time budget, e.g. 90s, 10m, 2h"),
-    epochs: int = typer.Option(None, "--epochs"),
-    lr: float = typer.Option(None, "--lr"),
-    batch_size: int = typer.Option(None, "--batch-size"),
-    patch_size: str = typer.Option(None, "--patch-size", help="e.g. 256,256 or 256"),
-    model: str = typer.Option(None, "--model", help="unet | resunet | attention_unet | ..."),
+    time_budget: str = typer.Option(None, "--time", help="time budget, e.g. 90s, 10m, 2h: the "
+                                    "epochs are planned to fit it (train.time_budget)"),
+    epochs: int = typer.Option(None, "--epochs", help="number of epochs when there is no time "
+                               "budget (train.epochs)"),
+    lr: float = typer.Option(None, "--lr", help="peak learning rate (train.lr)"),
+    batch_size: int = typer.Option(None, "--batch-size", help="patches per step and process "
+                                   "(data.batch_size)"),
+    patch_size: str = typer.Option(None, "--patch-size", help="training patch, e.g. 256,256 or "
+                                   "256 (data.patch_size)"),
+    model: str = typer.Option(None, "--model", help="unet | resunet | attention_unet | "
+                              "unetplusplus (model.name)"),
     device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps"),
     precision: str = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16"),
     fold: int = typer.Option(None, "--fold", help="k-fold: which fold validates"),
     folds: int = typer.Option(None, "--folds", help="k-fold: number of folds"),
-    val_fraction: float = typer.Option(None, "--val-fraction"),
-    resume: str = typer.Option(None, "--resume", help="run folder to continue exactly"),
-    seed: int = typer.Option(None, "--seed"),
-    overrides: list[str] = typer.Option([], "--set", help="section.field=value (repeatable)"),
+    val_fraction: float = typer.Option(None, "--val-fraction", help="share of the cases held "
+                                       "out for validation, 0 for none (data.val_fraction)"),
+    resume: str = typer.Option(None, "--resume", help="run folder to continue exactly; with "
+                               "--time, that much more time"),
+    seed: int = typer.Option(None, "--seed", help="random seed of weights, sampling and "
+                             "augmentation (train.seed)"),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                        help="any config field, section.field=value, e.g. "
+                                        "train.patience=20 (repeatable)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar, warnings only"),
+    level: str = typer.Option(None, "--log-level", help="console log level: debug | info | "
+                              "warning | error (default info; warning with --quiet)"),
 ) -> None:
-    """Train a segmentation network on a folder of images and masks."""
+    """Train a segmentation network on a folder of images and masks.
+
+    DATA holds images/ + masks/ whose files pair by name, or an nnU-Net dataset as it is
+    (imagesTr/ + labelsTr/, _0000 channel files, dataset.json). Without --config the run is
+    planned from the data: the planner decides 2D or 3D, patch size, network and batch size and
+    prints each decision with its reason (unetkit plan shows the plan alone). Options and --set
+    override the config or the plan.
+    """
     import time
 
     from rich.markup import escape
@@ -90,7 +129,8 @@ def train(
         "data.val_fraction": val_fraction, "train.seed": seed,
     }
     main_rank = is_main_process()
-    log_to_console(verbose=not quiet and main_rank)
+    level = log_level(level, "warning" if quiet else "info")
+    log_to_console(level=level if main_rank or level == "error" else "warning")
     if data is None and resume is None:
         fail("--data DIR is needed (or --resume RUN_DIR)", code=2)
     config, plan, changes = None, None, None
@@ -112,8 +152,6 @@ def train(
 
     progress = _TrainProgress() if main_rank and not quiet else None
     try:
-        if progress is not None:
-            progress.bar.start()
         result = fit(config, data, out, resume=resume, changes=changes, on_step=progress,
                      started=started, extra_files=_plan_files(plan))
     except Interrupted as stop:
@@ -178,7 +216,6 @@ def demo(
     progress = _TrainProgress()
     sizes = {"n_train": 6, "n_test": 2, "size": 48} if quick else {}
     try:
-        progress.bar.start()
         result = run_demo(out, time_budget, quick=quick, on_step=progress, **sizes)
     except KeyboardInterrupt:
         fail(f"interrupted; partial outputs are in {out}", code=130)

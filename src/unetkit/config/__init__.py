@@ -3,9 +3,11 @@
 One ``Config`` has four sections: ``model``, ``data``, ``train`` and ``infer``. It is saved into
 every run directory and checkpoint, so a model can always be rebuilt from its checkpoint alone.
 This package imports no torch and builds nothing: ``schema`` holds the sections, ``io`` the YAML
-round trip, overrides and the parsing of durations and sizes.
+round trip, overrides and the parsing of durations and sizes, ``commented`` the config as
+commented YAML (``unetkit config``).
 """
 
+from unetkit.config.commented import commented_yaml, write_commented_yaml
 from unetkit.config.io import (
     ConfigError,
     apply_overrides,
@@ -47,6 +49,7 @@ __all__ = [
     "apply_overrides",
     "apply_values",
     "build_config",
+    "commented_yaml",
     "config_from_dict",
     "config_to_dict",
     "load_config",
@@ -56,4 +59,5 @@ __all__ = [
     "parse_size",
     "parse_value",
     "save_config",
+    "write_commented_yaml",
 ]

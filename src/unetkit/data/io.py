@@ -111,6 +111,11 @@ def write_image(path: str | Path, array: np.ndarray, geometry: Geometry | None =
     """Write a channel-first array ``(C, *spatial)`` in the format its suffix names.
 
     ``geometry`` (spacing, affine) is written where the format can hold it.
+
+    Raises:
+        ImageFormatError: unsupported suffix or shape, or a geometry whose spacing has another
+            number of spatial axes than the array (or whose affine is not 4x4): a 2-D label map
+            written with a 3-D image's geometry would be a volume one slice thick.
     """
     path = Path(path)
     array = np.asarray(array)
@@ -119,6 +124,7 @@ def write_image(path: str | Path, array: np.ndarray, geometry: Geometry | None =
                                f"got shape {array.shape}")
     spatial = array.ndim - 1
     geometry = geometry or Geometry(spacing=(1.0,) * spatial)
+    _check_geometry(path, array.shape[1:], geometry)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = split_suffix(path)[1]
     if suffix in PIL_SUFFIXES:
@@ -160,6 +166,19 @@ def write_mask(
         raise ValueError(f"png_values must be 'labels' or '255', got {png_values!r}")
     dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int32
     return write_image(path, labels.astype(dtype)[None], geometry)
+
+
+def _check_geometry(path: Path, shape: tuple[int, ...], geometry: Geometry) -> None:
+    """The geometry must describe an array of ``shape`` (spatial axes only)."""
+    axes = len(geometry.spacing)
+    if axes != len(shape):
+        raise ImageFormatError(
+            f"{path}: the geometry has {axes} spatial axes (spacing {tuple(geometry.spacing)}) "
+            f"but the array has {len(shape)} (spatial shape {tuple(shape)}); write it with the "
+            f"geometry of an image of the same axes, or Geometry(spacing={(1.0,) * len(shape)})")
+    if geometry.affine is not None and np.shape(geometry.affine) != (4, 4):
+        raise ImageFormatError(f"{path}: the geometry's affine has shape "
+                               f"{np.shape(geometry.affine)}; expected 4x4 (voxel -> RAS+ world)")
 
 
 def _rgb_to_labels(

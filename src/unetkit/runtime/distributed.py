@@ -108,3 +108,31 @@ def cleanup(info: DistInfo) -> None:
     """Leave the process group if this module created one."""
     if info.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def unused_parameters(model: torch.nn.Module) -> list[str] | None:
+    """Names of the trainable parameters that a training forward of ``model`` leaves out of its
+    output (DDP needs ``find_unused_parameters=True`` exactly when there are any), or None when
+    this cannot be decided.
+
+    Computed, not guessed: one forward and backward on the meta device (no memory, no arithmetic;
+    the model's weights and BatchNorm statistics are untouched) on the smallest input the model
+    accepts, in its current mode. Deep-supervision heads, for example, exist only once switched
+    on, but a checkpoint trained with them brings them along when it is resumed without.
+    """
+    from torch.func import functional_call
+
+    try:
+        size = model.nearest_valid_input_size((1,) * model.spatial_dims)
+        params = {name: torch.empty_like(p, device="meta").requires_grad_(p.requires_grad)
+                  for name, p in model.named_parameters()}
+        buffers = {name: torch.empty_like(b, device="meta") for name, b in model.named_buffers()}
+        x = torch.empty(2, model.in_channels, *size, device="meta")
+        out = functional_call(model, {**params, **buffers}, (x,))
+        outputs = out if isinstance(out, list | tuple) else [out]
+        trainable = [name for name, p in params.items() if p.requires_grad]
+        grads = torch.autograd.grad(sum(o.sum() for o in outputs),
+                                    [params[name] for name in trainable], allow_unused=True)
+    except (AttributeError, RuntimeError, NotImplementedError, TypeError, ValueError):
+        return None  # not a unetkit model, or an operation without a meta kernel
+    return [name for name, grad in zip(trainable, grads, strict=True) if grad is None]

@@ -100,6 +100,12 @@ def fit(
         start = time.monotonic() - run.state.elapsed_s if checkpoint else started
         run.budget = TimeBudget(budget_s, run.config.train.steps_per_epoch,
                                 run.config.train.val_every, start=start)
+    if checkpoint is not None and run.state.epoch >= run.state.planned_epochs:
+        log.warning("the resumed run had finished its plan (epoch %d of %d): nothing to "
+                    "continue. --resume continues an interrupted run; to train on, raise "
+                    "--epochs (runs without a time budget) or start a new run with --config "
+                    "%s", run.state.epoch, run.state.planned_epochs,
+                    Path(run.run_dir or ".") / "config.yaml")
     calibration = None
     try:
         with StopSignals() as signals:

@@ -166,12 +166,15 @@ def _set_plan(run: Run, epochs: int) -> None:
 
 
 def _step_info(run: Run) -> dict[str, Any]:
+    """What a progress display needs; ``epochs``, ``total_steps`` and ``steps_left`` are None
+    while a time budget has not planned them yet (the config's epochs mean nothing then)."""
     s = run.state
     eta = run.budget.remaining() if run.budget is not None else None
-    return {"step": s.step, "total_steps": s.total_steps, "epoch": s.epoch,
-            "epochs": s.planned_epochs, "loss": s.partial_loss / max(s.step_in_epoch, 1),
-            "lr": s.lr, "dice": s.best_metric, "eta_s": eta,
-            "steps_left": s.total_steps - s.step}
+    known = run.budget is None or s.planned
+    return {"step": s.step, "total_steps": s.total_steps if known else None, "epoch": s.epoch,
+            "epochs": s.planned_epochs if known else None,
+            "loss": s.partial_loss / max(s.step_in_epoch, 1), "lr": s.lr, "dice": s.best_metric,
+            "eta_s": eta, "steps_left": s.total_steps - s.step if known else None}
 
 
 def save(run: Run, name: str) -> None:
@@ -238,10 +241,13 @@ def end_of_epoch(run: Run, train_loss: float, seconds: float) -> bool:
 
 
 def _log_epoch(run: Run, train_loss: float, row: dict[str, Any], seconds: float) -> None:
+    """One line per epoch; only what was computed (no validation Dice on epochs without
+    validation, no epoch count while a time budget has not planned one)."""
     s = run.state
     validated = "" if math.isnan(row["val_dice"]) else f", val Dice {row['val_dice']:.4f}"
-    log.info("epoch %d/%d: train loss %.4f%s, lr %.2e, %s", s.epoch, s.planned_epochs,
-             train_loss, validated, s.lr, format_seconds(seconds))
+    of = s.planned_epochs if run.budget is None or s.planned else "?"
+    log.info("epoch %d/%s: train loss %.4f%s, lr %.2e, %s", s.epoch, of, train_loss, validated,
+             s.lr, format_seconds(seconds))
 
 
 def _named(metrics: dict[str, float], labels: dict[int, str]) -> dict[str, float]:

@@ -28,6 +28,7 @@ from unetkit.runtime.distributed import (
     broadcast_object,
     init_distributed,
     rank_device,
+    unused_parameters,
 )
 from unetkit.train import builders
 from unetkit.train.budget import TimeBudget
@@ -208,9 +209,14 @@ def _build_run(config: Config, data: TrainData, device: torch.device, info: Dist
     if checkpoint is not None:
         _restore(run, checkpoint)
     if info.enabled:
+        # Searching for unused parameters costs a graph traversal per step, and DDP warns on
+        # every rank when it finds none: search only when the model has some.
+        unused = unused_parameters(model)
+        if unused:
+            log.debug("parameters outside the forward pass: %s", ", ".join(unused))
         run.ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=not config.model.deep_supervision,
+            find_unused_parameters=unused is None or bool(unused),
         )
     return run
 

@@ -1,0 +1,145 @@
+"""The ``data`` section: labels, split, patches, normalisation and augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from unetkit.config.section import Section
+
+_PROB = "probability per patch"
+
+
+class NormalizationConfig(Section):
+    """Intensity normalisation; statistics fitted on the training set are stored with the model."""
+
+    scheme: Literal["zscore", "zscore_dataset", "ct", "window", "minmax", "none"] = Field(
+        "zscore", description="zscore per image, zscore_dataset (one mean/std for all images), "
+        "ct (clip to the foreground percentiles, then z-score), window (clip to window, scale "
+        "to [0, 1]), minmax per image, or none")
+    percentiles: tuple[float, float] = Field(
+        (0.5, 99.5), description="ct: the training foreground's intensity percentiles to clip to")
+    window: tuple[float, float] | None = Field(
+        None, description="scheme window: [low, high] intensities, e.g. [-160, 240] for CT")
+
+    @model_validator(mode="after")
+    def _window_needed(self) -> NormalizationConfig:
+        if self.scheme == "window" and self.window is None:
+            raise ValueError("scheme 'window' needs window: [low, high]")
+        return self
+
+
+class AugmentConfig(Section):
+    """Batched augmentation; each transform has its own probability (0 disables it)."""
+
+    enabled: bool = Field(True, description="false: no augmentation at all")
+    flip_prob: float = Field(0.5, ge=0, le=1, description=f"mirroring, {_PROB} and axis")
+    flip_axes: list[int] | None = Field(
+        None, description="spatial axes that may be flipped (0 = first spatial axis); None: all. "
+        "Leave out an axis along which the masks are not mirror-symmetric to the images (labels "
+        "drawn offset by a pixel in one direction)")
+    rot90_prob: float = Field(0.5, ge=0, le=1, description=f"90-degree rotations, {_PROB}")
+    affine_prob: float = Field(0.3, ge=0, le=1,
+                               description=f"random rotation and scaling, {_PROB}")
+    rotation_degrees: float = Field(30.0, ge=0, le=180,
+                                    description="largest rotation angle of the affine transform")
+    scale_range: tuple[float, float] = Field(
+        (0.8, 1.25), description="zoom factors of the affine transform, [low, high]")
+    elastic_prob: float = Field(0.3, ge=0, le=1, description=f"elastic deformation, {_PROB}")
+    elastic_alpha: float = Field(
+        8.0, ge=0, description="std of the random displacements at the control points, in voxels")
+    elastic_sigma: float = Field(
+        40.0, gt=0, description="spacing of the control-point grid in voxels (field smoothness)")
+    gamma_prob: float = Field(0.3, ge=0, le=1, description=f"gamma correction, {_PROB}")
+    gamma_range: tuple[float, float] = Field((0.7, 1.5), description="gamma, [low, high]")
+    brightness_contrast_prob: float = Field(
+        0.3, ge=0, le=1, description=f"brightness and contrast change, {_PROB}")
+    brightness_range: tuple[float, float] = Field(
+        (-0.2, 0.2), description="added brightness (normalised intensity units), [low, high]")
+    contrast_range: tuple[float, float] = Field(
+        (0.75, 1.25), description="contrast factor around the mean, [low, high]")
+    noise_prob: float = Field(0.15, ge=0, le=1, description=f"Gaussian noise, {_PROB}")
+    noise_std: float = Field(0.1, ge=0,
+                             description="largest noise std (normalised intensity units)")
+    blur_prob: float = Field(0.1, ge=0, le=1, description=f"Gaussian blur, {_PROB}")
+    blur_sigma: tuple[float, float] = Field((0.5, 1.0),
+                                            description="blur sigma in voxels, [low, high]")
+    lowres_prob: float = Field(0.1, ge=0, le=1,
+                               description=f"simulated low resolution, {_PROB}")
+    lowres_scale: tuple[float, float] = Field(
+        (0.5, 1.0), description="downsampling factor before upsampling back, [low, high]")
+    mask_interpolation: Literal["nearest", "linear"] = Field(
+        "nearest", description="how rotation/scaling/elastic resample masks: nearest label, or "
+        "linear interpolation of each label's indicator then the most covered label (edges stay "
+        "where the linearly interpolated image has them)")
+    padding_mode: Literal["zeros", "border", "reflection"] = Field(
+        "zeros", description="what rotation/scaling/elastic show where they look outside the "
+        "patch: zeros (image 0 = the mean, mask = background), border, or reflection (mirrored "
+        "content, as the U-Net paper extrapolated)")
+
+    @field_validator("flip_axes")
+    @classmethod
+    def _axes_valid(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (any(not 0 <= a <= 2 for a in value)
+                                  or len(set(value)) < len(value)):
+            raise ValueError("flip_axes holds distinct spatial axes 0, 1 (and 2 in 3D)")
+        return value
+
+
+class DataConfig(Section):
+    """Where the cases come from, how they are split, normalised, sampled and augmented."""
+
+    labels: dict[int, str] | None = Field(
+        None, description="label value -> name, e.g. {0: background, 1: liver}; None: read "
+        "from dataset.json or the masks")
+    patch_size: list[int] = Field(default_factory=lambda: [256, 256],
+                                  description="training patch, one size per spatial axis")
+    batch_size: int = Field(8, ge=1, description="patches per step (per process with DDP)")
+    foreground_fraction: float = Field(
+        0.33, ge=0, le=1, description="share of each batch whose patch is centred on foreground")
+    val_fraction: float = Field(0.2, ge=0, lt=1,
+                                description="share of the cases held out for validation; 0: none")
+    split_file: Path | None = Field(
+        None, description="JSON/YAML file with lists 'train' and 'val' of case ids (or a list "
+        "of such folds, picked by fold); overrides val_fraction")
+    fold: int | None = Field(None, ge=0, description="k-fold: the fold that validates "
+                             "(0 .. folds-1); None: split by val_fraction")
+    folds: int = Field(5, ge=2, description="k-fold: number of folds")
+    num_workers: int = Field(0, ge=0, description="background processes drawing patches; "
+                             "0: in the training process")
+    image_offset: list[float] | Literal["auto"] | None = Field(
+        None, description="voxels by which the masks lie off the images, per spatial axis "
+        "(mask(u) marks image(u + offset)); images are resampled by it in training and before "
+        "prediction, so mirror augmentation keeps masks and images aligned. auto: measured on "
+        "the training cases (unetkit.data.offset) and stored; None: no resampling")
+    target_spacing: list[float | None] | None = Field(
+        None, description="voxel spacing per spatial axis the images are resampled to before "
+        "the network (training and prediction; predictions are resampled back to each input's "
+        "grid); null for an axis keeps it; None: no resampling")
+    slice_axis: int | None = Field(
+        None, ge=0, le=2, description="train and predict 3D volumes as 2D slices across this "
+        "spatial axis (with model.spatial_dims 2), e.g. for thick-slab volumes; None: as stored")
+    roi_dir: Path | None = Field(
+        None, description="folder of regions of interest (nonzero = inside) pairing with the "
+        "images by case id, relative to the data folder or absolute; training ignores pixels "
+        "outside them (train.loss.ignore_index 255); None: roi/ or fov/ when present")
+    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, data: Any) -> Any:
+        # ``cache`` (read nowhere; cases are always held in memory) is accepted from older
+        # configs and checkpoints and dropped.
+        if isinstance(data, dict) and "cache" in data:
+            data = {k: v for k, v in data.items() if k != "cache"}
+        return data
+
+    @field_validator("patch_size")
+    @classmethod
+    def _positive_patch(cls, value: list[int]) -> list[int]:
+        if not value or any(v < 1 for v in value):
+            raise ValueError("patch_size needs positive integers, one per spatial axis")
+        return value

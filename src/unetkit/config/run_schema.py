@@ -1,0 +1,145 @@
+"""The ``train`` and ``infer`` sections: optimisation, loss, budget, precision; inference."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from unetkit.config.section import Section, parse_duration
+
+_PRECISION = ("auto = bf16 autocast on CPUs with fast bf16 and on GPUs, fp32 elsewhere; fp16 "
+              "uses a gradient scaler")
+
+
+class LossConfig(Section):
+    """Loss by name with its options; see ``unetkit.losses.build_loss``."""
+
+    name: Literal[
+        "dice_ce", "dice_bce", "ce", "bce", "dice", "jaccard", "focal", "tversky"
+    ] = Field("dice_ce", description="dice_ce is Dice + cross-entropy as in nnU-Net (Dice + BCE "
+              "with one output channel); bce and dice_bce are for one-channel (sigmoid) models")
+    dice_weight: float = Field(1.0, ge=0, description="weight of the Dice term of dice_ce/_bce")
+    ce_weight: float = Field(1.0, ge=0, description="weight of the (B)CE term of dice_ce/_bce")
+    smooth: float = Field(1e-5, ge=0, description="added to numerator and denominator of the "
+                          "Dice/Jaccard/Tversky scores")
+    batch_dice: bool = Field(True, description="sum the Dice statistics over the batch before "
+                             "the ratio (nnU-Net); false: one score per sample")
+    include_background: bool = Field(False, description="count class 0 in the Dice term "
+                                      "(multi-class models)")
+    squared_denominator: bool = Field(False, description="Dice denominator sum p^2 + sum g^2 "
+                                      "(V-Net) instead of sum p + sum g")
+    class_weights: list[float] | None = Field(
+        None, description="cross-entropy weight per class (two values, background and "
+        "foreground, for one-channel models); None: equal")
+    ignore_index: int | None = Field(None, description="label value that counts in no loss "
+                                     "term (unlabelled voxels); None: every voxel counts")
+    focal_gamma: float = Field(2.0, ge=0, description="focal loss: focusing exponent")
+    tversky_alpha: float = Field(0.3, ge=0, le=1, description="Tversky loss: weight of false "
+                                 "positives")
+    tversky_beta: float = Field(0.7, ge=0, le=1, description="Tversky loss: weight of false "
+                                "negatives")
+
+
+class TrainConfig(Section):
+    """Optimisation, budget, precision and checkpointing."""
+
+    optimizer: Literal["adamw", "sgd"] = Field("adamw",
+                                               description="sgd uses Nesterov momentum")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(1e-4, ge=0, description="decoupled (adamw) or L2 (sgd)")
+    momentum: float = Field(0.99, ge=0, lt=1, description="sgd momentum")
+    schedule: Literal["poly", "cosine", "constant"] = Field(
+        "poly", description="how the learning rate falls over the planned steps (poly and cosine "
+        "reach 0 at the end)")
+    warmup_epochs: int = Field(0, ge=0, description="epochs of linear warm-up from 0")
+    epochs: int = Field(100, ge=1, description="epochs to train when there is no time_budget")
+    steps_per_epoch: int = Field(50, ge=1, description="optimisation steps per epoch")
+    time_budget: str | None = Field(
+        None, description="e.g. '90s', '10m', '2h': the epochs are planned (and re-planned "
+        "after every step) to fit it, validation and saving included; None: train epochs")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description=_PRECISION)
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="channels-last memory format; auto: on for CPU and CUDA")
+    grad_clip: float | None = Field(12.0, gt=0, description="largest gradient norm; None: "
+                                    "no clipping")
+    val_every: int = Field(1, ge=1, description="validate every this many epochs (and after "
+                           "the last)")
+    patience: int | None = Field(None, ge=1, description="stop after this many epochs without "
+                                 "a better validation Dice; None: never early")
+    seed: int = Field(0, description="random seed of weights, sampling and augmentation")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps; auto picks "
+                        "what is available")
+    tensorboard: bool = Field(False, description="also write TensorBoard scalars to "
+                              "RUN/tensorboard (pip install 'unetkit[tensorboard]')")
+    loss: LossConfig = Field(default_factory=LossConfig)
+
+    @field_validator("channels_last", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        # YAML reads a bare on/off as a boolean.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("time_budget")
+    @classmethod
+    def _budget_parses(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) <= 0:
+            raise ValueError(f"time budget {value!r} is not positive: give a duration such as "
+                             "'90s', '10m' or '2h' (or leave it unset to train train.epochs)")
+        return value
+
+
+class PostprocessConfig(Section):
+    """Connected-component clean-up applied to predicted label maps."""
+
+    keep_largest: bool = Field(False, description="keep only the largest component per class")
+    min_size: int = Field(0, ge=0, description="remove components under this many voxels")
+    fill_holes: bool = Field(False, description="fill holes in each class")
+    wall_seed_threshold: float | None = Field(
+        None, gt=0, lt=1, description="two-class models whose foreground is thin walls (cell "
+        "membranes): close wall gaps between seeds = regions of foreground probability below "
+        "this (seeded watershed; unetkit.infer.boundaries); None: off")
+    wall_min_seed: int = Field(16, ge=1, description="smaller seed regions are ignored")
+    wall_split_depth: float | None = Field(
+        None, gt=0, description="seeds are the maxima of each seed region's distance transform "
+        "at least this many pixels high, so cells joined through a wall gap get one seed each; "
+        "None: one seed per region")
+
+
+class InferConfig(Section):
+    """Sliding-window inference settings (unetkit predict and validation alike)."""
+
+    window: list[int] | None = Field(
+        None, description="window size per spatial axis; None: the whole image when it fits "
+        "memory_budget_mb, else even tiles sized to the budget")
+    overlap: float = Field(0.25, ge=0, lt=1, description="overlap of neighbouring windows, "
+                           "as a fraction of the window")
+    gaussian: bool = Field(True, description="blend windows with Gaussian weights (centre "
+                           "counts most); false: plain average")
+    batch_size: int = Field(1, ge=1, description="windows per forward pass")
+    tta_axes: list[int] = Field(default_factory=list, description="mirror test-time "
+                                "augmentation over these spatial axes; []: none")
+    accumulate: Literal["float32", "float16"] = Field(
+        "float32", description="dtype of the blended scores; float16 halves their memory")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description=_PRECISION)
+    threshold: float | Literal["auto"] | None = Field(
+        None, description="two-class models: foreground where its probability >= threshold; "
+        "auto: the threshold with the best mean F-beta on calibration images, chosen at the end "
+        "of training and stored in the checkpoint; None: the more probable class")
+    calibration_beta: float = Field(
+        1.0, gt=0, description="threshold auto: F-beta to maximise (1 = Dice; below 1 favours "
+        "precision, i.e. thinner foreground)")
+    calibration_images: int = Field(
+        16, ge=1, description="threshold auto: at most this many images (the validation cases, "
+        "else the training cases, evenly spaced)")
+    memory_budget_mb: float = Field(
+        2048, gt=0, description="per forward and per accumulator; larger inputs are tiled and "
+        "their labels written region by region")
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_in_range(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float) and not 0.0 < value < 1.0:
+            raise ValueError("threshold must be in (0, 1), auto or null")
+        return value
