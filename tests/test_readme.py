@@ -9,7 +9,8 @@ test, so a new kind of line gets a rule here before it reaches the README.
 
 The folder holds what the README's commands read, generated on the spot: ``data/`` (synthetic
 cells, images/ + masks/), ``images/`` (the same images), ``new_images/`` + ``ground_truth/``
-(held-out cells; also ``new_slices/``), ``masks/case01.png`` (a 0/255 mask), ``ct.nii.gz`` and
+(held-out cells; also ``new_slices/`` and ``test/{images,masks,fov}`` with a disc-shaped field of
+view), ``masks/case01.png`` (a 0/255 mask), ``ct.nii.gz`` and
 ``scan.nii.gz`` (3D volumes) and ``runs/ct/best.pt`` (a tiny 3D network trained on them).
 What the README runs for minutes runs here for seconds, by the substitutions and added options
 listed in ``SUBSTITUTIONS``, ``PYTHON_SUBSTITUTIONS``, ``TRAIN_OPTIONS`` and
@@ -92,6 +93,13 @@ def workspace(tmp_path_factory) -> Path:
     shutil.copytree(held_out / "images", root / "new_images")
     shutil.copytree(held_out / "images", root / "new_slices")
     shutil.copytree(held_out / "masks", root / "ground_truth")
+    shutil.copytree(held_out / "images", root / "test" / "images")
+    shutil.copytree(held_out / "masks", root / "test" / "masks")
+    (root / "test" / "fov").mkdir()
+    yy, xx = np.mgrid[:48, :48]
+    disc = (((yy - 24) ** 2 + (xx - 24) ** 2) < 22**2).astype(np.uint8) * 255
+    for image in (root / "test" / "images").iterdir():
+        Image.fromarray(disc).save(root / "test" / "fov" / image.name)
     (root / "masks").mkdir()
     mask = np.zeros((24, 20), np.uint8)
     mask[5:15, 4:12] = 255
