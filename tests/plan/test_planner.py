@@ -110,7 +110,7 @@ def test_offsets_count_only_when_consistent_and_inside_the_search():
 
 
 def test_widest_candidate_that_affords_the_minimum_steps(monkeypatch, iso3d):
-    seconds = {8: 0.5, 16: 1.0, 32: 4.0}
+    seconds = {16: 0.5, 32: 1.0}
     timed = []
 
     def fake(config):
@@ -119,13 +119,14 @@ def test_widest_candidate_that_affords_the_minimum_steps(monkeypatch, iso3d):
 
     monkeypatch.setattr(planner, "time_steps", fake)
     plan = planner.make_plan(iso3d, "1000s", device="cpu")
-    # 1000 s * 0.85 / 1.0 = 850 >= 800 steps: width 16; 32 affords 212 steps
-    assert plan.config.model.widths[0] == 16
-    assert [c.chosen for c in plan.candidates] == [False, True, False]
-    assert timed == [8, 16, 32]
+    # 3D candidates are widths 16 and 32: 1000 s * 0.85 / 1.0 = 850 >= 800 steps: width 32
+    assert plan.config.model.widths[0] == 32
+    assert [c.chosen for c in plan.candidates] == [False, True]
+    assert timed == [16, 32]
+    seconds.update({32: 4.0})
     timed.clear()
     small = planner.make_plan(iso3d, "100s", device="cpu", fingerprint=plan.fingerprint)
-    assert small.config.model.widths[0] == 8  # none affords 800 steps: the narrowest
-    assert timed == [8]  # wider ones are slower still: not timed
+    assert small.config.model.widths[0] == 16  # none affords 800 steps: the narrowest
+    assert timed == [16]  # wider ones are slower still: not timed
     text = plan.yaml_text()
-    assert "# model.widths = [16, 32, 64, 128]" in text and "<- chosen" in text
+    assert "# model.widths = [32, 64, 128, 256]" in text and "<- chosen" in text
