@@ -56,8 +56,9 @@ class {name}(nnUNetTrainer):
 
     budget_s = {budget_s}
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, plans, configuration, fold, dataset_json,
+                 device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_iterations_per_epoch = 50
         self.num_val_iterations_per_epoch = 5
         self.num_epochs = 1000

@@ -110,23 +110,39 @@ def test_offsets_count_only_when_consistent_and_inside_the_search():
 
 
 def test_widest_candidate_that_affords_the_minimum_steps(monkeypatch, iso3d):
-    seconds = {16: 0.5, 32: 1.0}
+    seconds = {(3, 16): 0.5, (3, 32): 1.0, (2, 8): 0.25, (2, 16): 0.5, (2, 32): 1.0}
     timed = []
 
     def fake(config):
-        timed.append(config.model.widths[0])
-        return seconds[config.model.widths[0]]
+        key = (config.model.spatial_dims, config.model.widths[0])
+        timed.append(key)
+        return seconds[key]
 
     monkeypatch.setattr(planner, "time_steps", fake)
     plan = planner.make_plan(iso3d, "1000s", device="cpu")
     # 3D candidates are widths 16 and 32: 1000 s * 0.85 / 1.0 = 850 >= 800 steps: width 32
-    assert plan.config.model.widths[0] == 32
+    assert plan.config.model.spatial_dims == 3 and plan.config.model.widths[0] == 32
     assert [c.chosen for c in plan.candidates] == [False, True]
-    assert timed == [16, 32]
-    seconds.update({32: 4.0})
-    timed.clear()
-    small = planner.make_plan(iso3d, "100s", device="cpu", fingerprint=plan.fingerprint)
-    assert small.config.model.widths[0] == 16  # none affords 800 steps: the narrowest
-    assert timed == [16]  # wider ones are slower still: not timed
+    assert timed == [(3, 16), (3, 32)]
     text = plan.yaml_text()
     assert "# model.widths = [32, 64, 128, 256]" in text and "<- chosen" in text
+
+
+def test_too_few_3d_steps_plan_2d_slices(monkeypatch, iso3d):
+    seconds = {(3, 16): 4.0, (3, 32): 8.0, (2, 8): 0.05, (2, 16): 0.08, (2, 32): 0.2}
+    timed = []
+
+    def fake(config):
+        key = (config.model.spatial_dims, config.model.widths[0])
+        timed.append(key)
+        return seconds[key]
+
+    monkeypatch.setattr(planner, "time_steps", fake)
+    plan = planner.make_plan(iso3d, "100s", device="cpu")
+    # 3D width 16: 21 steps < 800 (32 not timed); 2D: 8 -> 1700, 16 -> 1062, 32 -> 425 steps
+    assert timed == [(3, 16), (2, 8), (2, 16), (2, 32)]
+    assert plan.config.model.spatial_dims == 2 and plan.config.data.slice_axis is not None
+    assert plan.config.model.widths[0] == 16
+    assert [(c.spatial_dims, c.base_width) for c in plan.candidates if c.chosen] == [(2, 16)]
+    assert plan.config.infer.tta_axes == [0, 1]
+    assert len(plan.config.data.patch_size) == 2

@@ -75,3 +75,33 @@ def test_replanned_budget_never_raises_the_learning_rate():
     assert seen[30] == seen[29]  # held, not raised to poly(30 / 300)
     assert seen[149] < seen[29]  # and decaying again once the longer schedule is below it
     assert seen[149] == pytest.approx(poly_lr(149, 300, config.train.lr))
+
+
+def test_a_replan_restarts_the_poly_decay_and_ends_at_the_new_end():
+    from unetkit.config import Config
+    from unetkit.runtime.checkpoint import TrainingState
+    from unetkit.train.loop import replan, scheduled_lr
+
+    config = Config()
+    base = config.train.lr
+    straight, state = [], TrainingState(total_steps=100, lr=0.0)
+    for step in range(100):  # an unchanged plan: exactly the poly curve
+        state.step = step
+        state.lr = scheduled_lr(config.train, state)
+        straight.append(state.lr)
+        replan(state, 100)
+    assert straight == pytest.approx([poly_lr(s, 100, base) for s in range(100)])
+    state = TrainingState(total_steps=100, lr=0.0)
+    seen = []
+    for step in range(150):
+        state.step = step
+        if step == 60:
+            replan(state, 150)  # the budget buys 50 more steps
+        state.lr = scheduled_lr(config.train, state)
+        seen.append(state.lr)
+    assert all(b <= a for a, b in zip(seen, seen[1:], strict=False))  # never rises
+    assert seen[60] == pytest.approx(seen[59])  # continues from where it was
+    expected = seen[59] * poly_lr(149 - 60, 150 - 60, 1.0)  # restarted at step 60
+    assert seen[149] == pytest.approx(expected) and seen[149] < 0.05 * seen[59]
+    assert seen[120] > 0.3 * seen[59]  # the added steps train: no flat tail near zero
+    assert (state.anchor_step, state.anchor_lr) == (60, pytest.approx(seen[59]))

@@ -45,6 +45,7 @@ class Candidate:
     step_s: float
     steps: int
     chosen: bool = False
+    spatial_dims: int = 2
 
 
 @dataclass
@@ -71,8 +72,8 @@ class Plan:
             lines.append(f"# {decision.field} = {decision.value}: {decision.reason}")
         for c in self.candidates:
             mark = " <- chosen" if c.chosen else ""
-            lines.append(f"# candidate base width {c.base_width}: {c.step_s:.3f} s/step, "
-                         f"{c.steps} steps in the budget{mark}")
+            lines.append(f"# candidate {c.spatial_dims}D base width {c.base_width}: "
+                         f"{c.step_s:.3f} s/step, {c.steps} steps in the budget{mark}")
         body = yaml.safe_dump(config_to_dict(self.config), sort_keys=False)
         return "\n".join(lines) + "\n\n" + body
 
@@ -95,9 +96,10 @@ def _value(decisions: list[Decision], name: str, default: Any = None) -> Any:
     return default
 
 
-def plan_rules(fp: Fingerprint) -> list[Decision]:
-    """Every rule-based decision for a fingerprint (no timing)."""
-    decisions = rules.dimensionality(fp)
+def plan_rules(fp: Fingerprint, slices: bool = False) -> list[Decision]:
+    """Every rule-based decision for a fingerprint (no timing); ``slices``: volumes as 2D
+    slices (the alternative the budget may choose)."""
+    decisions = rules.dimensionality(fp, slices)
     dims, slice_axis = _value(decisions, "model.spatial_dims"), _value(decisions,
                                                                        "data.slice_axis")
     decisions += rules.target_spacing(fp, slice_axis)
@@ -139,10 +141,11 @@ def choose_width(config: Config, budget_s: float, dims: int,
     for base in CANDIDATE_WIDTHS[dims]:
         widths = rules.widths(base, config.model.depth, dims)
         step_s = time_steps(apply_values(config, {"model.widths": widths}))
-        candidates.append(Candidate(base, step_s, int(budget_s * TRAIN_SHARE / step_s)))
+        candidates.append(Candidate(base, step_s, int(budget_s * TRAIN_SHARE / step_s),
+                                    spatial_dims=dims))
         if progress is not None:
-            progress(f"base width {base}: {step_s:.3f} s/step, {candidates[-1].steps} steps "
-                     "in the budget")
+            progress(f"{dims}D base width {base}: {step_s:.3f} s/step, {candidates[-1].steps} "
+                     "steps in the budget")
         if candidates[-1].steps < MIN_STEPS[dims]:
             break
     enough = [c for c in candidates if c.steps >= MIN_STEPS[dims]]
@@ -161,6 +164,9 @@ def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: s
               progress: Callable[[str], None] | None = None) -> Plan:
     """Plan a run on ``data_dir`` for ``time_budget`` (e.g. ``"15m"``) on ``device``.
 
+    Volumes that a 3D network could take are also planned as 2D slices; the budget decides:
+    3D when one of its candidates affords ``MIN_STEPS[3]`` steps, else the 2D plan.
+
     Args:
         data_dir: the data folder (``unetkit.data`` layouts).
         time_budget: the whole run's budget; None plans as for ten minutes and trains
@@ -171,17 +177,36 @@ def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: s
         progress: called with one line per step of the planning.
     """
     fp = fingerprint or fingerprint_dataset(data_dir)
-    decisions = plan_rules(fp)
-    base = Config()
-    values = {"train.device": device, "train.time_budget": time_budget}
-    config = _apply(apply_values(base, values, source="plan"), decisions)
     budget_s = parse_duration(time_budget) if time_budget else DEFAULT_BUDGET_S
-    candidates, width = choose_width(config, max(budget_s - elapsed_s, 1.0),
-                                     config.model.spatial_dims, progress)
-    decisions.append(width)
+    values = {"train.device": device, "train.time_budget": time_budget}
+    plan = _timed_plan(fp, plan_rules(fp), values, budget_s - elapsed_s, progress)
+    dims = plan.config.model.spatial_dims
+    if dims == 3 and not any(c.chosen and c.steps >= MIN_STEPS[3] for c in plan.candidates):
+        slices = _timed_plan(fp, plan_rules(fp, slices=True), values, budget_s - elapsed_s,
+                             progress)
+        for candidate in plan.candidates:
+            candidate.chosen = False
+        slices.candidates = plan.candidates + slices.candidates
+        plan = slices
+    log.info("plan: %s", ", ".join(f"{d.field}={d.value}" for d in plan.decisions))
+    return plan
+
+
+def _timed_plan(fp: Fingerprint, decisions: list[Decision], values: dict[str, Any],
+                budget_s: float, progress: Callable[[str], None] | None) -> Plan:
+    """Rule decisions + timed width candidates + the validation period, as a ``Plan``."""
+    config = _apply(apply_values(Config(), values, source="plan"), decisions)
+    dims = config.model.spatial_dims
+    candidates, width = choose_width(config, max(budget_s, 1.0), dims, progress)
+    decisions = [*decisions, width]
     config = _apply(config, [width])
-    log.info("plan: %s", ", ".join(f"{d.field}={d.value}" for d in decisions))
-    return Plan(config, fp, decisions, candidates)
+    chosen = next(c for c in candidates if c.chosen)
+    d = config.data
+    val_voxels = round(fp.cases * d.val_fraction) * math.prod(fp.median_shape)
+    decisions.append(rules.validation_period(
+        chosen.step_s, config.train.steps_per_epoch, val_voxels,
+        2 ** len(config.infer.tta_axes), math.prod(d.patch_size) * d.batch_size))
+    return Plan(_apply(config, decisions[-1:]), fp, decisions, candidates)
 
 
 def steps_per_second(plan: Plan) -> float:

@@ -51,7 +51,8 @@ class TrainingState:
     ``epoch`` counts completed epochs; ``step`` optimisation steps; ``step_in_epoch`` and
     ``partial_loss`` locate a stop inside an epoch; ``total_steps`` / ``planned_epochs`` are the
     schedule's current plan (``planned``: set by the time budget); ``lr`` caps the next step's
-    learning rate (``unetkit.train.loop.scheduled_lr``).
+    learning rate, and ``anchor_step``/``anchor_lr`` are where a re-plan re-started the poly
+    decay (``unetkit.train.loop.scheduled_lr``).
     """
 
     epoch: int = 0
@@ -63,6 +64,8 @@ class TrainingState:
     planned_epochs: int = 1
     planned: bool = False
     lr: float = 0.0
+    anchor_step: int = 0
+    anchor_lr: float = 0.0
     best_metric: float | None = None
     best_epoch: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)

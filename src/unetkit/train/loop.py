@@ -26,7 +26,7 @@ from unetkit.runtime.distributed import all_reduce_mean, broadcast_object
 from unetkit.train import builders
 from unetkit.train.budget import format_seconds, inference_estimate_s
 from unetkit.train.calibrate import calibration_cases, wants_calibration
-from unetkit.train.schedule import lr_at
+from unetkit.train.schedule import lr_at, poly_lr
 from unetkit.train.setup import Run
 from unetkit.train.state import capture_rng, model_state_cpu
 from unetkit.train.validation import validate
@@ -78,13 +78,26 @@ def scheduled_lr(train: TrainConfig, s: TrainingState) -> float:
     """The schedule's learning rate at step ``s.step``, never above the previous step's
     (``s.lr``) after warm-up.
 
-    A time-budget re-plan that lengthens the run (a core freed, a faster stretch) moves the
-    schedule's end; without the cap the decayed learning rate would jump back up.
+    A time-budget re-plan moves the schedule's end. For the poly schedule the decay restarts
+    from the re-plan's step and learning rate (``replan``) and reaches 0 at the new end: the
+    rate neither jumps back up when the plan grows nor sits at ~0 for the steps a longer plan
+    adds (unchanged plans give exactly the original curve). Other schedules are capped.
     """
+    if train.schedule == "poly" and s.anchor_lr > 0.0 and s.step >= s.anchor_step:
+        remaining = max(s.total_steps - s.anchor_step, 1)
+        return s.anchor_lr * poly_lr(s.step - s.anchor_step, remaining, 1.0)
     lr = lr_at(train.schedule, s.step, s.total_steps, train.lr, s.warmup_steps)
     if s.step > s.warmup_steps and s.lr > 0.0:
         lr = min(lr, s.lr)
     return lr
+
+
+def replan(s: TrainingState, total_steps: int) -> None:
+    """Set a new planned total of steps; after warm-up the poly decay restarts from here."""
+    total_steps = max(total_steps, s.step, 1)
+    if total_steps != s.total_steps and s.step > s.warmup_steps and s.lr > 0.0:
+        s.anchor_step, s.anchor_lr = s.step, s.lr
+    s.total_steps = total_steps
 
 
 def train_one_epoch(run: Run, on_step: StepCallback | None = None) -> float:
@@ -162,7 +175,7 @@ def _budget_tick(run: Run) -> None:
 
 def _set_plan(run: Run, epochs: int) -> None:
     run.state.planned_epochs = epochs
-    run.state.total_steps = max(epochs * run.config.train.steps_per_epoch, run.state.step, 1)
+    replan(run.state, epochs * run.config.train.steps_per_epoch)
 
 
 def _step_info(run: Run) -> dict[str, Any]:
