@@ -70,6 +70,7 @@ def test_the_capability_of_the_given_gpu_is_asked(monkeypatch) -> None:
     monkeypatch.setattr(torch.version, "hip", None)
     monkeypatch.setattr(torch.cuda, "get_device_capability",
                         lambda device=None: asked.append(device) or (8, 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     resolve_precision("auto", "auto", torch.device("cuda", 3))
     assert asked == [torch.device("cuda", 3)]
 
