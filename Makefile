@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.unetkit-installed
 
-.PHONY: test demo lint bench bench-isbi clean
+.PHONY: test demo lint bench bench-isbi gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ bench: $(STAMP)
 
 bench-isbi: $(STAMP)
 	$(PY) benchmarks/isbi2012.py ../shared/data/isbi2012/train --config configs/isbi2012.yaml --time 8m
+
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache build *.egg-info

@@ -66,63 +66,106 @@ def predict(
                                       help="keep the largest component per class"),
     min_size: int = typer.Option(None, "--min-size", help="remove components under N voxels"),
     fill_holes: bool = typer.Option(False, "--fill-holes", help="fill holes in each class"),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps "
+                               "(under torchrun: each process on GPU LOCAL_RANK)"),
+    part: int = typer.Option(None, "--part", help="predict only part K (0..N-1) of the cases "
+                             "(job arrays: --part $SLURM_ARRAY_TASK_ID)"),
+    parts: int = typer.Option(None, "--parts", help="number of parts the cases are dealt to "
+                              "(case i goes to part i % N)"),
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                         help="infer.field=value (repeatable)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     level: str = typer.Option(None, "--log-level", help="console log level: debug | info | "
                               "warning | error (default warning)"),
 ) -> None:
-    """Segment images with a trained model; masks keep each input's format and geometry."""
+    """Segment images with a trained model; masks keep each input's format and geometry.
+
+    Under torchrun (torchrun --nproc_per_node N -m unetkit predict ...) the processes share the
+    cases, each predicted once; --part K --parts N does the same for independent jobs.
+    """
+    from rich.markup import escape
+
+    from unetkit.infer.shards import check_part, process_group
+
+    log_to_console(level=log_level(level, "warning"))
+    try:
+        shard_of = check_part(part, parts)
+    except ValueError as error:
+        fail(escape(str(error)), code=2)
+    with process_group() as info:
+        _predict(checkpoint, inputs, out, onnx=onnx, save_probabilities=save_probabilities,
+                 overlay=overlay, palette=palette, roi=roi, device=device, part=shard_of,
+                 info=info, quiet=quiet, overrides=overrides,
+                 settings=(window, overlap, tta, precision, batch_size, keep_largest, min_size,
+                           fill_holes))
+
+
+def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
+             save_probabilities: bool, overlay: bool, palette: bool, roi: str | None,
+             device: str, part: tuple[int, int] | None, info, quiet: bool,  # noqa: ANN001
+             overrides: list[str], settings: tuple) -> None:
+    """Load the predictor on this process's device, predict its cases, report (rank 0)."""
     from pathlib import Path
 
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from unetkit.config import ConfigError
-    from unetkit.infer.files import OutputPathError, input_cases, predict_files
+    from unetkit.infer.files import OutputPathError, input_cases
     from unetkit.infer.predictor import Predictor
+    from unetkit.infer.shards import assigned, predict_sharded, rank_device_name
     from unetkit.report import save_overlay
     from unetkit.runtime.checkpoint import CheckpointError
 
-    log_to_console(level=log_level(level, "warning"))
+    rank = f"rank {info.rank}: " if info.enabled else ""
     try:
-        settings = _infer_settings(window, overlap, tta, precision, batch_size, keep_largest,
-                                   min_size, fill_holes)
+        values = _infer_settings(*settings)
         if Path(checkpoint).suffix.lower() == ".onnx":
-            predictor = Predictor.from_onnx(checkpoint, settings=settings, overrides=overrides)
+            predictor = Predictor.from_onnx(checkpoint, settings=values, overrides=overrides)
         else:
-            predictor = Predictor.from_checkpoint(checkpoint, settings=settings,
-                                                  overrides=overrides, device=device, onnx=onnx)
+            predictor = Predictor.from_checkpoint(checkpoint, settings=values,
+                                                  overrides=overrides, onnx=onnx,
+                                                  device=rank_device_name(device, info))
         files = input_cases(inputs, predictor.config.model.in_channels)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError, ImportError) as error:
-        fail(escape(str(error)), code=2)
+        fail(rank + escape(str(error)), code=2)
     if not files:
         fail(f"no supported image files in {', '.join(inputs)}", code=2)
     progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[name]}"), TimeElapsedColumn(),
-                        console=err_console, disable=quiet)
+                        console=err_console, disable=quiet or not info.is_main)
     try:
         with progress:
-            task = progress.add_task("predict", total=len(files), name="")
+            task = progress.add_task("predict", total=len(assigned(files, part, info)), name="")
 
             def on_case(path: Path, error: str | None) -> None:
                 if error:
-                    progress.console.print(f"[bold red]failed:[/] {escape(str(path))}: "
+                    progress.console.print(f"[bold red]{rank}failed:[/] {escape(str(path))}: "
                                            f"{escape(error)}")
                 progress.update(task, advance=1, name=path.name)
 
-            result = predict_files(predictor, inputs, out, save_probabilities=save_probabilities,
-                                   overlay=save_overlay if overlay else None, palette=palette,
-                                   on_case=on_case, roi_dir=roi)
-    except (OutputPathError, FileNotFoundError) as error:
-        fail(escape(str(error)), code=2)
-    console.print(f"wrote {len(result.written)} mask(s) to {out}"
-                  f" ({predictor.plan.name}, "
-                  f"{'onnxruntime' if onnx or checkpoint.lower().endswith('.onnx') else 'torch'})")
+            result = predict_sharded(
+                predictor, inputs, out, part=part, info=info, on_case=on_case, palette=palette,
+                save_probabilities=save_probabilities, roi_dir=roi,
+                overlay=save_overlay if overlay else None)
+    except (OutputPathError, FileNotFoundError) as error:  # the same on every rank
+        _stop(info, escape(str(error)), code=2)
+    shared = [f"part {part[0]} of {part[1]}"] if part else []
+    shared += [f"{info.world_size} processes"] if info.enabled else []
+    engine = "onnxruntime" if onnx or checkpoint.lower().endswith(".onnx") else "torch"
+    if info.is_main:
+        console.print(f"wrote {result.written} mask(s) to {out} ({predictor.plan.name}, "
+                      + ", ".join([engine, *shared]) + ")")
     if result.failed:
-        fail(f"{len(result.failed)} of {len(files)} input(s) failed: "
-             + ", ".join(escape(str(p)) for p, _ in result.failed[:5]))
+        _stop(info, f"{len(result.failed)} of {result.cases} input(s) failed: "
+              + ", ".join(escape(p) for p, _ in result.failed[:5]), code=1)
+
+
+def _stop(info, message: str, code: int) -> None:  # noqa: ANN001 - a DistInfo
+    """Exit with ``code`` on every rank; rank 0 alone says why (the reason is the same)."""
+    if info.is_main:
+        fail(message, code=code)
+    raise typer.Exit(code)
 
 
 @app.command()

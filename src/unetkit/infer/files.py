@@ -234,6 +234,7 @@ def predict_files(
     palette: bool = False,
     on_case: Callable[[Path, str | None], None] | None = None,
     roi_dir: str | Path | None = None,
+    select: Callable[[list[InputCase]], Sequence[InputCase]] | None = None,
 ) -> BatchResult:
     """Predict each input and write its mask (plus probabilities / overlay PNG) to ``out_dir``.
 
@@ -248,6 +249,8 @@ def predict_files(
         on_case: called after each input with ``(path, error message or None)``.
         roi_dir: folder of regions of interest (``unetkit.infer.roi``): background outside
             each case's; a case without one fails. None: the whole image.
+        select: given every case once all their outputs are checked, before anything is
+            written, returns the cases to predict here (``unetkit.infer.shards``). None: all.
 
     Returns:
         Written mask paths and the failed inputs with their error messages.
@@ -267,6 +270,7 @@ def predict_files(
     given = [*inputs, *([roi_dir] if roi_dir is not None else [])]  # never written into
     check_outputs([Path(p) for p in given], plan, out_dir,
                   [p for case in cases for p in case.paths])
+    cases = list(cases if select is None else select(cases))
     out_dir.mkdir(parents=True, exist_ok=True)
     result = BatchResult()
     for case in cases:

@@ -43,7 +43,7 @@ def load_predictor(cls: type[Predictor], path: str | Path, *, infer: InferConfig
     if onnx is not None:
         from unetkit.runtime.onnx import onnx_network
 
-        network, plan = onnx_network(onnx), FP32
+        network, plan, target = onnx_network(onnx), FP32, pick_device("cpu")
     else:
         network = torch_network(fuse_conv_bn(model_from_checkpoint(checkpoint, str(path))),
                                 plan, target)
@@ -52,7 +52,7 @@ def load_predictor(cls: type[Predictor], path: str | Path, *, infer: InferConfig
     return cls(network, config=config, labels=checkpoint["labels"],
                preprocessor=Preprocessor.from_config(config.data, checkpoint["preprocessing"]),
                mask_values=checkpoint.get("mask_values"), plan=plan,
-               calibration=checkpoint.get("calibration"))
+               calibration=checkpoint.get("calibration"), device=target)
 
 
 def load_onnx_predictor(cls: type[Predictor], path: str | Path, *,

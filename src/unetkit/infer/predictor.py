@@ -31,6 +31,7 @@ from unetkit.config import Config, InferConfig
 from unetkit.data.preprocessing import Preprocessor, PreprocessRecord
 from unetkit.infer import decision
 from unetkit.infer.boundaries import wall_decision
+from unetkit.infer.placement import on_device_or_cpu
 from unetkit.infer.postprocess import postprocess
 from unetkit.infer.settings import check_image, check_settings, configure, resolve_auto_threshold
 from unetkit.infer.strategy import Strategy
@@ -71,6 +72,7 @@ class Predictor:
         mask_values: dict[int, int] | None = None,
         plan: PrecisionPlan | None = None,
         calibration: dict[str, Any] | None = None,
+        device: torch.device | str | None = None,
     ) -> None:
         """Wrap a network callable (``(n, C_in, *S) -> (n, C_out, *S')`` float32 logits).
 
@@ -83,6 +85,9 @@ class Predictor:
             plan: the precision plan (for reporting and the memory estimate).
             calibration: the checkpoint's threshold calibration, used where
                 ``infer.threshold`` is ``auto``.
+            device: where inputs, windows and accumulators live (the network's device; on
+                the CPU after an out-of-memory error there, ``unetkit.infer.placement``).
+                None: wherever each input already is.
         """
         self.network = network
         self.labels = {int(k): str(v) for k, v in sorted(labels.items(), key=lambda kv: int(kv[0]))}
@@ -91,6 +96,7 @@ class Predictor:
         self.preprocessor = preprocessor or Preprocessor.offset_only(config.data)
         self.plan = plan or PrecisionPlan(dtype=None, use_scaler=False, channels_last=False)
         self.calibration = calibration
+        self.device = torch.device(device) if device is not None else None
         self.config = resolve_auto_threshold(config, calibration)
         check_settings(self.config, self.labels)
 
@@ -142,8 +148,13 @@ class Predictor:
 
     def predict_logits(self, x: torch.Tensor | np.ndarray, progress: Progress | None = None
                        ) -> torch.Tensor:
-        """Preprocessed ``(C_in, *S)`` -> blended, TTA-averaged logits ``(C_out, *S)`` float32."""
+        """Preprocessed ``(C_in, *S)`` -> blended, TTA-averaged logits ``(C_out, *S)`` float32,
+        on the predictor's device (the CPU after an out-of-memory error there)."""
         x = torch.as_tensor(x, dtype=torch.float32)[None]
+        return on_device_or_cpu(lambda device: self._logits(x.to(device), progress),
+                                x.device if self.device is None else self.device)
+
+    def _logits(self, x: torch.Tensor, progress: Progress | None) -> torch.Tensor:
         network = mirror_tta(self.network, self.infer.tta_axes)
         strategy = Strategy(self.config, self.plan, self._out_channels())
         if self.config.model.padding == "valid":
@@ -164,11 +175,15 @@ class Predictor:
         x = torch.as_tensor(x, dtype=torch.float32)[None]
         network = mirror_tta(self.network, self.infer.tta_axes)
         strategy = Strategy(self.config, self.plan, self._out_channels())
-        padded, crop, window, overlap = strategy.windows(x, keep_scores=False)
-        labels = sliding_window_labels(
-            padded, network, window, overlap, **strategy.options(progress),
-            decide=lambda logits: decision.decide(logits, self._threshold()))
-        return labels[(0, *crop)].cpu().numpy()
+
+        def labels_on(device: torch.device) -> np.ndarray:
+            padded, crop, window, overlap = strategy.windows(x.to(device), keep_scores=False)
+            labels = sliding_window_labels(
+                padded, network, window, overlap, **strategy.options(progress),
+                decide=lambda logits: decision.decide(logits, self._threshold()))
+            return labels[(0, *crop)].cpu().numpy()
+
+        return on_device_or_cpu(labels_on, x.device if self.device is None else self.device)
 
     def restore(self, scores: torch.Tensor, record: PreprocessRecord | None) -> torch.Tensor:
         """Scores (or classes) on the preprocessed grid -> the input's grid of ``record``."""

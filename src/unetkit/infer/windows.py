@@ -107,7 +107,9 @@ def _run(network: Network, batch: torch.Tensor, window: Sequence[int]) -> torch.
             f"network output {tuple(out.shape)} does not match window {tuple(window)}; "
             "sliding windows need 'same' networks (use overlap_tile_inference for 'valid' ones)"
         )
-    return out.float()
+    # back where the windows were cut: the accumulators live on the input's device, which need
+    # not be the network's (unetkit.infer.placement: accumulators on the CPU, network on a GPU)
+    return out.float().to(batch.device)
 
 
 def _shift(buffer: torch.Tensor, rows: int, axis: int) -> None:

@@ -2,7 +2,10 @@
 
 ``precision="auto"`` picks what is fastest without hurting accuracy:
 
-- CUDA: bf16 autocast when the GPU supports it, else fp16 autocast with a ``GradScaler``.
+- CUDA: bf16 autocast on GPUs with native bf16 (compute capability 8.0 and up: Ampere, Ada,
+  Hopper, Blackwell; and ROCm), else fp16 autocast with a ``GradScaler``. Older GPUs can
+  *emulate* bf16 (``torch.cuda.is_bf16_supported()`` is true there), but slowly: ``auto`` asks
+  for the capability (``cuda_has_native_bf16``), an explicit ``bf16`` is still honoured.
 - CPU with fast bf16 (Intel AMX or AVX512-BF16; detected with ``torch.cpu._is_amx_tile_supported``
   / ``_is_avx512_bf16_supported`` where torch has them, else from the ``amx_bf16`` /
   ``avx512_bf16`` flags of ``/proc/cpuinfo``): bf16 autocast. Elsewhere fp32.
@@ -39,6 +42,14 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def cuda_has_native_bf16(device: torch.device | None = None) -> bool:
+    """True when the GPU ``device`` computes in bf16 natively (compute capability >= 8.0)."""
+    if torch.version.hip:  # every ROCm architecture torch supports has bf16
+        return True
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -90,7 +101,7 @@ def resolve_precision(precision: str, channels_last: str, device: torch.device) 
     kind = device.type
     if precision == "auto":
         if kind == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            precision = "bf16" if cuda_has_native_bf16(device) else "fp16"
         elif kind == "cpu" and cpu_has_fast_bf16():
             precision = "bf16"
         else:

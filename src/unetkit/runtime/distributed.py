@@ -104,6 +104,17 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return holder[0]
 
 
+def all_gather_object(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank (``[obj]`` when
+    single-process). Used to collect per-rank outcomes such as the failed cases of a sharded
+    prediction."""
+    if not info.enabled:
+        return [obj]
+    gathered: list[Any] = [None] * info.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def cleanup(info: DistInfo) -> None:
     """Leave the process group if this module created one."""
     if info.owns_group and dist.is_initialized():

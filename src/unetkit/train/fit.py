@@ -16,6 +16,7 @@ from unetkit.runtime.distributed import cleanup
 from unetkit.train.budget import TimeBudget
 from unetkit.train.calibrate import calibrate_run, check_calibration
 from unetkit.train.data import TrainData, prepare_data
+from unetkit.train.lockstep import check_lockstep
 from unetkit.train.loop import StepCallback, end_of_epoch, save, train_one_epoch
 from unetkit.train.setup import set_up_run
 from unetkit.train.signals import Interrupted, StopSignals
@@ -121,6 +122,7 @@ def fit(
                 if end_of_epoch(run, train_loss, time.monotonic() - started):
                     break
             calibration = calibrate_run(run)
+            check_lockstep(unwrap(run.model), run.state.step, run.info)
     finally:
         run.close()
         cleanup(run.info)

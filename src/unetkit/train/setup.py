@@ -147,6 +147,9 @@ def set_up_run(
     """
     device = pick_device(config.train.device)
     info = init_distributed(device)
+    # A planned run timed its candidate networks on every rank, and timings differ: every rank
+    # trains rank 0's config, so the networks that DDP joins are the same.
+    config = broadcast_object(config, info)
     device = rank_device(device, info)
     seed_everything(config.train.seed + info.rank)
     run_dir, created = _claim_run_dir(out_dir, checkpoint is not None, info)

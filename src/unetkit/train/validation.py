@@ -57,7 +57,7 @@ def live_predictor(model: torch.nn.Module, config: Config, labels: dict[int, str
         update={"threshold": None if config.infer.threshold == "auto"
                 else config.infer.threshold})})
     network = torch_network(fuse_conv_bn(unwrap(model)), plan, device)
-    return Predictor(network, config=inference, labels=labels, plan=plan)
+    return Predictor(network, config=inference, labels=labels, plan=plan, device=device)
 
 
 @torch.no_grad()
@@ -93,7 +93,8 @@ def validate(
     foreground = list(range(1, channels))
     losses, per_case = [], []
     for image, mask in zip(images, masks, strict=True):
-        logits = predictor.predict_logits(torch.from_numpy(image).to(device))
+        # on ``device``, unless memory ran out there and the windows were blended on the CPU
+        logits = predictor.predict_logits(torch.from_numpy(image).to(device)).to(device)
         target = torch.from_numpy(mask)[None].to(device)
         losses.append(float(loss_fn(logits[None], target)))
         classes = predictor.postprocess(predictor.decide(logits))
