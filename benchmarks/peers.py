@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -153,7 +154,7 @@ def run_nnunet(python: str, train: Path, test: Path, test_ids: list[str], labels
                       "-tr", TRAINER, "-chk", "checkpoint_final.pth", "-device", "cpu",
                       "-npp", "1", "-nps", "1"], "predict.log")
     epochs = sum(1 for line in (out / "train.log").read_text().splitlines()
-                 if line.strip().startswith("Epoch ") and "time" not in line)
+                 if re.search(r"(^|: )Epoch \d+$", line.strip()))
     scores = dice_scores(out / "pred", test / "labelsTr", test_ids, labels)
     return {"plan_s": plan_s, "train_s": train_s, "predict_s": predict_s,
             "steps": 50 * epochs, "scores": scores}
