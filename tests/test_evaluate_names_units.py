@@ -69,6 +69,7 @@ def test_nnunet_predict_then_evaluate_pairs_case_ids_and_uses_dataset_json_names
     assert summary["units"] == {"hd95": "mm", "assd": "mm", "volume_difference": "mm³"}
     page = (out / "report.html").read_text()
     assert "blob1" in page and "hd95 [mm]" in page and "volume_difference [mm³]" in page
+    assert "volumes in mm³ (1 ml = 1,000 mm³)" in page
 
 
 def test_labels_option_overrides_and_unnamed_labels_take_dataset_json_names(tmp_path) -> None:
@@ -105,6 +106,10 @@ def test_units_follow_the_spacing(tmp_path) -> None:
     assert json.loads((tmp_path / "e1" / "summary.json").read_text())["units"] == result.units
     page = (tmp_path / "e1" / "report.html").read_text()
     assert "<th>hd95 [pixels]</th>" in page and "Distances in pixels" in page
+    assert "volumes in pixels;" in page and " ml" not in page
+    assert result.summary["surface_dice_tolerance"] == "1 pixel"
+    assert evaluate_folders(pred_dir, gt_dir, tau=2).summary["surface_dice_tolerance"] == (
+        "2 pixels")
     given = evaluate_folders(pred_dir, gt_dir, spacing=(0.5, 0.5))
     assert given.units == {"hd95": "mm", "assd": "mm", "volume_difference": "mm²"}
     assert given.summary["surface_dice_tolerance"] == "1 mm"
@@ -153,3 +158,24 @@ def test_report_cards_show_the_error_map_and_both_kinds(tmp_path) -> None:
     data = re.search(r'src="data:image/png;base64,([^"]+)"', card).group(1)
     picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
     assert (picture == FALSE_POSITIVE).all(-1).any()
+
+
+def test_overlays_without_their_image_say_so(tmp_path, caplog) -> None:
+    pred_dir, gt_dir, _ = make_cases(tmp_path, n=2)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((48, 40), np.uint8)).save(images / "case0_0000.png")  # by case id
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(images / "case1.png")     # wrong size
+    with caplog.at_level("WARNING", logger="unetkit.evaluate.folders"):
+        evaluate_folders(pred_dir, gt_dir, tmp_path / "e", images_dir=images,
+                         report=write_html_report)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any(m.startswith("case0:") for m in messages), messages
+    assert any(m.startswith("case1: image size (10, 10) differs") for m in messages), messages
+    (images / "case1.png").unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="unetkit.evaluate.folders"):
+        evaluate_folders(pred_dir, gt_dir, tmp_path / "e", images_dir=images,
+                         report=write_html_report)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"case1: no image in {images} for the overlay (drawn on black)"]

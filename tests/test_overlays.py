@@ -59,15 +59,37 @@ def test_picture_has_both_panels_legend_and_caption() -> None:
     assert len(picture.panels) == 2 and picture.scale >= 16  # small images are enlarged
     assert pixel(picture, 1, 6, 4) == FALSE_POSITIVE
     assert pixel(picture, 1, 5, 11) == FALSE_NEGATIVE
-    assert pixel(picture, 0, 5, 11) == GT_OUTLINE       # truth outlined in the first panel
-    red = pixel(picture, 0, 6, 4)
-    assert red[0] > 80 and red[1] < red[0]              # prediction filled (PALETTE[1])
+    # truth outlined in the first panel, just outside the one-pixel line: the display pixel
+    # rows above and below the line, never the line itself (the prediction stays visible)
+    top, left = picture.panels[0]
+    s, centre = picture.scale, left + 11 * picture.scale + picture.scale // 2
+    assert tuple(picture.rgb[top + 5 * s - 1, centre]) == GT_OUTLINE
+    assert tuple(picture.rgb[top + 6 * s, centre]) == GT_OUTLINE
+    assert tuple(picture.rgb[top + 5 * s, centre]) != GT_OUTLINE
+    assert pixel(picture, 0, 5, 11) == (0, 0, 0)         # missed: the (black) image shows
+    assert pixel(picture, 0, 4, 11) == (0, 0, 0)         # the outline is a third of a pixel
+    for row, col in ((6, 4), (5, 6)):                    # prediction filled (PALETTE[1]) ...
+        red = pixel(picture, 0, row, col)
+        assert red[0] > 80 and red[1] < red[0] and red != GT_OUTLINE  # ... on the line too
     legend = colours_in(picture.rgb[picture.legend_top:])
     for colour in (CORRECT, FALSE_POSITIVE, FALSE_NEGATIVE, GT_OUTLINE, PALETTE[1]):
         assert colour in legend, colour
     assert WRONG_CLASS not in legend                     # one class: no wrong-class entry
     caption = picture.rgb[:picture.panels[0][0] - 20]
     assert (caption.sum(-1) < 200).any()                 # text drawn above the panels
+
+
+@pytest.mark.parametrize("width", [272, 300, 360, 420, 520, 640, 900])  # panels >= 256
+def test_legend_never_leaves_a_heading_at_the_end_of_a_line(width) -> None:
+    from unetkit.report.picture import _legend_layout
+
+    gt = np.array([[0, 1], [2, 3]], np.uint8)
+    placed, height = _legend_layout(legend_entries(gt, gt), width)
+    headings = [i for i, (*_, colour) in enumerate(placed) if colour is None]
+    assert len(headings) == 3
+    for i in headings:                       # each heading on the line of its first entry
+        assert placed[i][1] == placed[i + 1][1] and placed[i + 1][0] > placed[i][0]
+    assert height > max(y for _, y, *_ in placed)
 
 
 def test_prediction_only_picture_has_no_error_legend() -> None:
@@ -135,7 +157,11 @@ def test_volume_overlay_uses_affine_and_names_the_slice() -> None:
     gt[4:6, 6:8, 1:4] = 1       # right-anterior corner in RAS
     image = np.zeros((1, *gt.shape), np.float32)
     rgb = overlay_image(image, np.zeros_like(gt), gt, affine=np.eye(4))
-    assert rgb.shape == (8, 6, 3) and tuple(rgb[0, 0]) == GT_OUTLINE
+    assert rgb.shape == (8, 6, 3)
+    outline = {(int(r), int(c)) for r, c in np.argwhere((rgb == GT_OUTLINE).all(-1))}
+    # the structure is the top-left 2 x 2 (right-anterior), outlined just outside it
+    assert outline == {(0, 2), (1, 2), (2, 0), (2, 1)}
+    assert tuple(rgb[1, 1]) == tuple(rgb[6, 4]) == (0, 0, 0)
     picture = render_overlay(image, gt, gt, affine=np.eye(4), title="vol")
     assert pixel(picture, 1, 0, 0)[1] > 80               # correct (green) at the top left
     assert pixel(picture, 1, 7, 5) == (0, 0, 0)

@@ -23,7 +23,7 @@ from unetkit.evaluate import probability as prob
 from unetkit.evaluate.labels import scored_labels
 from unetkit.evaluate.matching import case_files, find_case, match_cases
 from unetkit.evaluate.tables import EVAL_METRICS, write_csv, write_summary
-from unetkit.evaluate.units import common_unit, metric_units, spacing_unit
+from unetkit.evaluate.units import common_unit, metric_units, quantity, spacing_unit
 from unetkit.metrics import aggregate, case_metrics, foreground_mean
 from unetkit.metrics.probability import ProbabilityScores
 
@@ -176,7 +176,7 @@ def evaluate_folders(
     dims = next(iter(loaded.values())).gt.ndim
     result.units = metric_units(EVAL_METRICS, unit, dims)
     result.summary["units"] = result.units
-    result.summary["surface_dice_tolerance"] = f"{tau:g} {result.units['hd95']}"
+    result.summary["surface_dice_tolerance"] = quantity(tau, result.units["hd95"])
     if maps is not None and folder is not None:
         result.probability_cases = list(loaded)
         result.probability = prob.score_probabilities(result.probability_cases, maps, loaded)
@@ -235,6 +235,11 @@ def _overlay_cases(result: EvaluationResult, loaded: dict[str, LoadedCase],
                 image = io.read_image(path)[0]
             except Exception as exc:  # an overlay without its image is still useful
                 log.warning("%s: image not readable for the overlay (%s)", case, exc)
+        if images_dir is not None and path is None:
+            log.warning("%s: no image in %s for the overlay (drawn on black)", case, images_dir)
+        elif image is not None and image.shape[1:] != loaded_case.gt.shape:
+            log.warning("%s: image size %s differs from the mask's %s (overlay drawn on black)",
+                        case, tuple(image.shape[1:]), loaded_case.gt.shape)
         if image is None or image.shape[1:] != loaded_case.gt.shape:
             image = np.zeros((1, *loaded_case.gt.shape), np.float32)
         out.append({"kind": kind, "case": case, "score": case_score(result, case),

@@ -74,3 +74,10 @@ def format_value(value: float) -> str:
     if value == 0 or abs(value) >= 0.001:
         return f"{value:.4g}"
     return f"{value:.2e}"
+
+
+def quantity(value: float, unit: str) -> str:
+    """``value`` with its unit, singular for exactly one: ``1 pixel``, ``2 pixels``, ``1 mm``."""
+    if float(value) == 1.0 and unit.endswith("s"):
+        unit = unit[:-1]
+    return f"{value:g} {unit}"

@@ -1,7 +1,8 @@
 """Overlay panels: the prediction against the ground truth, and the error map.
 
 * ``overlay_image``: the image in grey with the predicted labels filled in their class colours
-  (``unetkit.infer.files.PALETTE``) and the ground truth outlined in yellow (``GT_OUTLINE``).
+  (``unetkit.infer.files.PALETTE``) and the ground truth outlined in yellow (``GT_OUTLINE``)
+  just outside each of its classes, so that the outline never hides a thin structure.
 * ``error_image``: the image dimmed, agreeing foreground in green, false positives (predicted
   foreground where the truth is background) in magenta, false negatives (truth missed) in cyan
   and, with several classes, foreground given the wrong class in orange; errors are solid
@@ -43,33 +44,48 @@ def grey_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip((grey - low) / (high - low), 0, 1) * 255).astype(np.uint8)
 
 
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    """Pixels of a 2-D boolean mask with a 4-neighbour outside it."""
-    from scipy import ndimage
-
-    return mask & ~ndimage.binary_erosion(mask, border_value=1)
+def _enlarge(plane: np.ndarray, scale: int) -> np.ndarray:
+    """Each pixel of a 2-D plane as a ``scale`` x ``scale`` square (nearest neighbour)."""
+    return plane if scale == 1 else np.repeat(np.repeat(plane, scale, 0), scale, 1)
 
 
 def _rgb(grey: np.ndarray, brightness: float = 1.0) -> np.ndarray:
     return np.repeat(grey_uint8(grey).astype(np.float32)[..., None] * brightness, 3, axis=-1)
 
 
+def outline_width(scale: int) -> int:
+    """Width in display pixels of the ground-truth outline of a picture enlarged ``scale``
+    times: one pixel at full size, a third of an image pixel when enlarged."""
+    return max(1, scale // 3)
+
+
 def overlay_panel(grey: np.ndarray, labels: np.ndarray, gt: np.ndarray | None = None,
-                  alpha: float = 0.45) -> np.ndarray:
-    """2-D ``(H, W)`` planes -> ``(H, W, 3)`` uint8: labels filled, ground truth outlined."""
+                  alpha: float = 0.5, scale: int = 1) -> np.ndarray:
+    """2-D ``(H, W)`` planes -> ``(H * scale, W * scale, 3)`` uint8: labels filled in their
+    class colours, the ground truth outlined in ``GT_OUTLINE`` just outside each of its classes
+    (the outline never covers the structure, so thin predicted structures stay visible)."""
+    from scipy import ndimage
+
+    grey, labels = _enlarge(grey, scale), _enlarge(labels, scale)
     colours = palette()
     rgb = _rgb(grey)
     fill = labels > 0
     tint = colours[labels.astype(np.int64) % len(colours)]
     rgb[fill] = (1 - alpha) * rgb[fill] + alpha * tint[fill]
     if gt is not None:
+        gt = _enlarge(gt, scale)
         for value in np.unique(gt[gt > 0]):
-            rgb[_boundary(gt == value)] = GT_OUTLINE
+            inside = gt == value
+            ring = ndimage.binary_dilation(inside, iterations=outline_width(scale)) & ~inside
+            rgb[ring] = GT_OUTLINE
     return rgb.round().clip(0, 255).astype(np.uint8)
 
 
-def error_panel(grey: np.ndarray, labels: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """2-D ``(H, W)`` planes -> ``(H, W, 3)`` uint8 error map (colours in the module doc)."""
+def error_panel(grey: np.ndarray, labels: np.ndarray, gt: np.ndarray,
+                scale: int = 1) -> np.ndarray:
+    """2-D ``(H, W)`` planes -> ``(H * scale, W * scale, 3)`` uint8 error map (colours in
+    the module doc)."""
+    grey, labels, gt = (_enlarge(a, scale) for a in (grey, labels, gt))
     rgb = _rgb(grey, _DIM)
     pred_fg, gt_fg = labels > 0, gt > 0
     correct = pred_fg & (labels == gt)
@@ -84,7 +100,7 @@ def overlay_image(
     image: np.ndarray,
     labels: np.ndarray,
     gt: np.ndarray | None = None,
-    alpha: float = 0.45,
+    alpha: float = 0.5,
     affine: np.ndarray | None = None,
 ) -> np.ndarray:
     """Image with predicted labels filled in colour and the ground truth outlined in yellow.
@@ -92,7 +108,8 @@ def overlay_image(
     Args:
         image: ``(C, *spatial)`` intensities (channel 0 shown in grey).
         labels: ``(*spatial)`` predicted label values (colour ``PALETTE[value]``).
-        gt: optional ``(*spatial)`` ground truth, drawn as 1-pixel yellow outlines.
+        gt: optional ``(*spatial)`` ground truth, outlined in yellow (one pixel just outside
+            each class).
         alpha: opacity of the filled labels.
         affine: voxel -> RAS+ affine of a volume (radiological display), or None.
 

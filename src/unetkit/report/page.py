@@ -17,7 +17,8 @@ body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:13px}th,td{padding:4px 8px;border-bottom:1px solid #ddd;
 text-align:right}th{background:#f3f3f3;cursor:pointer;user-select:none;position:sticky;top:0}
-td:first-child,th:first-child,td:nth-child(3){text-align:left}
+td:first-child,th:first-child,td:nth-child(3),th:nth-child(3){text-align:left}
+#summary td:nth-child(2),#summary th:nth-child(2){text-align:left}
 th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
 img{max-width:100%}.cards{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;
 padding:8px;border-radius:6px;max-width:100%;box-sizing:border-box}
@@ -175,6 +176,10 @@ def render_html_report(result: Any, overlays: list[dict[str, Any]], title: str =
     length = result.units.get("hd95", "the units of the spacing")
     tolerance = result.summary.get("surface_dice_tolerance")
     tolerance = f" (surface Dice tolerance {html.escape(tolerance)})" if tolerance else ""
+    volume = result.units.get("volume_difference")
+    if volume:
+        litres = " (1 ml = 1,000 mm³)" if volume == "mm³" else ""
+        tolerance += f", volumes in {html.escape(volume)}{litres}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>{_CSS}</style></head><body>

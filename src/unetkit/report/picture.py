@@ -112,13 +112,17 @@ def _legend_layout(items: list[tuple[str, Any]], width: int
                    ) -> tuple[list[tuple[int, int, str, Any]], int]:
     """Positions ``(x, y, text, colour)`` of the legend items, wrapped to ``width``; height."""
     line = _FONT_SIZE + 8
+    sizes = [_text_width(text) + (_SWATCH + 5 if colour is not None else 0) + 14
+             for text, colour in items]
     x, y, placed = _PAD, _PAD, []
-    for text, colour in items:
-        size = _text_width(text) + (_SWATCH + 5 if colour is not None else 0) + 14
-        if x > _PAD and x + size > width - _PAD:
+    for index, (text, colour) in enumerate(items):
+        # a heading starts a new line unless its first entry fits beside it too
+        needed = sizes[index] + (sizes[index + 1] if colour is None and index + 1 < len(items)
+                                 else 0)
+        if x > _PAD and x + needed > width - _PAD:
             x, y = _PAD, y + line
         placed.append((x, y, text, colour))
-        x += size
+        x += sizes[index]
     return placed, y + line + _PAD // 2
 
 
@@ -134,15 +138,20 @@ def _draw_legend(draw: Any, placed: list[tuple[int, int, str, Any]], top: int) -
         draw.text((left, y), text, fill=_INK, font=_font())
 
 
+def display_scale(shape: tuple[int, ...]) -> int:
+    """The whole enlargement factor (1..16) of a ``(H, W)`` plane: at least ``MIN_PANEL``
+    display pixels on its longer side, 1 for planes that large already."""
+    return max(1, min(16, math.ceil(MIN_PANEL / max(*shape[:2], 1))))
+
+
 def compose(panels: list[tuple[str, np.ndarray]], caption: list[str],
-            items: list[tuple[str, Any]]) -> Picture:
-    """Panels ``(title, (h, w, 3) uint8)`` of one size side by side, enlarged, with the
-    ``caption`` lines above and the legend ``items`` below."""
+            items: list[tuple[str, Any]], scale: int = 1) -> Picture:
+    """Panels ``(title, (h, w, 3) uint8)`` of one size, already enlarged ``scale`` times
+    (``display_scale``), side by side with the ``caption`` lines above and the legend
+    ``items`` below."""
     from PIL import Image, ImageDraw
 
-    height, width = panels[0][1].shape[:2]
-    scale = max(1, min(16, math.ceil(MIN_PANEL / max(height, width, 1))))
-    pw, ph = width * scale, height * scale
+    ph, pw = panels[0][1].shape[:2]
     total = 2 * _PAD + len(panels) * pw + (len(panels) - 1) * _GAP
     text_width = total - 2 * _PAD
     lines = [w for text in caption for w in _wrap(text, text_width)]
@@ -159,8 +168,7 @@ def compose(panels: list[tuple[str, np.ndarray]], caption: list[str],
     for index, (title, rgb) in enumerate(panels):
         left = _PAD + index * (pw + _GAP)
         draw.text((left, titles_top), title, fill=_INK, font=_font())
-        big = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
-        canvas.paste(Image.fromarray(big), (left, panel_top))
+        canvas.paste(Image.fromarray(rgb), (left, panel_top))
         origins.append((panel_top, left))
     _draw_legend(draw, placed, legend_top)
     return Picture(np.asarray(canvas), scale, origins, legend_top)
@@ -193,13 +201,13 @@ def render_overlay(image: np.ndarray, labels: np.ndarray, gt: np.ndarray | None 
     """
     grey, pred, truth, where = display_planes(np.asarray(image)[0], labels, gt, affine)
     caption = caption_lines(title, labels, gt, dice, where)
+    scale = display_scale(pred.shape)
     if truth is None:
-        panels = [("prediction", overlay_panel(grey, pred))]
+        panels = [("prediction", overlay_panel(grey, pred, scale=scale))]
     else:
-        panels = [("prediction + truth outline",
-                   overlay_panel(grey, pred, truth)),
-                  ("errors", error_panel(grey, pred, truth))]
-    return compose(panels, caption, legend_entries(labels, gt, names))
+        panels = [("prediction + truth outline", overlay_panel(grey, pred, truth, scale=scale)),
+                  ("errors", error_panel(grey, pred, truth, scale=scale))]
+    return compose(panels, caption, legend_entries(labels, gt, names), scale)
 
 
 def overlay_picture(image: np.ndarray, labels: np.ndarray, gt: np.ndarray | None = None,
