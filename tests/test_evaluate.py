@@ -140,7 +140,9 @@ def test_overlay_colours_prediction_and_outlines_truth() -> None:
     assert rgb.shape == (10, 10, 3)
     assert tuple(rgb[0, 0]) == (0, 0, 0)
     assert rgb[3, 3, 0] > 50 and rgb[3, 3, 1] < rgb[3, 3, 0]  # red tint (PALETTE[1])
-    assert tuple(rgb[5, 5]) == (255, 255, 0) and tuple(rgb[6, 6]) == (0, 0, 0)  # outline only
+    # truth outlined just outside its square (rows/columns 4 and 9), its inside left as is
+    assert tuple(rgb[4, 6]) == tuple(rgb[6, 4]) == tuple(rgb[9, 7]) == (255, 255, 0)
+    assert tuple(rgb[5, 5]) == tuple(rgb[6, 6]) == (0, 0, 0)
     volume = np.zeros((4, 4, 5), np.uint8)
     volume[1:3, 1:3, 3] = 1
     assert overlay_image(np.zeros((1, 4, 4, 5)), volume).shape == (4, 4, 3)

@@ -8,7 +8,8 @@ the best checkpoint, evaluates them and writes into the output folder::
     OUT/run/                   the training run (config, metrics.csv, checkpoints, log)
     OUT/predictions/           predicted masks of the held-out images
     OUT/evaluation/            per-case CSV, summary.json and report.html (unetkit.evaluate)
-    OUT/overlays.png           held-out images with prediction (and ground-truth) outlines
+    OUT/overlays.png           held-out images: prediction, ground-truth outline, error map,
+                               legend, each captioned with the case and its Dice
     OUT/curves.png             training curves
     OUT/summary.json           the headline numbers and where everything is
 """
@@ -72,16 +73,30 @@ def demo_config(time_budget: str | None = "2m", quick: bool = False) -> Config:
     return config
 
 
-def overlay_montage(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path) -> Path:
-    """Side-by-side overlays (image with predicted and ground-truth outlines) as one PNG."""
+def overlay_montage(tiles: list[dict[str, Any]], path: Path, columns: int = 2) -> Path:
+    """Overlay pictures (``unetkit.report.overlay_picture``: prediction and ground truth, the
+    error map, a legend and a caption with the case name and its Dice) in a grid, as one PNG.
+
+    Args:
+        tiles: dicts with ``name``, ``image`` ``(C, H, W)``, ``pred``, ``gt`` and optionally
+            ``dice`` (default: computed) and ``names`` (``{label: name}``).
+        path: the PNG to write.
+        columns: tiles per row.
+    """
     from PIL import Image
 
-    from unetkit.report import overlay_image
+    from unetkit.report import overlay_picture
 
-    tiles = [overlay_image(image, pred, gt) for image, pred, gt in pairs]
-    height = max(t.shape[0] for t in tiles)
-    tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0))) for t in tiles]
-    Image.fromarray(np.concatenate(tiles, axis=1)).save(path)
+    pictures = [overlay_picture(t["image"], t["pred"], t["gt"], title=t["name"],
+                                dice=t.get("dice"), names=t.get("names")) for t in tiles]
+    height = max(p.shape[0] for p in pictures)
+    width = max(p.shape[1] for p in pictures)
+    rows = -(-len(pictures) // columns)
+    canvas = np.full((rows * height, min(columns, len(pictures)) * width, 3), 255, np.uint8)
+    for index, picture in enumerate(pictures):
+        top, left = (index // columns) * height, (index % columns) * width
+        canvas[top:top + picture.shape[0], left:left + picture.shape[1]] = picture
+    Image.fromarray(canvas).save(path)
     return path
 
 
@@ -109,9 +124,9 @@ def run_demo(
     Returns:
         A ``DemoResult`` with the mean foreground Dice on the held-out images.
     """
-    from unetkit.data.io import read_image, read_mask
+    from unetkit.data.io import read_image, read_mask, split_suffix
     from unetkit.data.synthetic import write_cells_dataset
-    from unetkit.evaluate import evaluate_folders
+    from unetkit.evaluate import case_score, evaluate_folders
     from unetkit.infer.files import collect_inputs, predict_files
     from unetkit.infer.predictor import Predictor
     from unetkit.report import write_html_report
@@ -135,14 +150,16 @@ def run_demo(
                                   report=write_html_report)
     dice = float(evaluation.summary["foreground_mean"]["dice"])
 
-    pairs = []
+    tiles = []
     for path in images[:4]:
-        image, _ = read_image(path)
-        pred, _ = read_mask(out / "predictions" / path.name)
-        gt, _ = read_mask(test_dir / "masks" / path.name)
-        pairs.append((image, pred, gt))
+        name = split_suffix(path)[0]
+        tiles.append({"name": name, "image": read_image(path)[0],
+                      "pred": read_mask(out / "predictions" / path.name)[0],
+                      "gt": read_mask(test_dir / "masks" / path.name)[0],
+                      "dice": case_score(evaluation, name) if name in evaluation.per_case
+                      else None, "names": evaluation.labels})
     files = {
-        "overlays": overlay_montage(pairs, out / "overlays.png"),
+        "overlays": overlay_montage(tiles, out / "overlays.png"),
         "curves": Path(shutil.copy(out / "run" / "progress.png", out / "curves.png")),
         "report": evaluation.files.get("html", out / "evaluation"),
         "checkpoint": out / "run" / "best.pt",

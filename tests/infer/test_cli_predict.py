@@ -49,8 +49,9 @@ def test_palette_overlay_and_probabilities(make_checkpoint, tmp_path) -> None:
     mask = Image.open(out / "x.png")
     assert mask.mode == "P" and mask.size == (33, 24)
     assert np.array(mask).max() <= 2
-    overlay = Image.open(out / "overlays" / "x.png")
-    assert overlay.mode == "RGB" and overlay.size == (33, 24)
+    overlay = Image.open(out / "overlays" / "x.png")  # enlarged 8x, caption and legend added
+    assert overlay.mode == "RGB" and overlay.size[0] == 33 * 8 + 16
+    assert overlay.size[1] > 24 * 8
     with np.load(out / "probabilities" / "x.npz") as data:
         probs = data["data"]
     assert probs.shape == (3, 24, 33)

@@ -10,13 +10,14 @@ from unetkit.cli.app import app, console, err_console, fail, log_to_console  # n
 
 
 def _parse_labels(text: str) -> dict[int, str]:
-    """``'1,2'`` or ``'1=liver,2=tumour'`` -> ``{1: 'class1' or name, ...}``."""
+    """``'1,2'`` or ``'1=liver,2=tumour'`` -> ``{1: name or '', ...}`` (an empty name is
+    filled from dataset.json or ``classN`` by the library)."""
     labels = {}
     for item in (p.strip() for p in text.split(",") if p.strip()):
         value, _, name = item.partition("=")
         if not value.strip().isdigit():
             raise ValueError(f"--labels {text!r}: expected e.g. 1,2 or 1=liver,2=tumour")
-        labels[int(value)] = name.strip() or f"class{int(value)}"
+        labels[int(value)] = name.strip()
     return labels
 
 
@@ -41,13 +42,15 @@ def evaluate(
     pred_dir: str = typer.Argument(..., help="folder of predicted masks"),
     gt_dir: str = typer.Argument(..., help="folder of ground-truth masks (or data folder)"),
     labels: str = typer.Option(None, "--labels", help="labels to score: 1,2 or 1=liver,2=tumour "
-                               "(default: every non-zero label of the ground truth)"),
-    spacing: str = typer.Option(None, "--spacing", help="voxel size, e.g. 0.8,0.8,2.5 (default: "
-                                "from each ground-truth file)"),
+                               "(default: dataset.json's labels, found in GT_DIR or its parent, "
+                               "and every non-zero label of the ground truth)"),
+    spacing: str = typer.Option(None, "--spacing", help="voxel size in mm, e.g. 0.8,0.8,2.5 "
+                                "(default: from each ground-truth file)"),
     out: str = typer.Option(None, "--out", "-o",
                             help="report folder (default PRED_DIR/evaluation)"),
     images: str = typer.Option(None, "--images", help="images folder for the overlays"),
-    tau: float = typer.Option(1.0, "--tau", help="surface Dice tolerance (spacing units)"),
+    tau: float = typer.Option(1.0, "--tau", help="surface Dice tolerance (mm, or voxels "
+                              "without a spacing)"),
     roi: str = typer.Option(None, "--roi", help="folder of regions of interest (nonzero = "
                             "inside) named like the masks: only pixels inside are scored"),
     probabilities: str = typer.Option(None, "--probabilities", help="probability maps for ROC/PR "
@@ -60,7 +63,7 @@ def evaluate(
     from rich.markup import escape
     from rich.table import Table
 
-    from unetkit.evaluate import EVAL_METRICS, evaluate_folders
+    from unetkit.evaluate import EVAL_METRICS, evaluate_folders, format_value, header
     from unetkit.report import write_html_report
 
     out_dir = Path(out) if out else Path(pred_dir) / "evaluation"
@@ -75,12 +78,13 @@ def evaluate(
         fail(escape(str(error)), code=2)
     inside = " · inside the regions of interest" if roi else ""
     table = Table(title=f"{len(result.per_case)} cases · mean over cases{inside}")
-    for column in ("label", *EVAL_METRICS):
-        table.add_column(column, justify="left" if column == "label" else "right")
+    table.add_column("label", justify="left")
+    for metric in EVAL_METRICS:
+        table.add_column(escape(header(metric, result.units)), justify="right")
     for label, name in sorted(result.labels.items()):
         stats = result.summary["per_class"].get(label, {})
-        table.add_row(f"{label} {name}", *(f"{stats[m]['mean']:.4g}" if m in stats else "-"
-                                          for m in EVAL_METRICS))
+        table.add_row(escape(f"{label} {name}"), *(format_value(stats[m]["mean"])
+                                                   if m in stats else "-" for m in EVAL_METRICS))
     console.print(table)
     if result.probability is not None:
         console.print(_probability_table(result, inside))

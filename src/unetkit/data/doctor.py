@@ -4,7 +4,8 @@ Nothing on disk is modified.  Errors make a data set unusable as is (unpaired fi
 geometry mismatch, unreadable files, labels outside the declared set, anti-aliased or colour masks
 without a palette, non-finite intensities, an empty or all-background data set); warnings are
 things unetkit fixes on the fly (0/255 masks, grey masks stored as RGB, palette-mapped colours) or
-that look suspicious (lossy JPEG masks, masks without foreground). Regions of interest
+that look suspicious (lossy JPEG masks, masks without foreground, cases whose spacing or
+orientation differs from the others': ``unetkit.data.consistency``). Regions of interest
 (``unetkit.data.roi``) are checked like masks.
 """
 
@@ -16,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from unetkit.data.consistency import check_consistency, class_totals
 from unetkit.data.dataset import Case, DatasetError, scan_dataset
 from unetkit.data.geometry import format_tuple, geometry_mismatch
 from unetkit.data.io import Geometry, read_image, read_mask, split_suffix
-from unetkit.data.mask_checks import looks_antialiased, odd_masks
+from unetkit.data.mask_checks import looks_antialiased
 from unetkit.data.roi import check_roi
 
 _SAMPLES_PER_CASE = 20_000
@@ -107,7 +109,7 @@ def check_dataset(
             records.append(record)
     if not scan.cases:
         report.errors.append(f"{root}: empty data set (no image files in {scan.image_dir})")
-    _check_consistency(records, declared_set, report)
+    check_consistency(records, declared_set, report)
     report.warnings = _group_repeated(report.warnings, Path(root))
     report.summary = _summarise(records, len(scan.cases))
     if scan.roi_dir is not None:
@@ -159,7 +161,8 @@ def _check_case(
         geometry = geometry or geom
     image = np.concatenate([a.astype(np.float32, copy=False) for a in arrays], axis=0)
     record: dict[str, Any] = {"shape": image.shape[1:], "channels": image.shape[0],
-                              "spacing": geometry.spacing, "samples": _sample(image)}
+                              "spacing": geometry.spacing, "samples": _sample(image),
+                              "path": case.image_paths[0], "affine": geometry.affine}
     mask = None
     if case.mask_path is not None:
         record["mask"] = case.mask_path
@@ -219,55 +222,6 @@ def _sample(image: np.ndarray) -> np.ndarray:
     return flat[:, ::step]
 
 
-def _check_consistency(
-    records: list[dict[str, Any]], declared: set[int] | None, report: DoctorReport
-) -> None:
-    if not records:
-        return
-    channels = {r["channels"] for r in records}
-    if len(channels) > 1:
-        report.errors.append(f"{report.root}: cases have different channel counts "
-                             f"{sorted(channels)}")
-    dims = {len(r["shape"]) for r in records}
-    if len(dims) > 1:
-        report.errors.append(f"{report.root}: cases mix 2-D and 3-D images")
-    totals = _class_totals(records)
-    if totals and set(totals) <= {0}:
-        report.errors.append(f"{report.root}: every mask is all background; a network trained on "
-                             "this predicts only background (check the mask encoding)")
-    if declared is None:
-        _check_odd_masks(records, report)
-    if declared is None and totals:
-        found = sorted(totals)
-        if found != list(range(len(found))):
-            report.warnings.append(f"{report.root}: mask values {found} are not consecutive "
-                                   "0..K-1; declare the labels (--labels) to confirm them")
-
-
-def _check_odd_masks(records: list[dict[str, Any]], report: DoctorReport) -> None:
-    """Masks that differ from a mostly binary data set (files with an error already skipped)."""
-    values = {r["mask"]: set(r["counts"]) for r in records if r.get("counts")}
-    flagged = {message.partition(": ")[0] for message in report.errors}
-    for path in odd_masks(values):
-        if str(path) in flagged:
-            continue
-        held = sorted(values[path])
-        shown = ", ".join(map(str, held[:8])) + (", ..." if len(held) > 8 else "")
-        report.errors.append(f"{path}: {len(held)} mask values ({shown}) where most masks are "
-                             "binary; anti-aliased, an instance map or another encoding? "
-                             "Re-save it with the labels of the others, or declare the labels")
-
-
-def _class_totals(records: list[dict[str, Any]]) -> dict[int, list[int]]:
-    totals: dict[int, list[int]] = {}
-    for record in records:
-        for label, count in (record.get("counts") or {}).items():
-            entry = totals.setdefault(label, [0, 0])
-            entry[0] += count
-            entry[1] += 1
-    return totals
-
-
 def _summarise(records: list[dict[str, Any]], case_count: int) -> dict[str, Any]:
     summary: dict[str, Any] = {"case_count": case_count}
     if not records or len({len(r["shape"]) for r in records}) > 1:
@@ -290,7 +244,7 @@ def _summarise(records: list[dict[str, Any]], case_count: int) -> dict[str, Any]
             stats = dict(zip(names, np.percentile(row, _PERCENTILES), strict=True))
             stats.update(mean=row.mean(), std=row.std())
             summary["intensity"].append({k: float(v) for k, v in stats.items()})
-    totals = _class_totals(records)
+    totals = class_totals(records)
     voxels = sum(t[0] for t in totals.values()) or 1
     summary["class_frequencies"] = {
         label: {"voxel_fraction": count / voxels, "cases": cases}

@@ -13,15 +13,17 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from unetkit.data import io
 from unetkit.data.roi import read_roi
 from unetkit.evaluate import probability as prob
-from unetkit.evaluate.matching import case_files, match_cases
+from unetkit.evaluate.labels import scored_labels
+from unetkit.evaluate.matching import case_files, find_case, match_cases
 from unetkit.evaluate.tables import EVAL_METRICS, write_csv, write_summary
+from unetkit.evaluate.units import common_unit, metric_units, quantity, spacing_unit
 from unetkit.metrics import aggregate, case_metrics, foreground_mean
 from unetkit.metrics.probability import ProbabilityScores
 
@@ -32,7 +34,8 @@ log = logging.getLogger(__name__)
 class EvaluationResult:
     """Per-case metrics ``{case: {label: {metric: value}}}``, their summary and written files;
     ``probability``: the threshold-free scores of ``probability_cases`` (two-class tasks with
-    probability maps), else None."""
+    probability maps), else None; ``units``: ``{metric: unit}`` of the metrics that have one
+    (``unetkit.evaluate.units``)."""
 
     per_case: dict[str, dict[int, dict[str, float]]]
     summary: dict[str, Any]
@@ -41,11 +44,24 @@ class EvaluationResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     probability: ProbabilityScores | None = None
     probability_cases: list[str] = field(default_factory=list)
+    units: dict[str, str] = field(default_factory=dict)
+
+
+class LoadedCase(NamedTuple):
+    """One case read for scoring: prediction and truth (background outside the region of
+    interest), the spacing used, the region of interest, the truth's affine and length unit."""
+
+    pred: np.ndarray
+    gt: np.ndarray
+    spacing: tuple[float, ...]
+    roi: np.ndarray | None
+    affine: np.ndarray | None
+    unit: str
 
 
 def _read_case(pred_path: Path, gt_path: Path, roi_path: Path | None,
-               spacing: Sequence[float] | None) -> tuple:
-    """``(prediction, truth, spacing, roi)`` with background outside the region of interest."""
+               spacing: Sequence[float] | None) -> LoadedCase:
+    """The case with background outside the region of interest."""
     pred, _ = io.read_mask(pred_path)
     gt, geometry = io.read_mask(gt_path)
     pred, gt = _as_labels(pred), _as_labels(gt)
@@ -58,12 +74,13 @@ def _read_case(pred_path: Path, gt_path: Path, roi_path: Path | None,
             raise ValueError(f"{roi_path}: region of interest shape {roi.shape} differs from the "
                              f"ground truth's {gt.shape}")
         pred, gt = np.where(roi, pred, 0), np.where(roi, gt, 0)
-    return pred, gt, tuple(spacing) if spacing else geometry.spacing, roi
+    return LoadedCase(pred, gt, tuple(spacing) if spacing else geometry.spacing, roi,
+                      geometry.affine, spacing_unit(geometry, given=bool(spacing)))
 
 
 def _load(pairs: list[tuple[str, Path, Path]], rois: dict[str, Path] | None,
           roi_dir: str | Path | None, spacing: Sequence[float] | None,
-          failed: list[tuple[str, str]]) -> dict[str, tuple]:
+          failed: list[tuple[str, str]]) -> dict[str, LoadedCase]:
     """Every readable case; the others are appended to ``failed`` with the reason."""
     loaded = {}
     for key, pred_path, gt_path in pairs:
@@ -78,7 +95,7 @@ def _load(pairs: list[tuple[str, Path, Path]], rois: dict[str, Path] | None,
     return loaded
 
 
-def _probability_maps(folder: Path, loaded: dict[str, tuple], failed: list[tuple[str, str]]
+def _probability_maps(folder: Path, loaded: dict[str, LoadedCase], failed: list[tuple[str, str]]
                       ) -> dict[str, np.ndarray]:
     """Each case's foreground probability; a case without a readable map leaves ``loaded``
     for ``failed`` (every score then covers the same cases)."""
@@ -87,7 +104,7 @@ def _probability_maps(folder: Path, loaded: dict[str, tuple], failed: list[tuple
         try:
             if key not in files:
                 raise FileNotFoundError(f"no probability map for {key} in {folder}")
-            maps[key] = prob.read_foreground(files[key], loaded[key][1].shape)
+            maps[key] = prob.read_foreground(files[key], loaded[key].gt.shape)
         except Exception as exc:
             failed.append((key, f"{type(exc).__name__}: {exc}"))
             log.warning("%s: not evaluated (%s)", key, exc)
@@ -114,8 +131,10 @@ def evaluate_folders(
         pred_dir: folder of predicted masks (and ``probabilities/`` when they were saved).
         gt_dir: folder of ground-truth masks (or a data folder with a ``masks`` sub-folder).
         out_dir: where to write ``per_case.csv``, ``summary.json`` and the report; None: no files.
-        labels: ``{label: name}`` to score (default: every non-zero label in the ground truth).
-        spacing: voxel size per axis (default: each ground-truth file's own spacing).
+        labels: ``{label: name}`` to score (an empty name is filled in); default: the
+            foreground labels of a ``dataset.json`` in ``gt_dir`` or its parent and every
+            non-zero label of the ground truth, named by ``dataset.json`` or ``classN``.
+        spacing: voxel size per axis in mm (default: each ground-truth file's own spacing).
         tau: surface-Dice tolerance in the units of the spacing.
         images_dir: images to draw the overlays on (matched by name; default: none, the
             overlays then show the masks alone).
@@ -140,9 +159,8 @@ def evaluate_folders(
     folder = prob.probability_folder(Path(pred_dir), probabilities_dir)
     failed = [(key, "no prediction") for key in missing]
     loaded = _load(pairs, rois, roi_dir, spacing, failed)
-    if labels is None:
-        values = sorted({int(v) for _, gt, _, _ in loaded.values() for v in np.unique(gt)} - {0})
-        labels = {v: f"class{v}" for v in values or [1]}
+    found = {int(v) for case in loaded.values() for v in np.unique(case.gt)}
+    labels = scored_labels(gt_dir, labels, found)
     two_class = sorted(labels) == [1]
     if probabilities_dir is not None and not two_class:
         raise ValueError(f"--probabilities: threshold-free metrics need a two-class task; "
@@ -150,10 +168,15 @@ def evaluate_folders(
     maps = _probability_maps(folder, loaded, failed) if folder and two_class else None
     if not loaded:
         raise ValueError(f"no case could be evaluated: {failed[:3]}")
-    per_case = {key: case_metrics(pred, gt, sorted(labels), spacing=sp, metrics=EVAL_METRICS,
-                                  tau=tau) for key, (pred, gt, sp, _) in loaded.items()}
+    per_case = {key: case_metrics(case.pred, case.gt, sorted(labels), spacing=case.spacing,
+                                  metrics=EVAL_METRICS, tau=tau) for key, case in loaded.items()}
     result = EvaluationResult(per_case, aggregate(per_case), dict(labels), failed=failed)
     result.summary["roi_dir"] = str(roi_dir) if roi_dir is not None else None
+    unit = common_unit([case.unit for case in loaded.values()])
+    dims = next(iter(loaded.values())).gt.ndim
+    result.units = metric_units(EVAL_METRICS, unit, dims)
+    result.summary["units"] = result.units
+    result.summary["surface_dice_tolerance"] = quantity(tau, result.units["hd95"])
     if maps is not None and folder is not None:
         result.probability_cases = list(loaded)
         result.probability = prob.score_probabilities(result.probability_cases, maps, loaded)
@@ -189,24 +212,37 @@ def ranked_cases(result: EvaluationResult) -> list[str]:
     return sorted(scores, key=lambda c: (math.isnan(scores[c]), -np.nan_to_num(scores[c])))
 
 
-def _overlay_cases(result: EvaluationResult, loaded: dict, images_dir: str | Path | None,
-                   count: int = 3) -> list[dict[str, Any]]:
-    """Image, prediction and ground truth of the best and worst ``count`` cases."""
+def best_and_worst(result: EvaluationResult, count: int = 3) -> list[tuple[str, str]]:
+    """``("best" | "worst", case)`` for the report's cards: up to ``count`` of each, never the
+    same case twice (with few cases the better half is "best", the rest "worst"; worst first)."""
     ranked = ranked_cases(result)
-    chosen = [("best", c) for c in ranked[:count]]
-    chosen += [("worst", c) for c in ranked[::-1][:count] if c not in ranked[:count]]
+    n_best = min(count, math.ceil(len(ranked) / 2))
+    n_worst = min(count, len(ranked) - n_best)
+    worst = ranked[len(ranked) - n_worst:][::-1] if n_worst else []
+    return [("best", c) for c in ranked[:n_best]] + [("worst", c) for c in worst]
+
+
+def _overlay_cases(result: EvaluationResult, loaded: dict[str, LoadedCase],
+                   images_dir: str | Path | None, count: int = 3) -> list[dict[str, Any]]:
+    """Image, prediction, ground truth and affine of the best and worst ``count`` cases (a
+    black image where none is given or readable)."""
     images = case_files(Path(images_dir), "images") if images_dir else {}
     out = []
-    for kind, case in chosen:
-        pred, gt, _, _ = loaded[case]
-        image = None
-        if case in images:
+    for kind, case in best_and_worst(result, count):
+        loaded_case, image, path = loaded[case], None, find_case(images, case)
+        if path is not None:
             try:
-                image = io.read_image(images[case])[0]
+                image = io.read_image(path)[0]
             except Exception as exc:  # an overlay without its image is still useful
                 log.warning("%s: image not readable for the overlay (%s)", case, exc)
-        if image is None or image.shape[1:] != gt.shape:
-            image = gt[None].astype(np.float32)
+        if images_dir is not None and path is None:
+            log.warning("%s: no image in %s for the overlay (drawn on black)", case, images_dir)
+        elif image is not None and image.shape[1:] != loaded_case.gt.shape:
+            log.warning("%s: image size %s differs from the mask's %s (overlay drawn on black)",
+                        case, tuple(image.shape[1:]), loaded_case.gt.shape)
+        if image is None or image.shape[1:] != loaded_case.gt.shape:
+            image = np.zeros((1, *loaded_case.gt.shape), np.float32)
         out.append({"kind": kind, "case": case, "score": case_score(result, case),
-                    "image": image, "pred": pred, "gt": gt})
+                    "image": image, "pred": loaded_case.pred, "gt": loaded_case.gt,
+                    "affine": loaded_case.affine})
     return out

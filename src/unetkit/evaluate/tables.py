@@ -1,4 +1,9 @@
-"""The evaluation's tables on disk: ``per_case.csv`` and ``summary.json``."""
+"""The evaluation's tables on disk: ``per_case.csv`` and ``summary.json``.
+
+The CSV keeps plain metric names as column headers (machine-readable, full precision); the units
+of its distance and volume columns are ``summary.json``'s ``units`` entry (``{"hd95": "mm",
+"volume_difference": "mm³", ...}``, ``unetkit.evaluate.units``).
+"""
 
 from __future__ import annotations
 
@@ -59,8 +64,9 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_summary(result: EvaluationResult, path: Path) -> Path:
-    """``summary.json``: labels, aggregate statistics, per-case foreground means, the
-    threshold-free scores (``probability``: pooled, mean over cases, per case), failures."""
+    """``summary.json``: labels, aggregate statistics, per-case foreground means, ``units``
+    of the distance and volume metrics, the threshold-free scores (``probability``: pooled, mean
+    over cases, per case), failures."""
     data = {"labels": result.labels, "metrics": list(metric_columns(result)), **result.summary,
             "failed": [{"case": c, "error": e} for c, e in result.failed]}
     path.write_text(json.dumps(_json_safe(data), indent=2))

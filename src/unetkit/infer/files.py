@@ -230,7 +230,7 @@ def predict_files(
     out_dir: str | Path,
     *,
     save_probabilities: bool = False,
-    overlay: Callable[[Path, np.ndarray, np.ndarray], object] | None = None,
+    overlay: Callable[..., object] | None = None,
     palette: bool = False,
     on_case: Callable[[Path, str | None], None] | None = None,
     roi_dir: str | Path | None = None,
@@ -243,8 +243,10 @@ def predict_files(
         inputs: image files and/or folders (expanded by ``collect_inputs``).
         out_dir: output folder (created); never an input folder (``check_outputs``).
         save_probabilities: also write ``probabilities/<name>`` (NIfTI or ``.npz``).
-        overlay: called as ``overlay(png_path, image, labels)`` to draw
-            ``overlays/<name>.png`` (e.g. ``unetkit.report.save_overlay``); None: no overlays.
+        overlay: called as ``overlay(png_path, image, labels, affine=..., names=...,
+            title=case id)`` to draw ``overlays/<name>.png`` (e.g.
+            ``unetkit.report.save_overlay``: radiological slice of a volume, class names in the
+            legend); None: no overlays.
         palette: PNG masks as indexed colour PNGs (values 0..K-1).
         on_case: called after each input with ``(path, error message or None)``.
         roi_dir: folder of regions of interest (``unetkit.infer.roi``): background outside
@@ -288,7 +290,8 @@ def predict_files(
             if outputs.probabilities is not None:
                 write_probabilities(prediction, outputs.probabilities)
             if overlay is not None and outputs.overlay is not None:
-                overlay(outputs.overlay, image, prediction.labels)
+                overlay(outputs.overlay, image, prediction.labels, affine=geometry.affine,
+                        names=predictor.labels, title=case.case_id)
         except Exception as exc:  # one bad file must not stop the batch
             error = f"{type(exc).__name__}: {exc}"
             log.warning("%s: skipped (%s)", source, error)

@@ -1,83 +1,129 @@
-"""Overlays: an image with predicted labels filled in colour and ground-truth outlines on top."""
+"""Overlay panels: the prediction against the ground truth, and the error map.
+
+* ``overlay_image``: the image in grey with the predicted labels filled in their class colours
+  (``unetkit.infer.files.PALETTE``) and the ground truth outlined in yellow (``GT_OUTLINE``)
+  just outside each of its classes, so that the outline never hides a thin structure.
+* ``error_image``: the image dimmed, agreeing foreground in green, false positives (predicted
+  foreground where the truth is background) in magenta, false negatives (truth missed) in cyan
+  and, with several classes, foreground given the wrong class in orange; errors are solid
+  colours so that one-pixel mistakes on thin structures stay visible.
+
+Volumes show one slice (``unetkit.report.slices``: through the largest ground-truth structure,
+radiological orientation when an affine is given). The pictures with legend and caption that
+users get are ``unetkit.report.picture``'s.
+"""
 
 from __future__ import annotations
 
-from os import PathLike
-
 import numpy as np
 
+from unetkit.report.slices import display_planes
 
-def _grey_uint8(image: np.ndarray) -> np.ndarray:
-    """Channel 0 of ``(C, *spatial)`` scaled to 0..255 between its 1st and 99th percentiles."""
-    grey = np.asarray(image[0], dtype=np.float32)
+GT_OUTLINE = (255, 255, 0)
+CORRECT = (0, 190, 0)
+FALSE_POSITIVE = (255, 0, 255)
+FALSE_NEGATIVE = (0, 255, 255)
+WRONG_CLASS = (255, 140, 0)
+_CORRECT_ALPHA = 0.55
+_DIM = 0.6  # image brightness under the error map
+
+
+def palette() -> np.ndarray:
+    """Class colours ``(K, 3)`` float32 (index 0 background), shared with palette PNG masks."""
+    from unetkit.infer.files import PALETTE
+
+    return np.array(PALETTE, dtype=np.float32)
+
+
+def grey_uint8(image: np.ndarray) -> np.ndarray:
+    """``(*spatial)`` intensities scaled to 0..255 between their 1st and 99th percentiles."""
+    grey = np.asarray(image, dtype=np.float32)
     low, high = np.percentile(grey, (1, 99)) if grey.size else (0.0, 1.0)
     if high <= low:
         high = low + 1.0
     return (np.clip((grey - low) / (high - low), 0, 1) * 255).astype(np.uint8)
 
 
-def _boundary(mask: np.ndarray) -> np.ndarray:
-    """Pixels of a 2-D boolean mask with a 4-neighbour outside it."""
+def _enlarge(plane: np.ndarray, scale: int) -> np.ndarray:
+    """Each pixel of a 2-D plane as a ``scale`` x ``scale`` square (nearest neighbour)."""
+    return plane if scale == 1 else np.repeat(np.repeat(plane, scale, 0), scale, 1)
+
+
+def _rgb(grey: np.ndarray, brightness: float = 1.0) -> np.ndarray:
+    return np.repeat(grey_uint8(grey).astype(np.float32)[..., None] * brightness, 3, axis=-1)
+
+
+def outline_width(scale: int) -> int:
+    """Width in display pixels of the ground-truth outline of a picture enlarged ``scale``
+    times: one pixel at full size, a third of an image pixel when enlarged."""
+    return max(1, scale // 3)
+
+
+def overlay_panel(grey: np.ndarray, labels: np.ndarray, gt: np.ndarray | None = None,
+                  alpha: float = 0.5, scale: int = 1) -> np.ndarray:
+    """2-D ``(H, W)`` planes -> ``(H * scale, W * scale, 3)`` uint8: labels filled in their
+    class colours, the ground truth outlined in ``GT_OUTLINE`` just outside each of its classes
+    (the outline never covers the structure, so thin predicted structures stay visible)."""
     from scipy import ndimage
 
-    return mask & ~ndimage.binary_erosion(mask, border_value=1)
+    grey, labels = _enlarge(grey, scale), _enlarge(labels, scale)
+    colours = palette()
+    rgb = _rgb(grey)
+    fill = labels > 0
+    tint = colours[labels.astype(np.int64) % len(colours)]
+    rgb[fill] = (1 - alpha) * rgb[fill] + alpha * tint[fill]
+    if gt is not None:
+        gt = _enlarge(gt, scale)
+        for value in np.unique(gt[gt > 0]):
+            inside = gt == value
+            ring = ndimage.binary_dilation(inside, iterations=outline_width(scale)) & ~inside
+            rgb[ring] = GT_OUTLINE
+    return rgb.round().clip(0, 255).astype(np.uint8)
 
 
-def pick_slice(labels: np.ndarray, gt: np.ndarray | None = None) -> int:
-    """For a 3-D map, the index along the last axis with the most foreground (pred or gt)."""
-    fg = (labels > 0) if gt is None else (labels > 0) | (gt > 0)
-    counts = fg.reshape(-1, fg.shape[-1]).sum(0)
-    return int(counts.argmax()) if counts.any() else fg.shape[-1] // 2
+def error_panel(grey: np.ndarray, labels: np.ndarray, gt: np.ndarray,
+                scale: int = 1) -> np.ndarray:
+    """2-D ``(H, W)`` planes -> ``(H * scale, W * scale, 3)`` uint8 error map (colours in
+    the module doc)."""
+    grey, labels, gt = (_enlarge(a, scale) for a in (grey, labels, gt))
+    rgb = _rgb(grey, _DIM)
+    pred_fg, gt_fg = labels > 0, gt > 0
+    correct = pred_fg & (labels == gt)
+    rgb[correct] = (1 - _CORRECT_ALPHA) * rgb[correct] + _CORRECT_ALPHA * np.array(CORRECT)
+    rgb[pred_fg & ~gt_fg] = FALSE_POSITIVE
+    rgb[gt_fg & ~pred_fg] = FALSE_NEGATIVE
+    rgb[pred_fg & gt_fg & (labels != gt)] = WRONG_CLASS
+    return rgb.round().clip(0, 255).astype(np.uint8)
 
 
 def overlay_image(
     image: np.ndarray,
     labels: np.ndarray,
     gt: np.ndarray | None = None,
-    alpha: float = 0.45,
+    alpha: float = 0.5,
+    affine: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Image with predicted labels filled in colour and ground-truth outlines on top.
+    """Image with predicted labels filled in colour and the ground truth outlined in yellow.
 
     Args:
         image: ``(C, *spatial)`` intensities (channel 0 shown in grey).
         labels: ``(*spatial)`` predicted label values (colour ``PALETTE[value]``).
-        gt: optional ``(*spatial)`` ground truth, drawn as 1-pixel outlines in its class colour
-            lightened (yellow for binary masks).
+        gt: optional ``(*spatial)`` ground truth, outlined in yellow (one pixel just outside
+            each class).
         alpha: opacity of the filled labels.
+        affine: voxel -> RAS+ affine of a volume (radiological display), or None.
 
     Returns:
-        ``(H, W, 3)`` uint8 RGB; 3-D inputs show the slice ``pick_slice`` chooses.
+        ``(H, W, 3)`` uint8 RGB; volumes show the slice ``unetkit.report.slices`` chooses.
     """
-    from unetkit.infer.files import PALETTE
-
-    if labels.ndim == 3:
-        index = pick_slice(labels, gt)
-        image, labels = image[..., index], labels[..., index]
-        gt = gt[..., index] if gt is not None else None
-    colours = np.array(PALETTE, dtype=np.float32)
-    grey = _grey_uint8(image).astype(np.float32)
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
-    fill = labels > 0
-    tint = colours[labels.astype(np.int64) % len(colours)]
-    rgb[fill] = (1 - alpha) * rgb[fill] + alpha * tint[fill]
-    if gt is not None:
-        for value in np.unique(gt[gt > 0]):
-            edge = _boundary(gt == value)
-            colour = (255, 255, 0) if gt.max() == 1 else 0.5 * (
-                colours[int(value) % len(colours)] + 255)
-            rgb[edge] = colour
-    return rgb.round().clip(0, 255).astype(np.uint8)
+    grey, pred, truth, _ = display_planes(np.asarray(image)[0], labels, gt, affine)
+    return overlay_panel(grey, pred, truth, alpha)
 
 
-def save_overlay(
-    path: str | PathLike, image: np.ndarray, labels: np.ndarray, gt: np.ndarray | None = None
-) -> PathLike:
-    """Write ``overlay_image(image, labels, gt)`` as a PNG at ``path``; returns the path."""
-    from pathlib import Path
-
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(overlay_image(image, labels, gt)).save(path)
-    return path
+def error_image(image: np.ndarray, labels: np.ndarray, gt: np.ndarray,
+                affine: np.ndarray | None = None) -> np.ndarray:
+    """The error map ``(H, W, 3)`` uint8 of ``labels`` against ``gt`` on ``image``
+    ``(C, *spatial)`` (same slice and orientation as ``overlay_image``)."""
+    grey, pred, truth, _ = display_planes(np.asarray(image)[0], labels, gt, affine)
+    assert truth is not None
+    return error_panel(grey, pred, truth)

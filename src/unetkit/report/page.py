@@ -10,18 +10,19 @@ from os import PathLike
 from typing import Any
 
 from unetkit.report.curves import roc_pr_png
-from unetkit.report.overlays import overlay_image
+from unetkit.report.picture import render_overlay
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:13px}th,td{padding:4px 8px;border-bottom:1px solid #ddd;
 text-align:right}th{background:#f3f3f3;cursor:pointer;user-select:none;position:sticky;top:0}
-td:first-child,th:first-child,td:nth-child(3){text-align:left}
+td:first-child,th:first-child,td:nth-child(3),th:nth-child(3){text-align:left}
+#summary td:nth-child(2),#summary th:nth-child(2){text-align:left}
 th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
 img{max-width:100%}.cards{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;
-padding:8px;border-radius:6px}.card img{width:260px;height:auto;image-rendering:pixelated;
-display:block}
+padding:8px;border-radius:6px;max-width:100%;box-sizing:border-box}
+.card img{display:block;height:auto;image-rendering:pixelated}
 .muted{color:#777}.bad{color:#b00}
 """
 
@@ -52,10 +53,13 @@ def _png_data_uri(png: bytes) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A table cell: numbers shown as ``format_value`` writes them, sorted by their value."""
+    from unetkit.evaluate.units import format_value
+
     if isinstance(value, float):
         if math.isnan(value):
             return '<td data-v="" class="muted">–</td>'
-        return f'<td data-v="{value!r}">{value:.4g}</td>'
+        return f'<td data-v="{value!r}">{html.escape(format_value(value))}</td>'
     text = html.escape(str(value))
     return f'<td data-v="{text}">{text}</td>'
 
@@ -74,7 +78,8 @@ def _box_plots_png(result: Any, metrics: tuple[str, ...]) -> bytes:
         ax.boxplot([d if d else [math.nan] for d in data], showmeans=True)
         ax.set_xticks(range(1, len(labels) + 1),
                       [result.labels[label] for label in labels], rotation=30, fontsize=8)
-        ax.set_title(metric.replace("_", " "), fontsize=10)
+        unit = result.units.get(metric)
+        ax.set_title(metric.replace("_", " ") + (f" [{unit}]" if unit else ""), fontsize=10)
     fig.tight_layout()
     buffer = _bytes_io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
@@ -82,23 +87,33 @@ def _box_plots_png(result: Any, metrics: tuple[str, ...]) -> bytes:
     return buffer.getvalue()
 
 
-def _overlay_cards(overlays: list[dict[str, Any]]) -> str:
+def _overlay_cards(overlays: list[dict[str, Any]], names: dict[int, str]) -> str:
+    """One card per case: the overlay picture (caption with the case and its Dice, legend)."""
     from PIL import Image
 
     cards = []
     for item in overlays:
         buffer = _bytes_io.BytesIO()
-        Image.fromarray(overlay_image(item["image"], item["pred"], item["gt"])).save(
-            buffer, format="PNG")
+        picture = render_overlay(item["image"], item["pred"], item["gt"],
+                                 affine=item.get("affine"), names=names,
+                                 title=f"{item['kind']}: {item['case']}", dice=item["score"])
+        Image.fromarray(picture.rgb).save(buffer, format="PNG")
         score = "n/a" if math.isnan(item["score"]) else f"{item['score']:.4f}"
-        cards.append(f'<div class="card"><img alt="{html.escape(item["case"])}" '
-                     f'src="{_png_data_uri(buffer.getvalue())}"><div><b>{item["kind"]}</b> '
-                     f'{html.escape(item["case"])} – Dice {score}</div></div>')
+        text = f"{item['kind']}: {item['case']} – Dice {score}"
+        cards.append(f'<div class="card"><img alt="{html.escape(text)}" '
+                     f'width="{picture.rgb.shape[1]}" '
+                     f'src="{_png_data_uri(buffer.getvalue())}"></div>')
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
+def _head(metric: str, units: dict[str, str]) -> str:
+    from unetkit.evaluate.units import header
+
+    return f"<th>{html.escape(header(metric, units))}</th>"
+
+
 def _summary_table(result: Any, metrics: tuple[str, ...]) -> str:
-    head = "".join(f"<th>{m}</th>" for m in metrics)
+    head = "".join(_head(m, result.units) for m in metrics)
     rows = []
     for label in sorted(result.labels):
         stats = result.summary["per_class"].get(label, {})
@@ -140,7 +155,8 @@ def render_html_report(result: Any, overlays: list[dict[str, Any]], title: str =
 
     Args:
         result: an ``unetkit.evaluate.EvaluationResult``.
-        overlays: dicts with ``kind``, ``case``, ``score``, ``image``, ``pred``, ``gt``.
+        overlays: dicts with ``kind``, ``case``, ``score``, ``image``, ``pred``, ``gt`` and
+            optionally ``affine`` (of a volume: radiological display).
         title: page title (default: "unetkit evaluation").
     """
     from unetkit.evaluate import EVAL_METRICS, PROBABILITY_METRICS, table_rows
@@ -148,7 +164,7 @@ def render_html_report(result: Any, overlays: list[dict[str, Any]], title: str =
     title = html.escape(title or "unetkit evaluation")
     columns = ("case", "label", "name", *EVAL_METRICS,
                *(PROBABILITY_METRICS if result.probability is not None else ()))
-    head = "".join(f"<th>{name}</th>" for name in columns)
+    head = "".join(_head(name, result.units) for name in columns)
     body = "".join("<tr>" + "".join(_cell(row.get(k, math.nan)) for k in columns) + "</tr>"
                    for row in table_rows(result))
     plots = _png_data_uri(_box_plots_png(result, ("dice", "iou", "hd95", "assd",
@@ -157,17 +173,29 @@ def render_html_report(result: Any, overlays: list[dict[str, Any]], title: str =
                      for c, e in result.failed)
     scope = (f", {len(result.failed)} failed" if failed else "") + (
         " inside their regions of interest" if result.summary.get("roi_dir") else "")
+    length = result.units.get("hd95", "the units of the spacing")
+    tolerance = result.summary.get("surface_dice_tolerance")
+    tolerance = f" (surface Dice tolerance {html.escape(tolerance)})" if tolerance else ""
+    volume = result.units.get("volume_difference")
+    if volume:
+        litres = " (1 ml = 1,000 mm³)" if volume == "mm³" else ""
+        tolerance += f", volumes in {html.escape(volume)}{litres}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>{_CSS}</style></head><body>
 <h1>{title}</h1>
 <p>{len(result.per_case)} cases evaluated{scope}.
-Distances in the units of the spacing; NaN (–) where a label is absent from both masks.</p>
+Distances in {html.escape(length)}{tolerance}; NaN (–) where a label is absent from both masks.</p>
 <h2>Summary (mean over cases)</h2>{_summary_table(result, EVAL_METRICS)}
 {_probability_section(result)}
 <h2>Distribution over cases</h2><img alt="box plots" src="{plots}">
 <h2>Best and worst cases</h2>
-<p class="muted">Filled: prediction; outline: ground truth.</p>{_overlay_cards(overlays)}
+<p class="muted">Left: the prediction filled in its class colours, the ground truth outlined in
+yellow. Right: the errors: green correct, magenta false positive (predicted, not in the ground
+truth), cyan false negative (missed), orange wrong class. Volumes show the slice through the
+largest ground-truth structure: axial, the patient's right on the left (radiological), when the
+files carry an orientation (NIfTI, NRRD, DICOM); else the last array axis as stored.</p>
+{_overlay_cards(overlays, result.labels)}
 <h2>Per case</h2><p class="muted">Click a column header to sort.</p>
 <table id="cases" class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 {f"<h2>Failed cases</h2><ul>{failed}</ul>" if failed else ""}
