@@ -36,7 +36,7 @@ KEYS = ("f1", "roc_auc", "pr_auc", "accuracy", "sensitivity", "specificity", "pr
 def load_case(pred: Path, data: Path, case: str) -> tuple[np.ndarray, ...]:
     """``(probability, prediction, truth, fov)`` of one held-out image."""
     probability = np.load(pred / "probabilities" / f"{case}.npz")["data"][1]
-    prediction = read_mask(pred / f"{case}.png")[0] > 0
+    prediction = read_mask(pred / f"{case}.png")[0] > 0  # PNG like the training masks
     truth = read_mask(data / "masks" / f"{case}.png")[0] > 0
     fov = read_image(data / "fov" / f"{case}.png")[0][0] > 0
     return probability, prediction, truth, fov

@@ -63,6 +63,7 @@ def metadata(checkpoint: dict[str, Any]) -> dict[str, Any]:
             "config": checkpoint["config"],
             "labels": {str(k): v for k, v in checkpoint["labels"].items()},
             "mask_values": {str(k): int(v) for k, v in mask_values.items()},
+            "mask_format": checkpoint.get("mask_format"),
             "preprocessing": checkpoint.get("preprocessing"),
             "calibration": checkpoint.get("calibration")}
 

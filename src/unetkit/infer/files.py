@@ -1,7 +1,9 @@
 """Predict folders of files: input discovery, output naming and formats, failures per file.
 
 Masks are written in the input's format and geometry (NIfTI keeps its affine, PNG stays PNG of
-the same size); JPEG/BMP inputs give PNG masks (lossless), DICOM gives NIfTI. Label values are
+the same size); JPEG/BMP inputs give PNG masks (lossless), DICOM gives NIfTI, and 2D images whose
+model was trained on 2D masks of another format give masks in that format
+(``unetkit.infer.outputs``: DRIVE's TIFF photographs -> PNG like its masks). Label values are
 written as the training masks stored them (``mask_values``, e.g. 255 for a 0/255 binary mask),
 or as palette indices with ``palette=True``. One unreadable input never stops the batch. With
 ``roi_dir`` each case is restricted to its region of interest (``unetkit.infer.roi``).
@@ -26,37 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from unetkit.data import io, io_medical
+from unetkit.data import io
 from unetkit.data.dataset import CHANNEL_SUFFIX
+from unetkit.infer.outputs import OutputPathError, Outputs, check_outputs, outputs_for  # noqa: F401
 from unetkit.infer.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
-
-_OUTPUT_SUFFIX = {".jpg": ".png", ".jpeg": ".png", ".bmp": ".png", ".gif": ".png",
-                  ".dcm": ".nii.gz"}
 
 # label index -> RGB for palette PNGs and overlays (0 = background, black)
 PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25),
            (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60),
            (250, 190, 212), (0, 128, 128), (220, 190, 255), (170, 110, 40), (128, 0, 0),
            (170, 255, 195)]
-
-
-class OutputPathError(ValueError):
-    """Writing the outputs of a batch would touch an input or follow a symbolic link."""
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """Where one input's files go: the mask, and probabilities / overlay when asked for."""
-
-    mask: Path
-    probabilities: Path | None = None
-    overlay: Path | None = None
-
-    def paths(self) -> list[Path]:
-        """The planned paths that are not None."""
-        return [p for p in (self.mask, self.probabilities, self.overlay) if p is not None]
 
 
 @dataclass
@@ -119,76 +102,6 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
         else:
             found.append(item)
     return found
-
-
-def output_path(source: Path, out_dir: Path, tag: str = "", name: str | None = None) -> Path:
-    """Mask path in ``out_dir`` named ``name`` (default: the input's file name), in the input's
-    format where it is writable."""
-    stem, suffix = io.split_suffix(source)
-    if source.is_dir():
-        stem, suffix = source.name, ".nii.gz"
-    suffix = _OUTPUT_SUFFIX.get(suffix, suffix)
-    return out_dir / f"{name or stem}{tag}{suffix}"
-
-
-def outputs_for(source: Path, out_dir: Path, *, probabilities: bool = False,
-                overlay: bool = False, name: str | None = None) -> Outputs:
-    """The paths every writer of this module uses for ``source`` (one naming rule).
-
-    Probabilities are NIfTI for NIfTI inputs, else ``.npz`` (with the geometry).
-    """
-    mask = output_path(source, out_dir, name=name)
-    stem = io.split_suffix(mask)[0]
-    nifti = not source.is_dir() and io.split_suffix(source)[1] in io_medical.NIFTI_SUFFIXES
-    return Outputs(
-        mask=mask,
-        probabilities=(out_dir / "probabilities" / (stem + (".nii.gz" if nifti else ".npz"))
-                       if probabilities else None),
-        overlay=out_dir / "overlays" / f"{stem}.png" if overlay else None,
-    )
-
-
-def check_outputs(inputs: Sequence[Path], plan: dict[Path, Outputs], out_dir: Path,
-                  files: Sequence[Path] = ()) -> None:
-    """Refuse a batch whose outputs would modify an input or follow a symbolic link.
-
-    Args:
-        inputs: the inputs as given (files and folders).
-        plan: ``{input file: its Outputs}`` for every case of the batch (its first file).
-        out_dir: the output folder.
-        files: every input file (the other channel files of a case included).
-
-    Raises:
-        OutputPathError: the first problem, naming the path; nothing has been written.
-    """
-    out = out_dir.resolve()
-    folders = {Path(p).resolve(): "input folder" for p in inputs if Path(p).is_dir()}
-    for source in plan:
-        folders.setdefault(source.parent.resolve(), f"folder of the input {source}")
-    for folder, what in folders.items():
-        if out == folder or (what == "input folder" and out.is_relative_to(folder)):
-            where = "is" if out == folder else "is inside"
-            raise OutputPathError(f"--out {out_dir} {where} the {what} {folder}; write the "
-                                  "predictions to a folder outside the inputs (nothing written)")
-    taken = {source.resolve(): f"the input {source}" for source in [*plan, *files]}
-    for source, outputs in plan.items():
-        for path in outputs.paths():
-            _check_output_path(path, out_dir, source, taken)
-
-
-def _check_output_path(path: Path, out_dir: Path, source: Path, taken: dict[Path, str]) -> None:
-    """One planned output: no symbolic link on the way from ``out_dir``, not a taken path."""
-    for part in (path, *path.parents):
-        if part == out_dir:
-            break
-        if part.is_symlink():
-            raise OutputPathError(f"{part}: is a symbolic link, which unetkit does not follow; "
-                                  "remove it or choose another --out (nothing written)")
-    resolved = path.resolve()
-    if resolved in taken:
-        raise OutputPathError(f"{path}: the output for {source} would replace {taken[resolved]}; "
-                              "rename one input or choose another --out (nothing written)")
-    taken[resolved] = f"the output for {source}"
 
 
 def write_palette_png(path: Path, labels: np.ndarray) -> Path:
@@ -267,7 +180,8 @@ def predict_files(
     rois = roi_files(roi_dir) if roi_dir is not None else None
     cases = input_cases(inputs, predictor.config.model.in_channels)
     plan = {case.source: outputs_for(case.source, out_dir, probabilities=save_probabilities,
-                                     overlay=overlay is not None, name=case.case_id)
+                                     overlay=overlay is not None, name=case.case_id,
+                                     mask_format=predictor.mask_format)
             for case in cases}
     given = [*inputs, *([roi_dir] if roi_dir is not None else [])]  # never written into
     check_outputs([Path(p) for p in given], plan, out_dir,

@@ -51,7 +51,8 @@ def load_predictor(cls: type[Predictor], path: str | Path, *, infer: InferConfig
              plan.channels_last)
     return cls(network, config=config, labels=checkpoint["labels"],
                preprocessor=Preprocessor.from_config(config.data, checkpoint["preprocessing"]),
-               mask_values=checkpoint.get("mask_values"), plan=plan,
+               mask_values=checkpoint.get("mask_values"),
+               mask_format=checkpoint.get("mask_format"), plan=plan,
                calibration=checkpoint.get("calibration"), device=target)
 
 
@@ -66,5 +67,6 @@ def load_onnx_predictor(cls: type[Predictor], path: str | Path, *,
                        overrides)
     return cls(onnx_network(path), config=config, labels=meta["labels"],
                preprocessor=Preprocessor.from_config(config.data, meta["preprocessing"]),
-               mask_values=meta.get("mask_values"), plan=FP32,
+               mask_values=meta.get("mask_values"), mask_format=meta.get("mask_format"),
+               plan=FP32,
                calibration=meta.get("calibration"))

@@ -70,6 +70,7 @@ class Predictor:
         labels: dict[int, str],
         preprocessor: Preprocessor | None = None,
         mask_values: dict[int, int] | None = None,
+        mask_format: str | None = None,
         plan: PrecisionPlan | None = None,
         calibration: dict[str, Any] | None = None,
         device: torch.device | str | None = None,
@@ -82,6 +83,7 @@ class Predictor:
             labels: ``{label value: name}``; class channel ``i`` is the ``i``-th sorted label.
             preprocessor: what images go through first (None: the config's offset only).
             mask_values: ``{label: value stored in the training masks}`` (e.g. ``{0: 0, 1: 255}``).
+            mask_format: suffix of the training mask files; 2D images are written in it.
             plan: the precision plan (for reporting and the memory estimate).
             calibration: the checkpoint's threshold calibration, used where
                 ``infer.threshold`` is ``auto``.
@@ -93,6 +95,7 @@ class Predictor:
         self.labels = {int(k): str(v) for k, v in sorted(labels.items(), key=lambda kv: int(kv[0]))}
         self.label_values = np.array(sorted(self.labels), dtype=np.int64)
         self.mask_values = {int(k): int(v) for k, v in (mask_values or {}).items()}
+        self.mask_format = mask_format
         self.preprocessor = preprocessor or Preprocessor.offset_only(config.data)
         self.plan = plan or PrecisionPlan(dtype=None, use_scaler=False, channels_last=False)
         self.calibration = calibration

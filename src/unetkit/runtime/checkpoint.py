@@ -7,6 +7,7 @@ Schema (``format_version`` 2)::
     model_state      the network's state_dict (CPU, contiguous; deep-supervision heads included)
     labels           {int label value: name}, background 0 included
     mask_values      {label: value the training mask files stored} (e.g. {0: 0, 1: 255})
+    mask_format      suffix of the training mask files (".png"), or None (older checkpoints)
     preprocessing    ``unetkit.data.preprocessing.Preprocessor.state_dict()`` (normalisation
                      statistics, image offset, ...): what prediction applies before the network
     calibration      optional: the threshold record of ``unetkit.infer.calibration``
@@ -91,7 +92,7 @@ def training_checkpoint(
     *, config: Config, model_state: dict[str, torch.Tensor], labels: dict[int, str],
     mask_values: dict[int, int], preprocessing: dict[str, Any], state: TrainingState,
     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
-    rng: dict[str, Any],
+    rng: dict[str, Any], mask_format: str | None = None,
 ) -> dict[str, Any]:
     """The dict written to ``last.pt`` / ``best.pt`` (schema above)."""
     from unetkit.config import config_to_dict
@@ -102,6 +103,7 @@ def training_checkpoint(
         "model_state": model_state,
         "labels": dict(labels),
         "mask_values": dict(mask_values),
+        "mask_format": mask_format,
         "preprocessing": preprocessing,
         "training": state.as_dict(),
         "optimizer_state": optimizer.state_dict(),

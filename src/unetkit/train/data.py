@@ -49,6 +49,7 @@ class TrainData:
     spacings: list[tuple[float, ...]] = field(default_factory=list)
     image_offset: list[float] | None = None  # applied to every image above (data.image_offset)
     ignore_index: int | None = None  # the mask label outside regions of interest, if any
+    mask_format: str | None = None  # suffix of most training mask files (e.g. ".png")
 
 
 def run_doctor(data_dir: Path, labels: dict[int, str] | None, roi_dir: Path | None = None
@@ -63,6 +64,18 @@ def run_doctor(data_dir: Path, labels: dict[int, str] | None, roi_dir: Path | No
         lines = "\n".join(f"  - {e}" for e in report.errors)
         count = len(report.errors)
         raise DataError(f"{data_dir}: the data doctor found {count} error(s):\n{lines}")
+
+
+def mask_format(cases: list[Any]) -> str | None:
+    """The suffix most training mask files have (``".png"``), so that predictions of images
+    in another format (DRIVE: TIFF photographs, PNG masks) come out like the masks."""
+    from collections import Counter
+
+    from unetkit.data import io
+
+    suffixes = Counter(io.split_suffix(c.mask_path)[1].lower() for c in cases
+                       if c.mask_path is not None and not Path(c.mask_path).is_dir())
+    return suffixes.most_common(1)[0][0] if suffixes else None
 
 
 def stored_mask_values(case: Any, mask: np.ndarray) -> dict[int, int]:
@@ -207,4 +220,5 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         preprocessing=preprocessor.state_dict(), in_channels=int(images[train_ids[0]].shape[0]),
         spacings=[tuple(loaded[c][2].spacing) for c in train_ids],
         image_offset=preprocessor.image_offset, ignore_index=ignore_index,
+        mask_format=mask_format([cases[c] for c in train_ids]),
     )

@@ -199,7 +199,7 @@ def save(run: Run, name: str) -> None:
         config=run.config, model_state=model_state_cpu(run.model), labels=run.data.labels,
         mask_values=run.data.mask_values, preprocessing=run.data.preprocessing,
         state=run.state, optimizer=run.optimizer, scaler=run.scaler,
-        rng=capture_rng(run.generator))
+        rng=capture_rng(run.generator), mask_format=run.data.mask_format)
     save_checkpoint(checkpoint, run.run_dir / name)
 
 
