@@ -71,6 +71,7 @@ class Predictor:
         mask_values: dict[int, int] | None = None,
         plan: PrecisionPlan | None = None,
         calibration: dict[str, Any] | None = None,
+        engine: str = "torch",
     ) -> None:
         """Wrap a network callable (``(n, C_in, *S) -> (n, C_out, *S')`` float32 logits).
 
@@ -83,6 +84,7 @@ class Predictor:
             plan: the precision plan (for reporting and the memory estimate).
             calibration: the checkpoint's threshold calibration, used where
                 ``infer.threshold`` is ``auto``.
+            engine: what runs ``network`` (``"torch"`` or ``"onnxruntime"``), for reporting.
         """
         self.network = network
         self.labels = {int(k): str(v) for k, v in sorted(labels.items(), key=lambda kv: int(kv[0]))}
@@ -91,6 +93,7 @@ class Predictor:
         self.preprocessor = preprocessor or Preprocessor.offset_only(config.data)
         self.plan = plan or PrecisionPlan(dtype=None, use_scaler=False, channels_last=False)
         self.calibration = calibration
+        self.engine = engine
         self.config = resolve_auto_threshold(config, calibration)
         check_settings(self.config, self.labels)
 
@@ -213,6 +216,7 @@ class Predictor:
             image, geometry = io.read_image(image)
             spacing = geometry.spacing
         x, record = self.preprocess(image, source, spacing)
+        del image  # a file's raw array is not needed any more (memory_budget_mb)
         probs = None
         slices = self.config.data.slice_axis is not None
         strategy = Strategy(self.config, self.plan, self._out_channels())
@@ -222,12 +226,12 @@ class Predictor:
             classes = classes.numpy()
         else:
             logits = self.restore(self.predict_logits(x, progress), record)
+            del x
             classes = self.decide(logits)
             if probabilities:
                 probs = decision.probabilities(logits).cpu().numpy()
-        labels = self.label_values[self.postprocess(classes).astype(np.int64)]
-        out_dtype = np.uint8 if labels.max(initial=0) < 256 else np.int32
-        return Prediction(probs, labels.astype(out_dtype), geometry)
+        return Prediction(probs, label_map(self.postprocess(classes), self.label_values),
+                          geometry)
 
     def write_values(self, labels: np.ndarray) -> np.ndarray:
         """Label values -> the values the training masks stored (e.g. 1 -> 255), if recorded."""
@@ -243,6 +247,23 @@ class Predictor:
         threshold = self.infer.threshold
         return float(threshold) if isinstance(threshold, float) else None
 
-
     def _out_channels(self) -> int:
         return max(self.config.model.out_channels or len(self.labels), 1)
+
+
+def label_map(classes: np.ndarray, values: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """Class indices ``(*S)`` -> label ``values[classes]`` (uint8 when all fit, else int32).
+
+    Looked up a chunk at a time: NumPy indexes through an 8-byte copy of the indices, which for
+    a whole 4096^2 image would be the largest buffer of the prediction.
+    """
+    wide = int(values.max(initial=0)) >= 256
+    table = values.astype(np.int32 if wide else np.uint8)
+    if np.array_equal(values, np.arange(len(values))) and not wide:
+        return classes.astype(np.uint8, copy=False)
+    flat = np.ascontiguousarray(classes).reshape(-1)
+    out = np.empty(flat.shape, dtype=table.dtype)
+    for start in range(0, flat.size, chunk):
+        out[start:start + chunk] = table[flat[start:start + chunk]]
+    out = out.reshape(classes.shape)
+    return out.astype(np.uint8) if wide and int(out.max(initial=0)) < 256 else out
