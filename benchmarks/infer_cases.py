@@ -163,6 +163,10 @@ def peak_probe(checkpoint: str, dims: int, size: int, budget: float, engine: str
     spatial = tuple(image.shape[1:])
     plan = strategy.window_plan(spatial, keep_scores=not strategy.scores_exceed_budget(
         torch.empty((1, *spatial), device="meta")))
+    # the first forward of a process pages in the libraries' code and starts the thread pools
+    # (tens of MB whatever the image): done once on a small image, as for every image after the
+    # first of ``unetkit predict``
+    predictor.predict(test_image(dims, 64 if dims == 2 else 32), probabilities=False)
     base = _status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
     start = time.perf_counter()
