@@ -151,8 +151,9 @@ def _status(key: str) -> int:
 
 
 def peak_probe(checkpoint: str, dims: int, size: int, budget: float, engine: str) -> dict:
-    """Run in a fresh process: load, make the image, reset the RSS high-water mark, predict
-    labels (as ``unetkit predict`` does), report the peak above the post-load RSS."""
+    """Run in a fresh process: load, make the image, predict a small one (the first forward's
+    one-time costs), reset the RSS high-water mark, predict labels (as ``unetkit predict``
+    does), report the peak above the RSS before."""
     from unetkit.infer.predictor import Predictor
     from unetkit.infer.strategy import Strategy
 
