@@ -1,195 +1,297 @@
-"""Benchmark: unetkit's default predict path vs MONAI ``sliding_window_inference``, one run.
+"""Benchmark: unetkit predict vs MONAI ``sliding_window_inference``, engines, tiling, memory.
 
-A base-32 UNet (depth 4, batch norm) is first trained for a few dozen steps on synthetic EM-like
-cells (so that its labels mean something), saved as a checkpoint, then a 1x1x1024x1024 image is
-predicted by
+The default network (UNet, base width 32, depth 4, batch norm, two classes) is trained for a few
+dozen steps on synthetic data (EM-like cells in 2D, bright blobs in 3D) so that its labels mean
+something, saved as a checkpoint, and then, in parts that each fit a few minutes:
 
-* MONAI ``sliding_window_inference`` (roi 256, overlap 0.5, gaussian, sw_batch_size 4, fp32,
-  the plain model), and
-* ``Predictor.from_checkpoint(...).predict`` with the default ``InferConfig`` in fp32 and with
-  ``precision=auto`` (bf16 autocast + channels-last on CPUs with native bf16), and in fp32
-  with MONAI's 256 windows (to separate the whole-image gain from the per-forward gains),
+* ``engines``: one forward of the default network per engine (torch fp32 channels-last =
+  unetkit's torch engine, torch NCHW, onnxruntime from the cached verified export, torch bf16
+  autocast where the CPU has native bf16; ``--compile`` adds ``torch.compile`` with its first
+  call), at 512^2, 1024^2 and 96^3 by default;
+* ``2d`` / ``3d``: ``Predictor.predict`` (labels, as ``unetkit predict`` writes them) per engine
+  against MONAI (roi 256 / 96, overlap 0.5, gaussian, sw_batch_size 4, fp32, the plain model)
+  at each ``--sizes`` (MONAI up to ``--monai-max``), plus a whole-image run at ``--whole-size``
+  with a budget large enough for one forward: label Dice vs MONAI, vs the other engine and vs
+  the whole image, seconds per voxel relative to the whole-image size;
+* ``memory``: the RSS high-water mark of one prediction in a fresh process (``/proc/self/status``
+  VmHWM after ``clear_refs``, minus the RSS after loading and making the image) per
+  ``infer.memory_budget_mb`` in ``--budgets``.
 
-interleaved, ``--repeats`` times each (best time kept). Reported: seconds, speed-up over MONAI
-and the Dice between the foreground labels of each unetkit output and MONAI's. Writes
-``benchmarks/results/infer.json`` and the ``infer`` section of ``docs/BENCHMARKS.md``.
+Every timed part interleaves its calls, ``--repeats`` rounds after a warm-up, best time kept;
+ratios are reported. Results go to ``benchmarks/results/infer.json`` (one entry per part and
+sizes, merged across runs) and the ``infer`` section of ``docs/BENCHMARKS.md``.
 
-    .venv/bin/python benchmarks/bench_infer.py [--repeats 2] [--train-steps 60] [--no-docs]
+    python benchmarks/bench_infer.py --part all       # every part below, one after the other
+    python benchmarks/bench_infer.py --part engines
+    python benchmarks/bench_infer.py --part 2d --sizes 512,1024,2048,4096
+    python benchmarks/bench_infer.py --part 3d --sizes 96,160,256
+    python benchmarks/bench_infer.py --part memory --dims 2 --size 4096 --budgets 512,1024,2048,4096
+    python benchmarks/bench_infer.py --part memory --dims 3 --size 256 --budgets 512,1024,2048
+    python benchmarks/bench_infer.py --quick          # every part at small sizes: a smoke test
+
+``--quick`` (a minute or two) trains 5 steps and runs tiny sizes once; it writes neither
+``benchmarks/results/infer.json`` nor ``docs/BENCHMARKS.md``. ONNX exports go to a temporary
+cache folder (``XDG_CACHE_HOME``), never the user's.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import platform
-import re
+import os
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from monai.inferers import sliding_window_inference as monai_swi
 
-from unetkit.config import Config, config_to_dict
-from unetkit.data.synthetic import make_cells
-from unetkit.infer.predictor import Predictor
-from unetkit.nn import build_model
-from unetkit.runtime.checkpoint import save_checkpoint
-from unetkit.runtime.device import cpu_has_fast_bf16
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from infer_cases import (  # noqa: E402
+    ROI,
+    dice,
+    interleaved,
+    machine,
+    monai_labels,
+    peak_in_subprocess,
+    peak_probe,
+    test_image,
+    trained_checkpoint,
+)
+from infer_report import write_docs  # noqa: E402
+from unetkit.infer.predictor import Predictor  # noqa: E402
+from unetkit.runtime.device import PrecisionPlan, cpu_has_fast_bf16  # noqa: E402
+from unetkit.runtime.network import fuse_conv_bn, torch_network  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE = 1024
+RESULTS = ROOT / "benchmarks" / "results" / "infer.json"
+BIG_BUDGET = 64 * 1024.0  # MB: one forward over the whole image
 
 
-def quick_train(model: torch.nn.Module, steps: int, seed: int = 0, crop: int = 64,
-                batch: int = 8) -> None:
-    """A few Adam steps of cross-entropy on synthetic-cell crops (membrane = 1)."""
-    images, masks = [], []
-    for i in range(4):
-        image, mask = make_cells((256, 256), seed=100 + i)
-        images.append((image - image.mean()) / image.std())
-        masks.append(mask)
-    rng = np.random.default_rng(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        xs, ys = [], []
-        for _ in range(batch):
-            k, y0, x0 = rng.integers(4), *rng.integers(0, 256 - crop, 2)
-            xs.append(images[k][:, y0:y0 + crop, x0:x0 + crop])
-            ys.append(masks[k][y0:y0 + crop, x0:x0 + crop])
-        logits = model(torch.from_numpy(np.stack(xs)))
-        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(np.stack(ys)))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
+def engines_part(args: argparse.Namespace, folder: Path) -> dict:
+    """One forward per engine and size."""
+    from unetkit.runtime.onnx import onnx_network
+    from unetkit.runtime.onnx_cache import cached_onnx
 
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
-
-
-def run(repeats: int, train_steps: int) -> dict:
-    torch.manual_seed(0)
-    config = Config.model_validate({"model": {"out_channels": 2, "base_width": 32, "depth": 4,
-                                              "norm": "batch"},
-                                    "data": {"normalization": {"scheme": "zscore"}}})
-    model = build_model("unet", **config.model.build_options())
-    start = time.perf_counter()
-    quick_train(model, train_steps)
-    train_s = time.perf_counter() - start
-    image, truth = make_cells((SIZE, SIZE), seed=7)
-    x = torch.from_numpy((image - image.mean()) / image.std())[None]
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = save_checkpoint({"config": config_to_dict(config), "model_state": model.state_dict(),
-                                "labels": {0: "background", 1: "membrane"},
-                                "preprocessing": {"normalization": {"scheme": "zscore"}}},
-                               Path(tmp) / "best.pt")
-        predictors = {
-            "unetkit fp32": Predictor.from_checkpoint(ckpt, settings={"infer.precision": "fp32"}),
-            "unetkit auto": Predictor.from_checkpoint(ckpt),
-            # MONAI's windows through unetkit's path: isolates the whole-image gain
-            "unetkit fp32, 256 windows": Predictor.from_checkpoint(ckpt, settings={
-                "infer.precision": "fp32", "infer.window": [256, 256], "infer.overlap": 0.5,
-                "infer.batch_size": 4}),
+    rows = []
+    for case in args.cases.split(","):
+        dims, size = (int(v) for v in case.split(":"))
+        path, model = trained_checkpoint(dims, 0, folder)
+        fused = fuse_conv_bn(model)
+        cpu = torch.device("cpu")
+        networks = {
+            "torch fp32 channels-last": torch_network(fused, PrecisionPlan(None, False, True), cpu),
+            "torch fp32 NCHW": torch_network(fuse_conv_bn(model), PrecisionPlan(None, False,
+                                                                                False), cpu),
+            "onnxruntime fp32": onnx_network(cached_onnx(path, model, spatial_dims=dims,
+                                                         in_channels=1)),
         }
-
-        def monai() -> np.ndarray:
-            with torch.inference_mode():
-                out = monai_swi(x, (256, 256), 4, model, overlap=0.5, mode="gaussian")
-            return out[0].argmax(0).numpy()
-
-        calls = {"MONAI": monai, **{name: (lambda p=p: p.predict(image, probabilities=False)
-                                           .labels) for name, p in predictors.items()}}
-        times = {name: [] for name in calls}
-        labels = {}
-        for name, call in calls.items():  # warm-up (allocator, oneDNN kernels)
-            labels[name] = call()
-        for _ in range(repeats):
-            for name, call in calls.items():
-                start = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - start)
-        plans = {name: p.plan.name + (" + channels_last" if p.plan.channels_last else "")
-                 for name, p in predictors.items()}
-    best = {name: min(t) for name, t in times.items()}
-    rows = [{"method": name, "seconds": best[name],
-             "speedup_vs_monai": best["MONAI"] / best[name],
-             "dice_vs_monai": dice(labels[name], labels["MONAI"]),
-             "dice_vs_truth": dice(labels[name], truth),
-             "precision": plans.get(name, "fp32")} for name in calls]
-    return {"rows": rows, "train_steps": train_steps, "train_seconds": train_s,
-            "repeats": repeats, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "machine": platform.machine(), "cpu": _cpu_name(), "fast_bf16": cpu_has_fast_bf16()}
+        if cpu_has_fast_bf16():
+            networks["torch bf16 channels-last"] = torch_network(
+                fuse_conv_bn(model), PrecisionPlan(torch.bfloat16, False, True), cpu)
+        x = torch.randn(1, 1, *(size,) * dims)
+        compile_first = None
+        if args.compile:
+            compiled = torch_network(torch.compile(fuse_conv_bn(model), dynamic=False),
+                                     PrecisionPlan(None, False, True), cpu)
+            start = time.perf_counter()
+            compiled(x)
+            compile_first = time.perf_counter() - start
+            networks["torch.compile fp32 channels-last"] = compiled
+        best, outs = interleaved({k: (lambda n=n, x=x: n(x)) for k, n in networks.items()},
+                                 args.repeats)
+        reference = outs["torch fp32 channels-last"]
+        base = best["torch fp32 channels-last"]
+        for name, seconds in best.items():
+            rows.append({"case": f"{size}^{dims}", "engine": name, "seconds": seconds,
+                         "speed_vs_torch": base / seconds,
+                         "max_abs_diff": float((outs[name] - reference).abs().max()),
+                         "first_call_s": compile_first if name.startswith("torch.compile")
+                         else None})
+        print(rows[-len(best):], flush=True)
+    return {"rows": rows}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def predictors(path: Path, engines: list[str]) -> dict[str, Predictor]:
+    """``unetkit <engine>`` predictors at the default settings, one per engine."""
+    return {f"unetkit {engine}": Predictor.from_checkpoint(path, settings={
+        "infer.engine": engine}) for engine in engines}
 
 
-def table(results: dict) -> list[str]:
-    lines = ["| method | precision | seconds | speed-up vs MONAI | Dice vs MONAI labels | "
-             "Dice vs truth |", "|---|---|---|---|---|---|"]
-    for r in results["rows"]:
-        lines.append(f"| {r['method']} | {r['precision']} | {r['seconds']:.2f} | "
-                     f"{r['speedup_vs_monai']:.2f}x | {r['dice_vs_monai']:.4f} | "
-                     f"{r['dice_vs_truth']:.4f} |")
-    return lines
+def predict_part(args: argparse.Namespace, folder: Path) -> dict:
+    """Predictor.predict per engine vs MONAI per size, whole-image reference, per-voxel cost."""
+    dims = 3 if args.part == "3d" else 2
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
+        [512, 1024, 2048, 4096] if dims == 2 else [96, 160, 256])
+    whole_size = args.whole_size or (1024 if dims == 2 else 160)
+    path, model = trained_checkpoint(dims, args.train_steps, folder)
+    engines = predictors(path, args.engines.split(","))
+    auto = Predictor.from_checkpoint(path).engine
+    whole = Predictor.from_checkpoint(path, settings={"infer.memory_budget_mb": BIG_BUDGET})
+    images = {size: test_image(dims, size) for size in sorted(set(sizes + [whole_size]))}
+    calls = {}
+    for size in sizes:
+        if size <= args.monai_max:
+            calls[f"MONAI@{size}"] = lambda i=images[size]: monai_labels(model, i)
+        for name, predictor in engines.items():
+            calls[f"{name}@{size}"] = lambda p=predictor, i=images[size]: p.predict(
+                i, probabilities=False).labels
+    reference = f"one forward@{whole_size}"
+    calls[reference] = lambda: whole.predict(images[whole_size], probabilities=False).labels
+    best, labels = interleaved(calls, args.repeats, warm=not args.no_warmup)
+    first = f"unetkit {auto}" if f"unetkit {auto}" in engines else next(iter(engines))
+    rows = []
+    for key in calls:
+        name, size = key.rsplit("@", 1)
+        size = int(size)
+        per_voxel = best[key] / size ** dims
+
+        def ratio(other: str, per_voxel: float = per_voxel) -> float | None:
+            return per_voxel / (best[other] / whole_size ** dims) if other in best else None
+
+        def agree(other: str, key: str = key) -> float | None:
+            return dice(labels[key], labels[other]) if other in labels else None
+
+        row = {"method": name, "size": size, "seconds": best[key],
+               "speedup_vs_monai": best[f"MONAI@{size}"] / best[key]
+               if f"MONAI@{size}" in best else None,
+               "dice_vs_monai": agree(f"MONAI@{size}"), "dice_vs_auto": agree(f"{first}@{size}"),
+               "dice_vs_one_forward": agree(reference) if size == whole_size else None,
+               "cost_vs_same_at_whole_size": ratio(f"{name}@{whole_size}"),
+               "cost_vs_one_forward": ratio(reference)}
+        predictor = engines.get(name, whole if name == "one forward" else None)
+        if predictor is not None:
+            row["engine"], row["auto"] = predictor.engine, name == first
+            row["precision"] = predictor.plan.name + (
+                " + channels_last" if predictor.plan.channels_last else "")
+            row["window"], row["tiles"] = strategy_window(predictor, size, dims)
+        rows.append(row)
+    return {"rows": rows, "dims": dims, "whole_size": whole_size, "auto": auto,
+            "train_steps": args.train_steps, "roi": ROI[dims]}
 
 
-def write_docs(results: dict, command: str) -> None:
-    """Replace the text under ``<!-- section: infer -->`` up to the next section anchor."""
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    lines = [
-        "<!-- section: infer -->",
-        "## Inference: 1x1x1024x1024, base-32 UNet, unetkit predict vs MONAI",
-        "",
-        f"Command: `{command}` ({results['cpu']}, {results['threads']} threads, torch "
-        f"{results['torch']}, best of {results['repeats']} interleaved runs after a warm-up).",
-        "Same weights (a depth-4 batch-norm UNet trained for "
-        f"{results['train_steps']} steps on synthetic cells), same normalised image. MONAI: "
-        "`sliding_window_inference(roi 256, overlap 0.5, mode='gaussian', sw_batch_size 4)`, fp32. "
-        "unetkit: `Predictor.from_checkpoint(...).predict` with the default `InferConfig` "
-        "(whole image in one window when it fits the 2 GB budget, BatchNorm folded into the "
-        "convolutions, channels-last; `auto` = bf16 autocast where the CPU has native bf16, "
-        f"here {'yes' if results['fast_bf16'] else 'no'}). The '256 windows' row runs "
-        "MONAI's windows through unetkit's path, separating the whole-image gain from the "
-        "per-forward ones. 'Dice vs MONAI labels' compares the foreground (membrane) labels.",
-        "",
-        *table(results),
-        "",
-    ]
-    text = path.read_text()
-    pattern = re.compile(r"<!-- section: infer -->.*?(?=<!-- section: |\Z)", re.S)
-    path.write_text(pattern.sub(lambda _: "\n".join(lines) + "\n", text, count=1))
+def strategy_window(predictor: Predictor, size: int, dims: int) -> tuple[list[int], list[int]]:
+    """The window and tiles ``predictor`` plans for a ``size^dims`` input."""
+    from unetkit.infer.strategy import Strategy
+
+    plan = Strategy(predictor.config, predictor.plan, 2).window_plan((size,) * dims)
+    return list(plan.window), list(plan.tiles)
+
+
+def memory_part(args: argparse.Namespace, folder: Path) -> dict:
+    """Peak RSS of a prediction per budget, each in a fresh process."""
+    path, _ = trained_checkpoint(args.dims, 0, folder)
+    rows = []
+    for engine in args.engines.split(","):
+        for budget in (float(b) for b in args.budgets.split(",")):
+            row = peak_in_subprocess(path, args.dims, args.size, budget, engine)
+            row["ratio"] = row["peak_mb"] / budget
+            print(row, flush=True)
+            rows.append(row)
+    return {"rows": rows}
+
+
+def command_line() -> str:
+    return "python benchmarks/bench_infer.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+#: ``--part all``: (part, options) in order; the 3D memory part at its own size and budgets
+ALL = [("engines", {}), ("2d", {}), ("3d", {}), ("memory", {"dims": 2}),
+       ("memory", {"dims": 3, "size": 256, "budgets": "512,1024,2048"})]
+#: ``--quick``: the same parts at sizes that take seconds
+QUICK = [("engines", {"cases": "2:128,3:32"}),
+         ("2d", {"sizes": "128,256", "whole_size": 128, "monai_max": 256}),
+         ("3d", {"sizes": "32,48", "whole_size": 32, "monai_max": 48}),
+         ("memory", {"dims": 2, "size": 512, "budgets": "24,48"}),
+         ("memory", {"dims": 3, "size": 64, "budgets": "24,48"})]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["all", "engines", "2d", "3d", "memory"],
+                        default="2d")
+    parser.add_argument("--quick", action="store_true",
+                        help="every part at small sizes, 5 training steps, one round; no files")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--train-steps", type=int, default=60)
+    parser.add_argument("--sizes", default=None, help="2d/3d: comma-separated edge lengths")
+    parser.add_argument("--whole-size", type=int, default=None,
+                        help="2d/3d: the whole-image size (default 1024 / 160)")
+    parser.add_argument("--monai-max", type=int, default=None,
+                        help="2d/3d: run MONAI up to this edge length (default 2048 / 160)")
+    parser.add_argument("--engines", default="torch,onnxruntime")
+    parser.add_argument("--no-warmup", action="store_true", help="2d/3d: no warm-up round "
+                        "(for the largest sizes; the first round then counts)")
+    parser.add_argument("--cases", default="2:512,2:1024,3:96", help="engines: dims:size,...")
+    parser.add_argument("--compile", action="store_true", help="engines: add torch.compile")
+    parser.add_argument("--dims", type=int, default=2, help="memory: 2 or 3")
+    parser.add_argument("--size", type=int, default=4096, help="memory: edge length")
+    parser.add_argument("--budgets", default="512,1024,2048,4096", help="memory: MB values")
+    parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--peak", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def engines_available(requested: str) -> str:
+    """The requested engines, without onnxruntime when it is not installed (said once)."""
+    from unetkit.runtime.engine import onnxruntime_installed
+
+    names = requested.split(",")
+    if "onnxruntime" in names and not onnxruntime_installed():
+        print("onnxruntime is not installed: measuring torch only", flush=True)
+        names.remove("onnxruntime")
+    return ",".join(names)
+
+
+def run_part(args: argparse.Namespace, folder: Path) -> dict:
+    """One part; its result with the command line and the machine."""
+    if args.monai_max is None:
+        args.monai_max = 2048 if args.part == "2d" else 160
+    part = {"engines": engines_part, "2d": predict_part, "3d": predict_part,
+            "memory": memory_part}[args.part](args, folder)
+    part.update(command=command_line(), machine=machine(), repeats=args.repeats,
+                part=args.part)
+    return part
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--train-steps", type=int, default=60)
-    parser.add_argument("--no-docs", action="store_true")
-    args = parser.parse_args()
-    results = run(args.repeats, args.train_steps)
-    print("\n".join(table(results)))
-    out = ROOT / "benchmarks" / "results" / "infer.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    args = parse_args()
+    if args.peak:  # the fresh process of memory_part
+        print(json.dumps(peak_probe(*json.loads(args.peak))))
+        return
+    args.engines = engines_available(args.engines)
+    if args.quick:
+        args.part, args.repeats, args.train_steps, args.no_docs = "all", 1, 5, True
+    plan = [(args.part, {})] if args.part != "all" else (QUICK if args.quick else ALL)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")  # exports: never ~/.cache
+        results = json.loads(RESULTS.read_text()) if RESULTS.is_file() and not args.quick \
+            else {}
+        results = results if "parts" in results else {"parts": {}}
+        for name, options in plan:
+            part_args = copy.copy(args)
+            part_args.part = name
+            for key, value in options.items():
+                setattr(part_args, key, value)
+            start = time.perf_counter()
+            part = run_part(part_args, Path(tmp))
+            print(f"part {name} {options or ''}: {time.perf_counter() - start:.0f} s",
+                  flush=True)
+            key = name + (f" {part_args.sizes}" if part_args.sizes and name in ("2d", "3d")
+                          else "") + (f" {part_args.dims}D {part_args.size}"
+                                      if name == "memory" else "")
+            results["parts"][key] = part
+        if args.quick:
+            from infer_report import section
+
+            print("\n".join(section(results)))
+            return
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
     if not args.no_docs:
-        command = "python benchmarks/bench_infer.py"
-        if args.repeats != 2 or args.train_steps != 60:
-            command += f" --repeats {args.repeats} --train-steps {args.train_steps}"
-        write_docs(results, command)
+        write_docs(results, ROOT / "docs" / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ travels inside the file (ONNX ``metadata_props``; TorchScript extra file ``unetk
 
 TorchScript is produced by tracing (``torch.jit.script`` does not accept the models' typed
 Python); the traced graph keeps sizes symbolic, which the multi-size check confirms. The ONNX
-export uses the TorchScript-based exporter, which handles the dynamic axes of every model here
-in about a second (``dynamo=True`` selects the ``torch.export`` exporter instead).
+writer itself is ``unetkit.runtime.onnx_export.export_onnx`` (re-exported here), shared with the
+cached export behind ``infer.engine: onnxruntime``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import warnings
@@ -28,10 +27,10 @@ import numpy as np
 import torch
 
 from unetkit.config import config_from_dict
-from unetkit.nn.sizes import axis_multiples
 from unetkit.runtime.checkpoint import FORMAT_VERSION, load_checkpoint, model_from_checkpoint
 from unetkit.runtime.network import fuse_conv_bn
-from unetkit.runtime.onnx import METADATA_KEY, onnx_network
+from unetkit.runtime.onnx import onnx_network
+from unetkit.runtime.onnx_export import check_sizes, export_onnx, require_onnx_export
 
 log = logging.getLogger(__name__)
 
@@ -68,58 +67,6 @@ def metadata(checkpoint: dict[str, Any]) -> dict[str, Any]:
             "calibration": checkpoint.get("calibration")}
 
 
-def require_onnx_export(dynamo: bool = False, runtime: bool = False) -> Any:
-    """The ``onnx`` module (checking ``onnxscript`` with ``dynamo``, ``onnxruntime`` with
-    ``runtime``), or an ImportError that names the extra to install."""
-    names = ["onnx"] + ["onnxscript"] * dynamo + ["onnxruntime"] * runtime
-    modules = []
-    for name in names:
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError as error:
-            raise ImportError(f"ONNX export needs the {name} package: pip install "
-                              f"'unetkit[onnx]'") from error
-    return modules[0]
-
-
-def _spatial_names(spatial_dims: int) -> list[str]:
-    return ["depth", "height", "width"][3 - spatial_dims:]
-
-
-def export_onnx(model: torch.nn.Module, path: str | Path, example: torch.Tensor, *,
-                meta: dict[str, Any] | None = None, opset: int = 17,
-                dynamo: bool = False) -> Path:
-    """Write ``model`` as ONNX with dynamic batch and spatial axes; ``meta`` as metadata JSON.
-
-    Raises:
-        ImportError: onnx (or, with ``dynamo``, onnxscript) is missing; the message names the
-            extra to install.
-    """
-    onnx = require_onnx_export(dynamo)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    spatial = _spatial_names(example.dim() - 2)
-    axes = {0: "batch", **{i + 2: name for i, name in enumerate(spatial)}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            dims = {0: torch.export.Dim("batch"),
-                    **{i + 2: torch.export.Dim.AUTO for i in range(len(spatial))}}
-            torch.onnx.export(model, (example,), str(path), input_names=["image"],
-                              output_names=["logits"], dynamo=True, opset_version=max(opset, 18),
-                              dynamic_shapes={"x": dims})
-        else:
-            torch.onnx.export(model, (example,), str(path), input_names=["image"],
-                              output_names=["logits"], dynamo=False, opset_version=opset,
-                              dynamic_axes={"image": axes, "logits": axes})
-    if meta is not None:
-        proto = onnx.load(str(path))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-        onnx.save(proto, str(path))
-    return path
-
-
 def export_torchscript(model: torch.nn.Module, path: str | Path, example: torch.Tensor, *,
                        meta: dict[str, Any] | None = None) -> Path:
     """Write a traced TorchScript module; ``meta`` as the extra file ``unetkit.json``."""
@@ -152,18 +99,6 @@ def verify(model: torch.nn.Module, path: str | Path, fmt: Format,
                               f" differs from PyTorch's {tuple(expected.shape)}")
         diffs[tuple(size)] = float((got.float() - expected).abs().max())
     return diffs
-
-
-def check_sizes(model: torch.nn.Module, spatial_dims: int) -> list[tuple[int, ...]]:
-    """Two different accepted input sizes (small, to keep the check quick)."""
-    multiples = axis_multiples(getattr(model, "depth", 4), getattr(model, "strides", None),
-                               spatial_dims)
-    first = tuple(2 * m for m in multiples)
-    second = tuple(3 * m + (i % 2) * m for i, m in enumerate(multiples))
-    if hasattr(model, "nearest_valid_input_size"):
-        first = model.nearest_valid_input_size(first)
-        second = model.nearest_valid_input_size(tuple(s + 2 for s in first))
-    return [tuple(first), tuple(second)]
 
 
 def export_checkpoint(

@@ -110,18 +110,24 @@ class InferConfig(Section):
     """Sliding-window inference settings (unetkit predict and validation alike)."""
 
     window: list[int] | None = Field(
-        None, description="window size per spatial axis; None: the whole image when it fits "
-        "memory_budget_mb, else even tiles sized to the budget")
-    overlap: float = Field(0.25, ge=0, lt=1, description="overlap of neighbouring windows, "
-                           "as a fraction of the window")
-    gaussian: bool = Field(True, description="blend windows with Gaussian weights (centre "
-                           "counts most); false: plain average")
+        None, description="window size per spatial axis; None: the whole image in one forward "
+        "when it fits memory_budget_mb, else the fewest even, near-cubic tiles that fit, "
+        "crossfaded across the margin they share")
+    overlap: float = Field(0.25, ge=0, lt=1, description="with an explicit window: overlap of "
+                           "neighbouring windows, as a fraction of the window")
+    gaussian: bool = Field(True, description="with an explicit window: blend windows with "
+                           "Gaussian weights (centre counts most); false: plain average")
     batch_size: int = Field(1, ge=1, description="windows per forward pass")
     tta_axes: list[int] = Field(default_factory=list, description="mirror test-time "
                                 "augmentation over these spatial axes; []: none")
     accumulate: Literal["float32", "float16"] = Field(
         "float32", description="dtype of the blended scores; float16 halves their memory")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description=_PRECISION)
+    engine: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto", description="what runs the network on a CPU: auto = the engine measured fastest "
+        "on this kind of CPU (docs/inference.md); onnxruntime exports the checkpoint once "
+        "(cached by content hash, verified against PyTorch) and falls back to torch, with the "
+        "reason logged, when that fails or onnxruntime is missing; GPUs always use torch")
     threshold: float | Literal["auto"] | None = Field(
         None, description="two-class models: foreground where its probability >= threshold; "
         "auto: the threshold with the best mean F-beta on calibration images, chosen at the end "
@@ -133,8 +139,10 @@ class InferConfig(Section):
         16, ge=1, description="threshold auto: at most this many images (the validation cases, "
         "else the training cases, evenly spaced)")
     memory_budget_mb: float = Field(
-        2048, gt=0, description="per forward and per accumulator; larger inputs are tiled and "
-        "their labels written region by region")
+        2048, gt=0, description="memory of one prediction: the forward, the blending "
+        "accumulators and the whole-input maps (the estimate in unetkit.infer.tiling); larger "
+        "inputs are tiled, and when even their class scores do not fit, labels are decided "
+        "region by region")
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
 
     @field_validator("threshold")

@@ -66,5 +66,5 @@ def decide(logits: torch.Tensor, threshold: float | None = None) -> torch.Tensor
         margin = logits[0] if channels == 1 else logits[1] - logits[0]
         level = logit(threshold)
         chosen = margin >= level if threshold is not None else margin > level
-        return chosen.to(torch.uint8)
+        return chosen.view(torch.uint8)  # the bool map's bytes: no copy
     return logits.argmax(0).to(torch.uint8 if channels <= 256 else torch.int64)

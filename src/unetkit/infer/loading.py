@@ -11,14 +11,13 @@ from unetkit.config import InferConfig, config_from_dict
 from unetkit.data.preprocessing import Preprocessor
 from unetkit.infer.settings import configure
 from unetkit.runtime.checkpoint import load_checkpoint, model_from_checkpoint
-from unetkit.runtime.device import PrecisionPlan, pick_device, resolve_precision
-from unetkit.runtime.network import fuse_conv_bn, torch_network
+from unetkit.runtime.device import pick_device, resolve_precision
+from unetkit.runtime.engine import FP32, engine_network
 
 if TYPE_CHECKING:
     from unetkit.infer.predictor import Predictor
 
 log = logging.getLogger("unetkit.infer.predictor")
-FP32 = PrecisionPlan(dtype=None, use_scaler=False, channels_last=False)
 
 
 def load_predictor(cls: type[Predictor], path: str | Path, *, infer: InferConfig | None = None,
@@ -33,7 +32,8 @@ def load_predictor(cls: type[Predictor], path: str | Path, *, infer: InferConfig
         settings: ``{"infer.field": value}`` applied on top (e.g. from CLI options).
         overrides: ``section.field=value`` strings applied last (``--set``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
-        onnx: run the network from this ONNX file in onnxruntime instead of PyTorch.
+        onnx: run the network from this ONNX file in onnxruntime (else ``infer.engine``
+            decides: ``unetkit.runtime.engine``).
     """
     checkpoint = load_checkpoint(path)
     config = configure(config_from_dict(checkpoint["config"], source=str(path)), infer,
@@ -43,17 +43,19 @@ def load_predictor(cls: type[Predictor], path: str | Path, *, infer: InferConfig
     if onnx is not None:
         from unetkit.runtime.onnx import onnx_network
 
-        network, plan, target = onnx_network(onnx), FP32, pick_device("cpu")
+        network, plan, target, engine = (onnx_network(onnx), FP32, pick_device("cpu"),
+                                         "onnxruntime")
     else:
-        network = torch_network(fuse_conv_bn(model_from_checkpoint(checkpoint, str(path))),
-                                plan, target)
-    log.info("predictor: %s, precision %s, channels_last %s", config.model.name, plan.name,
-             plan.channels_last)
+        network, plan, engine = engine_network(
+            path, model_from_checkpoint(checkpoint, str(path)), requested=config.infer.engine,
+            plan=plan, device=target)
+    log.info("predictor: %s, %s, precision %s, channels_last %s", config.model.name, engine,
+             plan.name, plan.channels_last)
     return cls(network, config=config, labels=checkpoint["labels"],
                preprocessor=Preprocessor.from_config(config.data, checkpoint["preprocessing"]),
                mask_values=checkpoint.get("mask_values"),
                mask_format=checkpoint.get("mask_format"), plan=plan,
-               calibration=checkpoint.get("calibration"), device=target)
+               calibration=checkpoint.get("calibration"), device=target, engine=engine)
 
 
 def load_onnx_predictor(cls: type[Predictor], path: str | Path, *,
@@ -68,5 +70,4 @@ def load_onnx_predictor(cls: type[Predictor], path: str | Path, *,
     return cls(onnx_network(path), config=config, labels=meta["labels"],
                preprocessor=Preprocessor.from_config(config.data, meta["preprocessing"]),
                mask_values=meta.get("mask_values"), mask_format=meta.get("mask_format"),
-               plan=FP32,
-               calibration=meta.get("calibration"))
+               plan=FP32, calibration=meta.get("calibration"), engine="onnxruntime")

@@ -74,6 +74,7 @@ class Predictor:
         plan: PrecisionPlan | None = None,
         calibration: dict[str, Any] | None = None,
         device: torch.device | str | None = None,
+        engine: str = "torch",
     ) -> None:
         """Wrap a network callable (``(n, C_in, *S) -> (n, C_out, *S')`` float32 logits).
 
@@ -90,6 +91,7 @@ class Predictor:
             device: where inputs, windows and accumulators live (the network's device; on
                 the CPU after an out-of-memory error there, ``unetkit.infer.placement``).
                 None: wherever each input already is.
+            engine: what runs ``network`` (``"torch"`` or ``"onnxruntime"``), for reporting.
         """
         self.network = network
         self.labels = {int(k): str(v) for k, v in sorted(labels.items(), key=lambda kv: int(kv[0]))}
@@ -100,6 +102,7 @@ class Predictor:
         self.plan = plan or PrecisionPlan(dtype=None, use_scaler=False, channels_last=False)
         self.calibration = calibration
         self.device = torch.device(device) if device is not None else None
+        self.engine = engine
         self.config = resolve_auto_threshold(config, calibration)
         check_settings(self.config, self.labels)
 
@@ -231,6 +234,7 @@ class Predictor:
             image, geometry = io.read_image(image)
             spacing = geometry.spacing
         x, record = self.preprocess(image, source, spacing)
+        del image  # a file's raw array is not needed any more (memory_budget_mb)
         probs = None
         slices = self.config.data.slice_axis is not None
         strategy = Strategy(self.config, self.plan, self._out_channels())
@@ -240,12 +244,12 @@ class Predictor:
             classes = classes.numpy()
         else:
             logits = self.restore(self.predict_logits(x, progress), record)
+            del x
             classes = self.decide(logits)
             if probabilities:
                 probs = decision.probabilities(logits).cpu().numpy()
-        labels = self.label_values[self.postprocess(classes).astype(np.int64)]
-        out_dtype = np.uint8 if labels.max(initial=0) < 256 else np.int32
-        return Prediction(probs, labels.astype(out_dtype), geometry)
+        return Prediction(probs, label_map(self.postprocess(classes), self.label_values),
+                          geometry)
 
     def write_values(self, labels: np.ndarray) -> np.ndarray:
         """Label values -> the values the training masks stored (e.g. 1 -> 255), if recorded."""
@@ -261,6 +265,23 @@ class Predictor:
         threshold = self.infer.threshold
         return float(threshold) if isinstance(threshold, float) else None
 
-
     def _out_channels(self) -> int:
         return max(self.config.model.out_channels or len(self.labels), 1)
+
+
+def label_map(classes: np.ndarray, values: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """Class indices ``(*S)`` -> label ``values[classes]`` (uint8 when all fit, else int32).
+
+    Looked up a chunk at a time: NumPy indexes through an 8-byte copy of the indices, which for
+    a whole 4096^2 image would be the largest buffer of the prediction.
+    """
+    wide = int(values.max(initial=0)) >= 256
+    table = values.astype(np.int32 if wide else np.uint8)
+    if np.array_equal(values, np.arange(len(values))) and not wide:
+        return classes.astype(np.uint8, copy=False)
+    flat = np.ascontiguousarray(classes).reshape(-1)
+    out = np.empty(flat.shape, dtype=table.dtype)
+    for start in range(0, flat.size, chunk):
+        out[start:start + chunk] = table[flat[start:start + chunk]]
+    out = out.reshape(classes.shape)
+    return out.astype(np.uint8) if wide and int(out.max(initial=0)) < 256 else out

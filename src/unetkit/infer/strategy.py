@@ -33,6 +33,7 @@ class Strategy:
         self.config, self.infer, self.plan = config, config.infer, plan
         self.out_channels = out_channels
         self.multiples = model_multiples(config.model)
+        self.ramp: tuple[int, ...] | None = None  # planned tiles crossfade across their margin
 
     def bytes_per_voxel(self) -> int:
         """Estimated forward activation bytes per input voxel."""
@@ -49,6 +50,15 @@ class Strategy:
         voxels = math.prod(self.padded(tuple(x.shape[1:])))
         return self.out_channels * voxels * 4 > self.infer.memory_budget_mb * 2**20
 
+    def window_plan(self, spatial: tuple[int, ...], keep_scores: bool = True
+                    ) -> tiling.WindowPlan:
+        """Whole image or tiles for an input of ``spatial`` size under the memory budget."""
+        return tiling.plan_window(self.padded(spatial), bytes_per_voxel=self.bytes_per_voxel(),
+                                  out_channels=self.out_channels,
+                                  budget_mb=self.infer.memory_budget_mb,
+                                  multiple=self.multiples, keep_scores=keep_scores,
+                                  in_channels=self.config.model.in_channels)
+
     def windows(self, x: torch.Tensor, keep_scores: bool = True
                 ) -> tuple[torch.Tensor, tuple[slice, ...], tuple[int, ...], Any]:
         """Zero-pad ``(B, C, *S)`` to the network's multiple; the crop back; window, overlap."""
@@ -59,11 +69,9 @@ class Strategy:
             target = [max(t, w) for t, w in zip(target, window, strict=True)]
             overlap: Any = self.infer.overlap
         else:
-            plan = tiling.plan_window(target, bytes_per_voxel=self.bytes_per_voxel(),
-                                      out_channels=self.out_channels,
-                                      budget_mb=self.infer.memory_budget_mb,
-                                      multiple=self.multiples, keep_scores=keep_scores)
+            plan = self.window_plan(spatial, keep_scores)
             window, overlap = plan.window, plan.overlap
+            self.ramp = None if plan.whole else tuple(max(s, 1) for s in plan.shared)
         before = [(t - n) // 2 for t, n in zip(target, spatial, strict=True)]
         after = [t - n - b for t, n, b in zip(target, spatial, before, strict=True)]
         crop = tuple(slice(b, b + n) for b, n in zip(before, spatial, strict=True))
@@ -72,7 +80,7 @@ class Strategy:
     def options(self, progress: Progress | None) -> dict[str, Any]:
         """Keyword options of the sliding-window front-ends."""
         return dict(gaussian=self.infer.gaussian, batch_size=self.infer.batch_size,
-                    accumulate=self.infer.accumulate, progress=progress)
+                    accumulate=self.infer.accumulate, progress=progress, ramp=self.ramp)
 
     def blend(self, x: torch.Tensor, network: Network, progress: Progress | None
               ) -> torch.Tensor:
@@ -86,7 +94,8 @@ class Strategy:
         """How many 2D slices one forward may take within the memory budget."""
         padded = self.padded(plane)
         estimate = tiling.memory_estimate(padded, padded, bytes_per_voxel=self.bytes_per_voxel(),
-                                          out_channels=self.out_channels, keep_scores=True)
+                                          out_channels=self.out_channels, keep_scores=True,
+                                          in_channels=self.config.model.in_channels)
         return max(1, int(self.infer.memory_budget_mb * 2**20 // max(estimate, 1)))
 
     def overlap_tile(self, x: torch.Tensor, network: Network, progress: Progress | None

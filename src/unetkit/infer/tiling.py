@@ -20,6 +20,8 @@ from dataclasses import dataclass
 # stages and the layout copies of the convolution library.
 ACTIVATION_FACTOR = 8
 MAX_TILES_PER_AXIS = 64
+#: voxels neighbouring tiles share at least (and two multiples of the axis at least)
+MIN_MARGIN = 32
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class WindowPlan:
     overlap: tuple[float, ...]
     tiles: tuple[int, ...]
     estimate_bytes: int
+    shared: tuple[int, ...] = ()  # voxels neighbouring tiles share per axis (0: one tile)
 
     @property
     def whole(self) -> bool:
@@ -62,14 +65,26 @@ def tile_size(length: int, tiles: int, margin: int, multiple: int) -> int:
                _round_up(length, multiple))
 
 
+def map_bytes_per_voxel(in_channels: int, out_channels: int, keep_scores: bool) -> int:
+    """Bytes per input voxel of the whole-input maps held while the windows run.
+
+    The normalised input and its zero-padded copy (``C_in`` floats each), and either the class
+    scores (``C_out`` floats, written slab by slab; the decision afterwards needs less: the
+    scores, a float margin and two byte maps) or, when only labels are kept, a label byte.
+    """
+    result = out_channels * 4 if keep_scores else 1
+    return 2 * in_channels * 4 + result
+
+
 def memory_estimate(size: Sequence[int], window: Sequence[int], *, bytes_per_voxel: int,
-                    out_channels: int, keep_scores: bool) -> int:
-    """Bytes of one prediction: forward + slab accumulators + result map."""
+                    out_channels: int, keep_scores: bool, in_channels: int = 1) -> int:
+    """Bytes of one prediction: forward + slab accumulators + whole-input maps."""
     voxels, window_voxels = math.prod(size), math.prod(window)
     whole = tuple(window) == tuple(size)
-    slab = 0 if whole else (out_channels + 1) * 4 * window[0] * math.prod(size[1:])
-    result = out_channels * 4 * voxels if keep_scores else voxels
-    return window_voxels * bytes_per_voxel + slab + result
+    # accumulators of C_out floats and their weights over one window's rows, the finished slab
+    slab = 0 if whole else (2 * out_channels + 1) * 4 * window[0] * math.prod(size[1:])
+    maps = map_bytes_per_voxel(in_channels, out_channels, keep_scores) * voxels
+    return window_voxels * bytes_per_voxel + slab + maps
 
 
 def _per_axis(multiple: int | Sequence[int], dims: int) -> tuple[int, ...]:
@@ -82,7 +97,7 @@ def _per_axis(multiple: int | Sequence[int], dims: int) -> tuple[int, ...]:
 
 def plan_window(size: Sequence[int], *, bytes_per_voxel: int, out_channels: int,
                 budget_mb: float, multiple: int | Sequence[int], margin: int | None = None,
-                keep_scores: bool = True) -> WindowPlan:
+                keep_scores: bool = True, in_channels: int = 1) -> WindowPlan:
     """The whole ``size`` when it fits ``budget_mb``, else the fewest even tiles that fit.
 
     Args:
@@ -94,6 +109,7 @@ def plan_window(size: Sequence[int], *, bytes_per_voxel: int, out_channels: int,
             one per axis (``unetkit.nn.sizes.axis_multiples`` for anisotropic strides).
         margin: voxels neighbouring tiles share (default per axis: two multiples, at least 32).
         keep_scores: the float class scores of the whole input are kept (else only labels).
+        in_channels: channels of the network input.
 
     Returns:
         A ``WindowPlan``; when even the smallest tiles exceed the budget, those.
@@ -101,11 +117,13 @@ def plan_window(size: Sequence[int], *, bytes_per_voxel: int, out_channels: int,
     size = tuple(int(s) for s in size)
     budget = budget_mb * 2**20
     multiples = _per_axis(multiple, len(size))
-    margins = tuple(margin if margin is not None else max(2 * m, 32) for m in multiples)
+    margins = tuple(margin if margin is not None else max(2 * m, MIN_MARGIN)
+                    for m in multiples)
 
     def estimate(window: tuple[int, ...]) -> int:
         return memory_estimate(size, window, bytes_per_voxel=bytes_per_voxel,
-                               out_channels=out_channels, keep_scores=keep_scores)
+                               out_channels=out_channels, keep_scores=keep_scores,
+                               in_channels=in_channels)
 
     tiles = [1] * len(size)
     while True:
@@ -120,7 +138,9 @@ def plan_window(size: Sequence[int], *, bytes_per_voxel: int, out_channels: int,
         axis = max(growable, key=lambda a: (window[a], size[a]))
         tiles[axis] += 1
     overlap = tuple(tile_overlap(n, w, t) for n, w, t in zip(size, window, tiles, strict=True))
-    return WindowPlan(window, overlap, tuple(tiles), cost)
+    shared = tuple(0 if t <= 1 else w - math.ceil((n - w) / (t - 1))
+                   for n, w, t in zip(size, window, tiles, strict=True))
+    return WindowPlan(window, overlap, tuple(tiles), cost, shared)
 
 
 def tile_overlap(length: int, window: int, tiles: int) -> float:

@@ -3,8 +3,9 @@
 Small pure functions on tensors; no files and no models (``network`` is any callable mapping a
 window batch ``(n, C_in, *window)`` to ``(n, C_out, *window)``).
 
-Outputs are blended with an importance map (a Gaussian with sigma = 1/8 of the window, floored at
-1e-3 so that the corners of the image are never divided by ~0) and normalised by the summed map,
+Outputs are blended with an importance map (``unetkit.infer.importance``: a Gaussian with sigma =
+1/8 of the window, floored at 1e-3 so that the corners of the image are never divided by ~0; or,
+for tiles that share a margin, a linear crossfade across it) and normalised by the summed map,
 so a network with constant output gives exactly that constant. A window that covers the whole
 (padded) input takes a shortcut: one forward, no weights, no accumulator.
 
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from unetkit.infer import decision
+from unetkit.infer.importance import gaussian_importance, ramp_importance
 from unetkit.nn.sizes import pad_spatial
 from unetkit.runtime.network import Network
 
@@ -72,25 +74,6 @@ def window_slices(
             for origin in itertools.product(*per_axis_starts)]
 
 
-def gaussian_importance(
-    window: Sequence[int],
-    sigma_scale: float = 0.125,
-    floor: float = 1e-3,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Separable Gaussian importance map of shape ``window`` (float32).
-
-    Each axis is ``exp(-d**2 / (2 sigma**2))`` with ``d`` the distance from the window centre
-    ``(n - 1) / 2`` and ``sigma = sigma_scale * n``; values below ``floor`` are raised to it.
-    """
-    weights = torch.ones((), dtype=torch.float32, device=device)
-    for n in window:
-        d = torch.arange(n, dtype=torch.float32, device=device) - (n - 1) / 2.0
-        axis = torch.exp(-(d**2) / (2.0 * (sigma_scale * n) ** 2))
-        weights = weights.unsqueeze(-1) * axis
-    return weights.clamp_min(floor)
-
-
 def symmetric_pads(spatial: Sequence[int], size: Sequence[int]) -> tuple[list[int], list[int]]:
     """``(before, after)`` pads that bring ``spatial`` up to at least ``size``, centred."""
     before = [max(s - n, 0) // 2 for n, s in zip(spatial, size, strict=True)]
@@ -118,7 +101,11 @@ def _shift(buffer: torch.Tensor, rows: int, axis: int) -> None:
     if rows >= length:
         buffer.zero_()
         return
-    buffer.narrow(axis, 0, length - rows).copy_(buffer.narrow(axis, rows, length - rows).clone())
+    # chunks of at most ``rows``, front to back: a chunk's source never overlaps its destination
+    # and is read before it is overwritten, so no copy of the buffer is needed
+    for begin in range(0, length - rows, rows):
+        count = min(rows, length - rows - begin)
+        buffer.narrow(axis, begin, count).copy_(buffer.narrow(axis, begin + rows, count))
     buffer.narrow(axis, length - rows, rows).zero_()
 
 
@@ -132,6 +119,7 @@ def blended_slabs(
     batch_size: int = 1,
     accumulate: str = "float32",
     progress: Progress | None = None,
+    ramp: Sequence[int] | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Blend ``network`` over windows of ``x`` and yield finished slabs along the first axis.
 
@@ -145,6 +133,8 @@ def blended_slabs(
         batch_size: windows per network call.
         accumulate: accumulator dtype; half precision halves the accumulator's memory.
         progress: called as ``progress(done, total)``, counting windows times samples.
+        ramp: voxels per axis over which the weights rise from each window edge
+            (``ramp_importance``: tiles sharing that margin crossfade); replaces ``gaussian``.
 
     Yields:
         ``(row, blended)``: rows ``[row, row + blended.shape[2])`` of the normalised blended
@@ -166,8 +156,12 @@ def blended_slabs(
     overlaps = per_axis(overlap, len(window))
     rows = window_starts(spatial[0], window[0], overlaps[0])
     rest = window_slices(spatial[1:], window[1:], overlaps[1:])
-    weight = (gaussian_importance(window, device=x.device) if gaussian
-              else torch.ones(window, device=x.device))
+    if ramp is not None:
+        weight = ramp_importance(window, ramp, device=x.device)
+    elif gaussian:
+        weight = gaussian_importance(window, device=x.device)
+    else:
+        weight = torch.ones(window, device=x.device)
     acc = torch.zeros((x.shape[0], 0), device=x.device)  # sized at the first output
     norm = torch.zeros((window[0], *spatial[1:]), dtype=torch.float32, device=x.device)
     total, done, base = len(rows) * len(rest) * x.shape[0], 0, 0
@@ -223,6 +217,7 @@ def sliding_window_inference(
     accumulate: str = "float32",
     pad_mode: str = "constant",
     progress: Progress | None = None,
+    ramp: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Blend ``network`` outputs over overlapping windows into one map of the input's size.
 
@@ -231,16 +226,24 @@ def sliding_window_inference(
             symmetrically (``pad_mode``: constant, mirror or replicate) and cropped back.
         network: maps ``(n, C_in, *window)`` to ``(n, C_out, *window)`` raw outputs.
         window: window size per spatial axis; ``None`` = one window over the whole input.
-        overlap, gaussian, batch_size, accumulate, progress: as in ``blended_slabs``.
+        overlap, gaussian, batch_size, accumulate, progress, ramp: as in ``blended_slabs``.
 
     Returns:
         ``(B, C_out, *spatial)`` float32 blended outputs.
     """
     padded, window, crop = _padded(x, window, pad_mode)
-    slabs = blended_slabs(padded, network, window, overlap, gaussian=gaussian,
-                          batch_size=batch_size, accumulate=accumulate, progress=progress)
-    parts = [slab for _, slab in slabs]
-    out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+    out = None  # written slab by slab: no second copy of the map (as a torch.cat would need)
+    for row, slab in blended_slabs(padded, network, window, overlap, gaussian=gaussian,
+                                   batch_size=batch_size, accumulate=accumulate,
+                                   progress=progress, ramp=ramp):
+        if row == 0 and slab.shape[2] == padded.shape[2]:
+            out = slab
+            break
+        if out is None:
+            out = slab.new_empty((*slab.shape[:2], *padded.shape[2:]))
+        out[:, :, row:row + slab.shape[2]] = slab
+        del slab  # not alive while the generator shifts its accumulators
+    assert out is not None
     return out[(slice(None), slice(None), *crop)]
 
 
@@ -256,6 +259,7 @@ def sliding_window_labels(
     accumulate: str = "float32",
     pad_mode: str = "constant",
     progress: Progress | None = None,
+    ramp: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """``decide`` applied to ``sliding_window_inference``'s output, in bounded memory.
 
@@ -265,7 +269,7 @@ def sliding_window_labels(
         window: window size per spatial axis (None: the whole input).
         decide: blended outputs ``(C_out, *S)`` -> labels ``(*S)`` (default: the more probable
             class, ``unetkit.infer.decision.decide``).
-        overlap, gaussian, batch_size, accumulate, pad_mode, progress: as in
+        overlap, gaussian, batch_size, accumulate, pad_mode, progress, ramp: as in
             ``sliding_window_inference``.
 
     Returns:
@@ -275,11 +279,12 @@ def sliding_window_labels(
     labels = None
     for row, slab in blended_slabs(padded, network, window, overlap, gaussian=gaussian,
                                    batch_size=batch_size, accumulate=accumulate,
-                                   progress=progress):
+                                   progress=progress, ramp=ramp):
         decided = torch.stack([decide(sample) for sample in slab])
         if labels is None:
             labels = torch.zeros((x.shape[0], *padded.shape[2:]), dtype=decided.dtype,
                                  device=decided.device)
         labels[:, row:row + decided.shape[1]] = decided
+        del slab, decided
     assert labels is not None
     return labels[(slice(None), *crop)]
