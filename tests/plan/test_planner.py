@@ -146,3 +146,21 @@ def test_too_few_3d_steps_plan_2d_slices(monkeypatch, iso3d):
     assert [(c.spatial_dims, c.base_width) for c in plan.candidates if c.chosen] == [(2, 16)]
     assert plan.config.infer.tta_axes == [0, 1]
     assert len(plan.config.data.patch_size) == 2
+
+
+def test_too_few_2d_steps_shrink_the_patches_not_the_batch(monkeypatch, tmp_path):
+    cells = write_cells_dataset(tmp_path / "cells", 3, (256, 256), seed=2)
+
+    def fake(config):  # seconds per step proportional to the voxels of a step
+        voxels = config.data.batch_size * int(np.prod(config.data.patch_size))
+        return 0.5 * config.model.widths[0] / 8 * voxels / (8 * 256 * 256)
+
+    monkeypatch.setattr(planner, "time_steps", fake)
+    roomy = planner.make_plan(cells, "1000s", device="cpu")  # base 8 at 8x256^2: 1700 steps
+    assert roomy.config.data.patch_size == [256, 256] and roomy.config.data.batch_size == 8
+    plan = planner.make_plan(cells, "400s", device="cpu")  # 680 steps: too few at 256^2
+    assert plan.config.data.batch_size == 8
+    assert int(np.prod(plan.config.data.patch_size)) <= 128 * 128
+    assert plan.config.model.widths[0] == 16  # 8x128^2: base 8 2720 steps, 16 1360, 32 680
+    shrunk = [c for c in plan.candidates if c.patch_size == plan.config.data.patch_size]
+    assert [c.base_width for c in shrunk] == [8, 16, 32] and shrunk[1].chosen

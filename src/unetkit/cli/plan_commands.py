@@ -50,9 +50,7 @@ def print_plan(plan) -> None:  # noqa: ANN001 - unetkit.plan.planner.Plan
     console.print(table)
     for c in plan.candidates:
         mark = "  <- chosen" if c.chosen else ""
-        console.print(f"  candidate {c.spatial_dims}D base width {c.base_width}: "
-                      f"{c.step_s:.3f} s/step, {c.steps} steps in the budget{mark}",
-                      highlight=False)
+        console.print(f"  candidate {c.describe()}{mark}", highlight=False)
 
 
 @app.command()
