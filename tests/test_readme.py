@@ -54,6 +54,12 @@ SUBSTITUTIONS = [
 TRAIN_OPTIONS = ["--patch-size", "32", "--batch-size", "2", "--precision", "fp32",
                  "--device", "cpu", "--set", "train.steps_per_epoch=2"]
 CONFIG_TRAIN_OPTIONS = ["--epochs", "1", "--set", "model.base_width=4", "--set", "model.depth=2"]
+
+
+def config_options(args: list[str]) -> list[str]:
+    """``CONFIG_TRAIN_OPTIONS`` for runs from a config file, except a planner's ``plan.yaml``:
+    it holds its own network (widths and depth together) and the 3 s budget it was planned for."""
+    return CONFIG_TRAIN_OPTIONS if "--config" in args and "plan.yaml" not in args else []
 # (README text, test text, why): applied to python blocks.
 PYTHON_SUBSTITUTIONS = [
     ('{"train.time_budget": "10m"}', '{"train.time_budget": "3s", **TINY}', "seconds, not "
@@ -122,7 +128,7 @@ def _run_cli(args: list[str], where: str) -> None:
         at = args.index(">")
         args, target = args[:at], args[at + 1]
     if args[0] == "train":
-        args = args + TRAIN_OPTIONS + (CONFIG_TRAIN_OPTIONS if "--config" in args else [])
+        args = args + TRAIN_OPTIONS + config_options(args)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, f"{where}: unetkit {shlex.join(args)}\n{result.output}"
     assert "Traceback" not in result.output, where
@@ -135,7 +141,7 @@ def _run_torchrun(args: list[str], where: str) -> None:
     assert args[at + 1] == "unetkit", where
     command = [sys.executable, "-m", "torch.distributed.run", *args[1:]]
     if args[at + 2] == "train":
-        command += TRAIN_OPTIONS + (CONFIG_TRAIN_OPTIONS if "--config" in args else [])
+        command += TRAIN_OPTIONS + config_options(args)
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{where}: {shlex.join(command)}\n{done.stdout}\n{done.stderr}"
 

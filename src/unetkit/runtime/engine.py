@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 FP32 = PrecisionPlan(dtype=None, use_scaler=False, channels_last=False)
 
 #: per CPU kind, the faster fp32 engine for the default network (base 32, depth 4) at 512^2,
-#: 1024^2 and 96^3; measured with ``benchmarks/bench_infer.py --part engines``
+#: 1024^2 and 96^3, to be filled from ``benchmarks/bench_infer.py --part engines``. "avx2":
+#: torch is the default that needs no export, not yet a measurement (issue 17's 1.21-1.28x for
+#: onnxruntime was measured on an AVX512 Xeon, whose kind is not listed until re-measured).
 FASTER_FP32 = {"avx2": "torch"}
 
 
