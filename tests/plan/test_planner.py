@@ -164,3 +164,6 @@ def test_too_few_2d_steps_shrink_the_patches_not_the_batch(monkeypatch, tmp_path
     assert plan.config.model.widths[0] == 16  # 8x128^2: base 8 2720 steps, 16 1360, 32 680
     shrunk = [c for c in plan.candidates if c.patch_size == plan.config.data.patch_size]
     assert [c.base_width for c in shrunk] == [8, 16, 32] and shrunk[1].chosen
+    reasons = {d.field: d.reason for d in plan.decisions}
+    assert reasons["data.patch_size"].startswith("4x fewer voxels per patch")
+    assert "full-size patch 256x256" in reasons["data.batch_size"]

@@ -127,14 +127,14 @@ def plan_rules(fp: Fingerprint, slices: bool = False, shrink: int = 1) -> list[D
     full = rules.network_shape(shape, spacing, dims)
     batch = rules.batch_size(_value(full, "data.patch_size"), dims)
     if shrink > 1:  # each axis of the full-size patch shrink ** (1 / dims) times shorter
-        shape = [n / shrink ** (1 / dims) for n in _value(full, "data.patch_size")]
-        full = rules.network_shape(shape, spacing, dims)
+        full_patch = _value(full, "data.patch_size")
+        full = rules.network_shape([n / shrink ** (1 / dims) for n in full_patch], spacing, dims)
+        why = (f"the budget affords fewer than {MIN_STEPS[dims]} steps of the narrowest network "
+               f"at the full-size patch {_text(full_patch)}")
+        full = [Decision(d.field, d.value, f"{shrink}x fewer voxels per patch: {why}")
+                if d.field == "data.patch_size" else d for d in full]
+        batch = Decision(batch.field, batch.value, f"the full-size batch, kept: {why}")
     decisions += [*full, batch]
-    if shrink > 1:
-        why = (f"; {shrink}x smaller patches than usual: the budget affords fewer than "
-               f"{MIN_STEPS[dims]} full-size steps of the narrowest network")
-        decisions = [Decision(d.field, d.value, d.reason + why) if d.field in (
-            "data.patch_size", "data.batch_size") else d for d in decisions]
     anisotropic = max(spacing) > rules.ANISOTROPY * min(spacing)
     decisions += task_rules.loss_and_decision(fp)
     decisions += task_rules.augmentation(fp, dims, anisotropic)
@@ -219,6 +219,10 @@ def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: s
         plan = smaller
     log.info("plan: %s", ", ".join(f"{d.field}={d.value}" for d in plan.decisions))
     return plan
+
+
+def _text(sizes: list[int]) -> str:
+    return "x".join(map(str, sizes))
 
 
 def _too_few_steps(plan: Plan) -> bool:
