@@ -128,18 +128,25 @@ def unetkit_training(plan: Plan, device: torch.device, steps: int = 10, warmup: 
             output = model(image)
         loss = loss_fn([o.float() for o in output], mask)
         optimizer.zero_grad(set_to_none=True)
-        (scaler.scale(loss) if scaler else loss).backward()
-        if scaler:
-            scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        _update(loss, model, optimizer, scaler)
 
     row = _measure(step, model, device, steps, warmup)
     return {**row, "precision": f"{precision.name}, channels_last={precision.channels_last}"}
+
+
+def _update(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            scaler: torch.amp.GradScaler | None) -> None:
+    """Backward, gradient clipping at 12 (both trainers) and the optimizer step, scaled under
+    a GradScaler."""
+    (scaler.scale(loss) if scaler else loss).backward()
+    if scaler:
+        scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
 
 
 def nnunet_installed() -> bool:
@@ -185,15 +192,7 @@ def nnunet_training(plan: Plan, device: torch.device, steps: int = 10, warmup: i
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, enabled=cuda):  # fp16 on CUDA, as nnU-Net does
             loss = loss_fn(model(image), targets)
-        (scaler.scale(loss) if scaler else loss).backward()
-        if scaler:
-            scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 12)
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        _update(loss, model, optimizer, scaler)
 
     row = _measure(step, model, device, steps, warmup)
     return {**row, "precision": "fp16 + GradScaler" if cuda else "fp32"}
