@@ -162,3 +162,9 @@ def test_default_config_file_is_valid_and_complete():
 def test_yaml_on_off_for_channels_last():
     assert apply_overrides(Config(), ["train.channels_last=on"]).train.channels_last == "on"
     assert apply_overrides(Config(), ["train.channels_last=off"]).train.channels_last == "off"
+
+
+def test_inference_has_its_own_channels_last():
+    config = apply_overrides(Config(), ["train.channels_last=off"])
+    assert config.infer.channels_last == "auto"
+    assert apply_overrides(Config(), ["infer.channels_last=off"]).infer.channels_last == "off"

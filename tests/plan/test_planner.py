@@ -123,7 +123,8 @@ def test_widest_candidate_that_affords_the_minimum_steps(monkeypatch, iso3d):
     # 3D candidates are widths 16 and 32: 1000 s * 0.85 / 1.0 = 850 >= 800 steps: width 32
     assert plan.config.model.spatial_dims == 3 and plan.config.model.widths[0] == 32
     assert [c.chosen for c in plan.candidates] == [False, True]
-    assert timed == [(3, 16), (3, 32)]
+    assert timed == [(3, 16), (3, 32), (3, 32)]  # the chosen one again, contiguous
+    assert plan.config.train.channels_last == "on"  # contiguous was not faster
     text = plan.yaml_text()
     assert "# model.widths = [32, 64, 128, 256]" in text and "<- chosen" in text
 
@@ -140,7 +141,7 @@ def test_too_few_3d_steps_plan_2d_slices(monkeypatch, iso3d):
     monkeypatch.setattr(planner, "time_steps", fake)
     plan = planner.make_plan(iso3d, "100s", device="cpu")
     # 3D width 16: 21 steps < 800 (32 not timed); 2D: 8 -> 1700, 16 -> 1062, 32 -> 425 steps
-    assert timed == [(3, 16), (2, 8), (2, 16), (2, 32)]
+    assert timed == [(3, 16), (3, 16), (2, 8), (2, 16), (2, 32), (2, 16)]
     assert plan.config.model.spatial_dims == 2 and plan.config.data.slice_axis is not None
     assert plan.config.model.widths[0] == 16
     assert [(c.spatial_dims, c.base_width) for c in plan.candidates if c.chosen] == [(2, 16)]
@@ -167,3 +168,20 @@ def test_too_few_2d_steps_shrink_the_patches_not_the_batch(monkeypatch, tmp_path
     reasons = {d.field: d.reason for d in plan.decisions}
     assert reasons["data.patch_size"].startswith("4x fewer voxels per patch")
     assert "full-size patch 256x256" in reasons["data.batch_size"]
+
+
+def test_a_cpu_plan_trains_in_the_layout_that_steps_faster(monkeypatch, iso3d):
+    def fake(config):  # contiguous steps take 60% of the channels-last ones
+        width = 0.5 * config.model.widths[0] / 16 * config.model.spatial_dims
+        return width * (0.6 if config.train.channels_last == "off" else 1.0)
+
+    monkeypatch.setattr(planner, "time_steps", fake)
+    plan = planner.make_plan(iso3d, "1000s", device="cpu")
+    chosen = next(c for c in plan.candidates if c.chosen)
+    assert plan.config.train.channels_last == "off"
+    assert chosen.step_s == pytest.approx(0.6 * fake(plan.config.model_copy(update={
+        "train": plan.config.train.model_copy(update={"channels_last": "on"})})))
+    assert chosen.steps == int(1000 * planner.TRAIN_SHARE / chosen.step_s)
+    reason = {d.field: d.reason for d in plan.decisions}["train.channels_last"]
+    assert "contiguous" in reason and f"{chosen.steps} steps" in reason
+    assert plan.config.infer.channels_last == "auto"  # inference keeps its own layout

@@ -12,6 +12,11 @@ _PRECISION = ("auto = bf16 autocast on CPUs with fast bf16 and on GPUs, fp32 els
               "uses a gradient scaler")
 
 
+def _on_off(value: Any) -> Any:
+    """YAML reads a bare on/off as a boolean: back to the ``"on"``/``"off"`` strings."""
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
 class LossConfig(Section):
     """Loss by name with its options; see ``unetkit.losses.build_loss``."""
 
@@ -60,7 +65,8 @@ class TrainConfig(Section):
         "after every step) to fit it, validation and saving included; None: train epochs")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description=_PRECISION)
     channels_last: Literal["auto", "on", "off"] = Field(
-        "auto", description="channels-last memory format; auto: on for CPU and CUDA")
+        "auto", description="channels-last memory format of training; auto: on for CPU and "
+        "CUDA (a planned run writes the layout its timing found faster on this CPU)")
     grad_clip: float | None = Field(12.0, gt=0, description="largest gradient norm; None: "
                                     "no clipping")
     val_every: int = Field(1, ge=1, description="validate every this many epochs (and after "
@@ -74,11 +80,7 @@ class TrainConfig(Section):
                               "RUN/tensorboard (pip install 'unetkit[tensorboard]')")
     loss: LossConfig = Field(default_factory=LossConfig)
 
-    @field_validator("channels_last", mode="before")
-    @classmethod
-    def _yaml_on_off(cls, value: Any) -> Any:
-        # YAML reads a bare on/off as a boolean.
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    _yaml_on_off = field_validator("channels_last", mode="before")(_on_off)
 
     @field_validator("time_budget")
     @classmethod
@@ -123,6 +125,9 @@ class InferConfig(Section):
     accumulate: Literal["float32", "float16"] = Field(
         "float32", description="dtype of the blended scores; float16 halves their memory")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description=_PRECISION)
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="channels-last memory format of prediction and validation; auto: "
+        "on for CPU and CUDA (faster inference on every CPU measured, docs/inference.md)")
     engine: Literal["auto", "torch", "onnxruntime"] = Field(
         "auto", description="what runs the network on a CPU: auto = the engine measured fastest "
         "on this kind of CPU (docs/inference.md); onnxruntime exports the checkpoint once "
@@ -144,6 +149,8 @@ class InferConfig(Section):
         "inputs are tiled, and when even their class scores do not fit, labels are decided "
         "region by region")
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+
+    _yaml_on_off = field_validator("channels_last", mode="before")(_on_off)
 
     @field_validator("threshold")
     @classmethod

@@ -63,10 +63,11 @@ def torch_network(model: nn.Module, plan: PrecisionPlan, device: torch.device) -
     model = model.eval().to(device)
     if hasattr(model, "deep_supervision"):
         model.deep_supervision = False
+    layout = torch.contiguous_format
     if plan.channels_last:
-        spatial_dims = getattr(model, "spatial_dims", 2)
-        model = model.to(memory_format=torch.channels_last if spatial_dims == 2
-                         else torch.channels_last_3d)
+        layout = torch.channels_last if getattr(model, "spatial_dims", 2) == 2 \
+            else torch.channels_last_3d
+    model = model.to(memory_format=layout)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast(plan, device):

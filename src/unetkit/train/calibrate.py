@@ -63,7 +63,7 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
         return None
     checkpoint = load_checkpoint(best)
     config = run.config
-    plan = resolve_precision(config.infer.precision, config.train.channels_last, run.device)
+    plan = resolve_precision(config.infer.precision, config.infer.channels_last, run.device)
     predictor = live_predictor(model_from_checkpoint(checkpoint, str(best)), config,
                                run.data.labels, run.device, plan)
     images, masks, source = calibration_cases(run)

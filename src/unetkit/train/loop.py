@@ -222,7 +222,7 @@ def end_of_epoch(run: Run, train_loss: float, seconds: float) -> bool:
         started = time.monotonic()
         if run.info.is_main:
             metrics = validate(run.ddp_model, run.data.val_images, run.data.val_masks,
-                               run.val_loss_fn, run.config, run.device, run.plan,
+                               run.val_loss_fn, run.config, run.device, run.infer_plan,
                                run.data.labels)
             row.update(_named(metrics, run.data.labels))
         row = broadcast_object(row, run.info)

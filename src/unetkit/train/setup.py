@@ -95,6 +95,7 @@ class Run:
     config: Config
     device: torch.device
     plan: PrecisionPlan
+    infer_plan: PrecisionPlan  # validation's: the plan ``unetkit predict`` will use
     info: DistInfo
     data: TrainData
     model: torch.nn.Module
@@ -196,8 +197,10 @@ def _build_run(config: Config, data: TrainData, device: torch.device, info: Dist
     scaler = torch.amp.GradScaler(device.type) if plan.use_scaler else None
     val_config = config.model_copy(update={"model": config.model.model_copy(
         update={"deep_supervision": False})})
+    infer_plan = resolve_precision(config.infer.precision, config.infer.channels_last, device)
     run = Run(
-        config=config, device=device, plan=plan, info=info, data=data, model=model,
+        config=config, device=device, plan=plan, infer_plan=infer_plan, info=info, data=data,
+        model=model,
         ddp_model=model, optimizer=optimizer, scaler=scaler,
         loss_fn=builders.build_loss_fn(config), val_loss_fn=builders.build_loss_fn(val_config),
         sampler=builders.build_sampler(config, data, info),
