@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from unetkit.data.synthetic import write_blobs_dataset, write_cells_dataset
-from unetkit.plan import planner
+from unetkit.plan import planner, rules
 from unetkit.plan.fingerprint import consistent_offset, fingerprint_dataset, infer_modality
 from unetkit.plan.planner import plan_rules
 
@@ -147,6 +147,8 @@ def test_too_few_3d_steps_plan_2d_slices(monkeypatch, iso3d):
     assert [(c.spatial_dims, c.base_width) for c in plan.candidates if c.chosen] == [(2, 16)]
     assert plan.config.infer.tta_axes == [0, 1]
     assert len(plan.config.data.patch_size) == 2
+    context = plan.config.data.slice_context
+    assert context == rules.SLICE_CONTEXT and plan.config.model.in_channels == 2 * context + 1
 
 
 def test_too_few_2d_steps_shrink_the_patches_not_the_batch(monkeypatch, tmp_path):

@@ -25,7 +25,9 @@ def test_zero_config_train_then_predict_keeps_each_inputs_geometry(tmp_path) -> 
                                     str(run), "--device", "cpu", "-q"])
     assert done.exit_code == 0, done.output
     plan = yaml.safe_load((run / "plan.yaml").read_text())
-    assert plan["model"]["in_channels"] == 1 and plan["model"]["out_channels"] == 3
+    slices = 2 * plan["data"]["slice_context"] + 1 if plan["data"]["slice_axis"] is not None \
+        else 1  # a 2.5D plan feeds neighbouring slices as channels
+    assert plan["model"]["in_channels"] == slices and plan["model"]["out_channels"] == 3
     assert json.loads((run / "fingerprint.json").read_text())["cases"] == 5
     assert "model.spatial_dims" in (run / "plan.yaml").read_text()  # decisions with reasons
     done = CliRunner().invoke(app, ["predict", str(run / "best.pt"), str(data / "imagesTr"),

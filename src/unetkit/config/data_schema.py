@@ -121,6 +121,10 @@ class DataConfig(Section):
     slice_axis: int | None = Field(
         None, ge=0, le=2, description="train and predict 3D volumes as 2D slices across this "
         "spatial axis (with model.spatial_dims 2), e.g. for thick-slab volumes; None: as stored")
+    slice_context: int = Field(
+        0, ge=0, le=8, description="with slice_axis: this many neighbouring slices on each side "
+        "join each slice as extra input channels (2.5D: the network sees (2k+1) x C channels, "
+        "the edge slice repeated at the ends); 0: the slice alone")
     roi_dir: Path | None = Field(
         None, description="folder of regions of interest (nonzero = inside) pairing with the "
         "images by case id, relative to the data folder or absolute; training ignores pixels "
@@ -143,3 +147,9 @@ class DataConfig(Section):
         if not value or any(v < 1 for v in value):
             raise ValueError("patch_size needs positive integers, one per spatial axis")
         return value
+
+    @property
+    def slices_per_input(self) -> int:
+        """How many slices make one network input: ``2 * slice_context + 1`` when volumes are
+        sliced (2.5D), else 1; the network takes ``slices_per_input`` x the image channels."""
+        return 2 * self.slice_context + 1 if self.slice_axis is not None else 1

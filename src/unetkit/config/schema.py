@@ -74,3 +74,9 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     infer: InferConfig = Field(default_factory=InferConfig)
+
+    @property
+    def image_channels(self) -> int:
+        """Channels of the images the model reads: ``model.in_channels``, or its share per
+        slice when volumes are fed as 2.5D slices (``data.slices_per_input``)."""
+        return self.model.in_channels // self.data.slices_per_input

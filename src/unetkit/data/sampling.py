@@ -168,21 +168,42 @@ class PatchSampler(IterableDataset):
         return self.batches_per_epoch
 
 
-def to_slices(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], axis: int
-              ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def with_slice_context(stack: np.ndarray | torch.Tensor, context: int
+                       ) -> np.ndarray | torch.Tensor:
+    """``(S, C, *plane)`` slices -> ``(S, (2k+1) * C, *plane)``: each slice with its ``k =
+    context`` neighbours on either side as channels (channel ``j * C + c`` is channel ``c`` of
+    slice ``s - k + j``; beyond the ends the edge slice repeats). Numpy arrays or tensors.
+
+    2.5D input: a 2D network on the slices of a volume sees the structure's extent across the
+    slices too, at the cost of a wider first convolution only.
+    """
+    if context == 0:
+        return stack
+    count = stack.shape[0]
+    index = np.clip(np.arange(count)[:, None] + np.arange(-context, context + 1)[None, :],
+                    0, count - 1)  # (S, 2k+1)
+    if isinstance(stack, torch.Tensor):
+        index = torch.as_tensor(index, device=stack.device)
+    return stack[index].reshape(count, -1, *stack.shape[2:])
+
+
+def to_slices(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], axis: int,
+              context: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """3D cases -> their 2D slices across spatial ``axis`` (for 2D training on volumes).
 
     Args:
         images: ``(C, X, Y, Z)`` arrays.
         masks: ``(X, Y, Z)`` label maps.
         axis: the spatial axis (0..2) the slices are taken across.
+        context: neighbouring slices on each side added as channels (``with_slice_context``).
 
     Returns:
-        ``(C, *plane)`` images and ``(*plane)`` masks, slice by slice, case after case.
+        ``((2k+1) * C, *plane)`` images and ``(*plane)`` masks, slice by slice, case after case.
     """
     if any(m.ndim != 3 for m in masks):
         raise ValueError(f"data.slice_axis {axis}: slicing needs 3D volumes")
-    stacks = [np.moveaxis(image, axis + 1, 0) for image in images]  # (slices, C, *plane)
+    stacks = [with_slice_context(np.moveaxis(image, axis + 1, 0), context)
+              for image in images]  # (slices, (2k+1) * C, *plane)
     mask_stacks = [np.moveaxis(mask, axis, 0) for mask in masks]  # (slices, *plane)
     return ([np.ascontiguousarray(s[k]) for s in stacks for k in range(s.shape[0])],
             [np.ascontiguousarray(m[k]) for m in mask_stacks for k in range(m.shape[0])])

@@ -178,7 +178,7 @@ def predict_files(
 
     out_dir = Path(out_dir)
     rois = roi_files(roi_dir) if roi_dir is not None else None
-    cases = input_cases(inputs, predictor.config.model.in_channels)
+    cases = input_cases(inputs, predictor.config.image_channels)
     plan = {case.source: outputs_for(case.source, out_dir, probabilities=save_probabilities,
                                      overlay=overlay is not None, name=case.case_id,
                                      mask_format=predictor.mask_format)

@@ -29,6 +29,7 @@ import torch
 
 from unetkit.config import Config, InferConfig
 from unetkit.data.preprocessing import Preprocessor, PreprocessRecord
+from unetkit.data.sampling import with_slice_context
 from unetkit.infer import decision
 from unetkit.infer.boundaries import wall_decision
 from unetkit.infer.placement import on_device_or_cpu
@@ -168,7 +169,8 @@ class Predictor:
         axis = self.config.data.slice_axis
         if axis is None:
             return strategy.blend(x, network, progress)[0]
-        stack = x[0].movedim(axis + 1, 0)  # a 2D network over the slices of a volume
+        stack = with_slice_context(x[0].movedim(axis + 1, 0),  # 2D network over the slices
+                                   self.config.data.slice_context)
         chunk = strategy.slices_per_batch(tuple(stack.shape[2:]))
         parts = [strategy.blend(stack[k:k + chunk], network, progress)
                  for k in range(0, stack.shape[0], chunk)]

@@ -94,12 +94,13 @@ def check_image(array: np.ndarray, config: Config, source: str) -> np.ndarray:
     if array.ndim != dims + 1:
         raise ValueError(f"{source}: image of shape {array.shape} is not (C, *spatial) with "
                          f"{dims} spatial axes, as the model was trained")
-    if array.shape[0] != model.in_channels:
-        grey_rgb = model.in_channels == 1 and array.shape[0] in (3, 4) and all(
+    channels = config.image_channels  # 2.5D: the network takes slices x channels
+    if array.shape[0] != channels:
+        grey_rgb = channels == 1 and array.shape[0] in (3, 4) and all(
             np.array_equal(array[0], array[c]) for c in (1, 2))
         if not grey_rgb:
             raise ValueError(f"{source}: image has {array.shape[0]} channels, the model "
-                             f"expects {model.in_channels}")
+                             f"expects {channels}")
         array = array[:1]
     if np.issubdtype(array.dtype, np.inexact):
         bad = array.size - int(np.count_nonzero(np.isfinite(array)))

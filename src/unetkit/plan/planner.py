@@ -144,7 +144,10 @@ def plan_rules(fp: Fingerprint, slices: bool = False, shrink: int = 1) -> list[D
     decisions += task_rules.sampling_and_split(fp)
     labels = len(fp.label_fractions)
     sigmoid = _value(decisions, "train.loss.name") == "dice_bce"
-    decisions += [Decision("model.in_channels", fp.channels, "channels of the images"),
+    context = _value(decisions, "data.slice_context", 0)
+    decisions += [Decision("model.in_channels", fp.channels * (2 * context + 1),
+                           "channels of the images" + (f" x {2 * context + 1} slices"
+                                                       if context else "")),
                   Decision("model.out_channels", 1 if sigmoid else labels,
                            f"{labels} labels" + (" (one sigmoid output)" if sigmoid else "")),
                   Decision("model.norm", "instance", "instance norm (nnU-Net): independent of "

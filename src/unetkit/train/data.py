@@ -211,13 +211,15 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
              len(train_ids), len(val_ids), labels)
     train_images, train_masks = [prepared[c] for c in train_ids], [masks[c] for c in train_ids]
     if d.slice_axis is not None:  # 2D training on the slices of 3D volumes
-        train_images, train_masks = to_slices(train_images, train_masks, d.slice_axis)
+        train_images, train_masks = to_slices(train_images, train_masks, d.slice_axis,
+                                              d.slice_context)
     return TrainData(
         train_ids=train_ids, val_ids=val_ids,
         train_images=train_images, train_masks=train_masks,
         val_images=[prepared[c] for c in val_ids], val_masks=[masks[c] for c in val_ids],
         labels=labels, mask_values=dict(sorted(mask_values.items())),
-        preprocessing=preprocessor.state_dict(), in_channels=int(images[train_ids[0]].shape[0]),
+        preprocessing=preprocessor.state_dict(),
+        in_channels=int(images[train_ids[0]].shape[0]) * d.slices_per_input,
         spacings=[tuple(loaded[c][2].spacing) for c in train_ids],
         image_offset=preprocessor.image_offset, ignore_index=ignore_index,
         mask_format=mask_format([cases[c] for c in train_ids]),
