@@ -28,7 +28,7 @@ import torch
 
 from unetkit.config import config_from_dict
 from unetkit.runtime.checkpoint import FORMAT_VERSION, load_checkpoint, model_from_checkpoint
-from unetkit.runtime.network import fuse_conv_bn
+from unetkit.runtime.network import fuse_conv_bn, output_differences
 from unetkit.runtime.onnx import onnx_network
 from unetkit.runtime.onnx_export import check_sizes, export_onnx, require_onnx_export
 
@@ -87,18 +87,10 @@ def verify(model: torch.nn.Module, path: str | Path, fmt: Format,
         exported = onnx_network(path)
     else:
         exported = torch.jit.load(str(path), map_location="cpu")
-    generator = torch.Generator().manual_seed(seed)
-    diffs = {}
-    for size in sizes:
-        x = torch.randn(2, in_channels, *size, generator=generator)
-        with torch.no_grad():
-            expected = model(x)
-            got = exported(x)
-        if tuple(got.shape) != tuple(expected.shape):
-            raise ExportError(f"{path}: output shape {tuple(got.shape)} for input {tuple(x.shape)}"
-                              f" differs from PyTorch's {tuple(expected.shape)}")
-        diffs[tuple(size)] = float((got.float() - expected).abs().max())
-    return diffs
+    try:
+        return output_differences(model, exported, sizes, in_channels, seed)
+    except ValueError as error:
+        raise ExportError(f"{path}: {error}") from None
 
 
 def export_checkpoint(

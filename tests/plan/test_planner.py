@@ -93,6 +93,7 @@ def test_2d_rgb_and_membranes(tmp_path):
     assert decided(walls, "infer.postprocess.wall_seed_threshold") == 0.3  # membranes
     assert decided(walls, "infer.calibration_beta") == 0.8
     assert decided(walls, "data.val_fraction") == 0.0  # 3 cases: all train
+    assert decided(walls, "data.augment.mask_interpolation") == "linear"  # walls are thin
 
 
 def test_modality_from_names_and_values():

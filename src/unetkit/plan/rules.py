@@ -16,7 +16,9 @@ import numpy as np
 
 from unetkit.plan.fingerprint import Fingerprint
 
-SLICE_CONTEXT = 1  # neighbouring slices on each side as channels (docs/planner.md)
+# Neighbouring slices on each side as channels. Hippocampus, 15 min: validation Dice 0.882
+# against 0.878 without, held-out 0.8744 against 0.8738 (docs/planner.md).
+SLICE_CONTEXT = 1
 THIN_SLAB_RATIO = 3.0  # an axis this many times coarser (and with few voxels): 2D on slices
 ANISOTROPY = 2.0  # pool/convolve an axis only once its spacing is within this of the finest
 MIN_FEATURE = {2: 4, 3: 4}  # smallest feature-map size a pooling may produce (nnU-Net's 4)
@@ -59,7 +61,7 @@ def dimensionality(fp: Fingerprint, slices: bool = False) -> list[Decision]:
         axis = slice_axis(fp)
         reason = (f"2D network on the slices across axis {axis}: a budget that affords too few "
                   "3D steps trains a 2D network further (hippocampus, 15 CPU minutes: mean "
-                  "Dice 0.870 in 2D against 0.820 in 3D)")
+                  "Dice 0.874 in 2D against 0.820 in 3D)")
         return [Decision("model.spatial_dims", 2, reason),
                 Decision("data.slice_axis", axis, reason), _slice_context()]
     spacing, shape = np.asarray(fp.median_spacing), np.asarray(fp.median_shape)

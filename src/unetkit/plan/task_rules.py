@@ -7,7 +7,7 @@ from __future__ import annotations
 from unetkit.plan.fingerprint import Fingerprint
 from unetkit.plan.rules import Decision
 
-THIN = 6.0  # foreground narrower than this many voxels: thin structures (membranes, vessels)
+THIN = 6.0  # foreground at most this many voxels wide: thin structures (membranes, vessels)
 WALL_WIDTH = 10.0  # walls are at most this wide (ISBI 2012 membranes: 6 pixels)
 WALLS = 0.5  # a foreground that encloses this share of the background: walls (membranes)
 OFFSET = 0.25  # median mask offset (voxels) worth correcting
@@ -22,8 +22,9 @@ def is_walls(fp: Fingerprint) -> bool:
 
 
 def is_thin(fp: Fingerprint) -> bool:
-    """Thin foreground structures (vessels, membranes, fibres)."""
-    return 0 < fp.foreground_width < THIN
+    """Thin foreground structures (vessels, fibres), and walls of any width up to
+    ``WALL_WIDTH`` (membranes: ISBI 2012's are 6.0 pixels wide)."""
+    return 0 < fp.foreground_width <= THIN or is_walls(fp)
 
 
 def loss_and_decision(fp: Fingerprint) -> list[Decision]:

@@ -14,7 +14,7 @@ input's device; inference code (``unetkit.infer``) sees nothing else, so PyTorch
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -77,3 +77,28 @@ def torch_network(model: nn.Module, plan: PrecisionPlan, device: torch.device) -
         return out.float().contiguous()
 
     return run
+
+
+def output_differences(reference: Callable[[torch.Tensor], torch.Tensor],
+                       other: Callable[[torch.Tensor], torch.Tensor],
+                       sizes: Sequence[Sequence[int]], in_channels: int, seed: int = 0
+                       ) -> dict[tuple[int, ...], float]:
+    """Largest absolute output difference of ``other`` against ``reference`` per spatial size,
+    on random inputs ``(2, in_channels, *size)`` (an exported or cached network checked against
+    the PyTorch model it came from).
+
+    Raises:
+        ValueError: an output shape differs from the reference's (names both shapes).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    diffs = {}
+    for size in sizes:
+        x = torch.randn(2, in_channels, *size, generator=generator)
+        with torch.inference_mode():
+            expected = reference(x)
+            got = other(x)
+        if tuple(got.shape) != tuple(expected.shape):
+            raise ValueError(f"output shape {tuple(got.shape)} for input {tuple(x.shape)} "
+                             f"differs from PyTorch's {tuple(expected.shape)}")
+        diffs[tuple(size)] = float((got.float() - expected.float()).abs().max())
+    return diffs

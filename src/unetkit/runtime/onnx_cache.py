@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from unetkit.runtime.checkpoint import resolve_checkpoint_path
-from unetkit.runtime.network import fuse_conv_bn
+from unetkit.runtime.network import fuse_conv_bn, output_differences
 from unetkit.runtime.onnx import onnx_network
 from unetkit.runtime.onnx_export import check_sizes, export_onnx, require_onnx_export
 
@@ -60,19 +60,12 @@ def cache_path(checkpoint: str | Path, directory: Path | None = None) -> Path:
 def max_difference(model: torch.nn.Module, path: Path, sizes: list[tuple[int, ...]],
                    in_channels: int, seed: int = 0) -> float:
     """Largest absolute difference between onnxruntime on ``path`` and ``model`` (fp32) on
-    random inputs ``(2, in_channels, *size)``."""
-    network = onnx_network(path)
-    generator = torch.Generator().manual_seed(seed)
-    worst = 0.0
-    for size in sizes:
-        x = torch.randn(2, in_channels, *size, generator=generator)
-        with torch.inference_mode():
-            expected = model(x)
-        got = network(x)
-        if tuple(got.shape) != tuple(expected.shape):
-            return float("inf")
-        worst = max(worst, float((got - expected).abs().max()))
-    return worst
+    random inputs ``(2, in_channels, *size)``; infinite when an output shape differs."""
+    try:
+        diffs = output_differences(model, onnx_network(path), sizes, in_channels, seed)
+    except ValueError:
+        return float("inf")
+    return max(diffs.values(), default=0.0)
 
 
 def cached_onnx(checkpoint: str | Path, model: torch.nn.Module, *, spatial_dims: int,
