@@ -32,10 +32,14 @@ log = logging.getLogger(__name__)
 
 FP32 = PrecisionPlan(dtype=None, use_scaler=False, channels_last=False)
 
-#: per CPU kind, the faster fp32 engine for the default network (base 32, depth 4) at 512^2,
-#: 1024^2 and 96^3, to be filled from ``benchmarks/bench_infer.py --part engines``. "avx2":
-#: torch is the default that needs no export, not yet a measurement (issue 17's 1.21-1.28x for
-#: onnxruntime was measured on an AVX512 Xeon, whose kind is not listed until re-measured).
+#: per CPU kind, the fp32 engine ``auto`` picks. "avx2": measured on a 2-core AMD EPYC (30 Nov
+#: 2026, ``benchmarks/bench_infer.py --part engines --cases 2:1024,3:96``, default network):
+#: onnxruntime 1.43x torch channels-last at 1024^2, 1.02x at 96^3, outputs within 5e-8. torch
+#: stays the choice: validation runs the torch network, so only torch keeps validation Dice
+#: exactly the Dice of ``unetkit predict``, and onnxruntime's peak memory at 4096^2 overshot
+#: ``infer.memory_budget_mb`` by up to 19% where torch stayed under it;
+#: ``infer.engine: onnxruntime`` opts in (docs/inference.md). AVX512 kinds are not listed until
+#: measured on this code.
 FASTER_FP32 = {"avx2": "torch"}
 
 
