@@ -125,6 +125,7 @@ def fit(
             check_lockstep(unwrap(run.model), run.state.step, run.info)
     finally:
         run.close()
+        run.ddp_model = run.model  # the DDP wrapper and its reducer go before their group
         cleanup(run.info)
     s = run.state
     return TrainResult(run.run_dir, s.epoch, s.step, s.best_metric, s.best_epoch, run.stopped,
