@@ -58,7 +58,7 @@ class Candidate:
 
     def describe(self) -> str:
         """``2D base width 8, 8x128x128: 1.263 s/step, 605 steps in the budget``."""
-        step = "x".join(map(str, [self.batch_size, *self.patch_size]))
+        step = _text([self.batch_size, *self.patch_size])
         return (f"{self.spatial_dims}D base width {self.base_width}, {step}: "
                 f"{self.step_s:.3f} s/step, {self.steps} steps in the budget")
 
@@ -144,10 +144,9 @@ def plan_rules(fp: Fingerprint, slices: bool = False, shrink: int = 1) -> list[D
     decisions += task_rules.sampling_and_split(fp)
     labels = len(fp.label_fractions)
     sigmoid = _value(decisions, "train.loss.name") == "dice_bce"
-    context = _value(decisions, "data.slice_context", 0)
-    decisions += [Decision("model.in_channels", fp.channels * (2 * context + 1),
-                           "channels of the images" + (f" x {2 * context + 1} slices"
-                                                       if context else "")),
+    slices = 2 * _value(decisions, "data.slice_context", 0) + 1  # 2.5D: slices per input
+    decisions += [Decision("model.in_channels", fp.channels * slices, "channels of the images"
+                           + (f" x {slices} slices" if slices > 1 else "")),
                   Decision("model.out_channels", 1 if sigmoid else labels,
                            f"{labels} labels" + (" (one sigmoid output)" if sigmoid else "")),
                   Decision("model.norm", "instance", "instance norm (nnU-Net): independent of "
@@ -262,10 +261,11 @@ def _timed_plan(fp: Fingerprint, decisions: list[Decision], values: dict[str, An
     """Rule decisions + timed width candidates + the validation period, as a ``Plan``."""
     config = _apply(apply_values(Config(), values, source="plan"), decisions)
     dims = config.model.spatial_dims
-    candidates, width = choose_width(config, max(budget_s, 1.0), dims, progress)
+    budget_s = max(budget_s, 1.0)
+    candidates, width = choose_width(config, budget_s, dims, progress)
     config = _apply(config, [width])
     chosen = next(c for c in candidates if c.chosen)
-    layout = choose_layout(config, chosen, max(budget_s, 1.0))
+    layout = choose_layout(config, chosen, budget_s)
     decisions = [*decisions, width, *layout]
     config = _apply(config, layout)
     d = config.data

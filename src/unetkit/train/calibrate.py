@@ -21,7 +21,6 @@ from unetkit.config import Config
 from unetkit.data.dataset import evenly_spaced
 from unetkit.infer.calibration import calibrate_threshold, store_calibration
 from unetkit.runtime.checkpoint import TrainingState, load_checkpoint, model_from_checkpoint
-from unetkit.runtime.device import resolve_precision
 from unetkit.train.validation import live_predictor
 
 if TYPE_CHECKING:
@@ -63,9 +62,8 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
         return None
     checkpoint = load_checkpoint(best)
     config = run.config
-    plan = resolve_precision(config.infer.precision, config.infer.channels_last, run.device)
     predictor = live_predictor(model_from_checkpoint(checkpoint, str(best)), config,
-                               run.data.labels, run.device, plan)
+                               run.data.labels, run.device, run.infer_plan)
     images, masks, source = calibration_cases(run)
     record = calibrate_threshold(predictor, images, masks, beta=config.infer.calibration_beta,
                                  source=source, preprocessed=True,
