@@ -1,0 +1,77 @@
+"""Benchmark: torch (fp32, channels-last, BatchNorm folded) vs onnxruntime on planned networks.
+
+The default network is not the only one ``unetkit predict`` runs: the planner picks narrow,
+instance-norm networks for CPU budgets. This times one forward of each configuration's network
+(random weights: the cost does not depend on them) in both engines, after one warm-up call,
+median of three, and prints the output difference and the export time::
+
+    unetkit plan ../shared/data/isbi2012/train --time 8m -o isbi.yaml
+    python benchmarks/engines_on_plans.py default:1024x1024:1 isbi.yaml:512x512:1
+
+Each case is ``CONFIG:SIZE:BATCH`` (``default`` = unetkit's default configuration).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from unetkit.config import Config, load_config
+from unetkit.runtime.checkpoint import build_model_from_config
+from unetkit.runtime.device import PrecisionPlan
+from unetkit.runtime.network import fuse_conv_bn, torch_network
+from unetkit.runtime.onnx import onnx_network
+from unetkit.runtime.onnx_export import export_onnx
+
+CHANNELS_LAST = PrecisionPlan(dtype=None, use_scaler=False, channels_last=True)
+
+
+def median_seconds(network, x: torch.Tensor, repeats: int = 3) -> tuple[float, torch.Tensor]:
+    """Median seconds of ``repeats`` calls after one warm-up call, and the output."""
+    out = network(x)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        out = network(x)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), out
+
+
+def compare(spec: str, folder: Path) -> str:
+    """One table row for ``CONFIG:SIZE:BATCH``."""
+    path, size_text, batch = spec.rsplit(":", 2)
+    config = Config() if path == "default" else load_config(path)
+    config.model.out_channels = config.model.out_channels or 2
+    torch.manual_seed(0)
+    model = build_model_from_config(config).eval()
+    model.deep_supervision = False
+    size = tuple(int(n) for n in size_text.split("x"))
+    x = torch.randn(int(batch), config.model.in_channels, *size)
+    torch_s, reference = median_seconds(
+        torch_network(fuse_conv_bn(model), CHANNELS_LAST, torch.device("cpu")), x)
+    onnx_path = folder / f"{abs(hash(spec))}.onnx"
+    started = time.perf_counter()
+    export_onnx(fuse_conv_bn(model), onnx_path, x[:1])
+    export_s = time.perf_counter() - started
+    ort_s, out = median_seconds(onnx_network(onnx_path), x)
+    m = config.model
+    return (f"| {Path(path).name} | {batch}x{size_text} | {m.norm}, widths "
+            f"{m.widths or m.base_width} | {torch_s:.3f} | {ort_s:.3f} | {torch_s / ort_s:.2f}x "
+            f"| {(reference - out).abs().max().item():.1e} | {export_s:.1f} |")
+
+
+def main() -> None:
+    print("| config | input | network | torch CL (s) | onnxruntime (s) | onnxruntime speed "
+          "| max abs diff | export (s) |\n|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        for spec in sys.argv[1:]:
+            print(compare(spec, Path(folder)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
