@@ -3,7 +3,10 @@
 The default network is not the only one ``unetkit predict`` runs: the planner picks narrow,
 instance-norm networks for CPU budgets. This times one forward of each configuration's network
 (random weights: the cost does not depend on them) in both engines, after one warm-up call,
-median of three, and prints the output difference and the export time::
+median of three, and prints the output difference and the export time. The engines are timed
+one after the other, not interleaved (``infer_cases.interleaved``): onnxruntime's worker threads
+keep spinning after a call and slowed the torch call that followed from 0.11 s to 0.19 s
+(ISBI plan, 512^2), which made interleaved rounds favour onnxruntime::
 
     unetkit plan ../shared/data/isbi2012/train --time 8m -o isbi.yaml
     python benchmarks/engines_on_plans.py default:1024x1024:1 isbi.yaml:512x512:1
