@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from unetkit.data.synthetic import write_blobs_dataset, write_cells_dataset
-from unetkit.plan import planner, rules
+from unetkit.plan import planner, rules, task_rules
 from unetkit.plan.fingerprint import consistent_offset, fingerprint_dataset, infer_modality
 from unetkit.plan.planner import plan_rules
 
@@ -188,3 +188,36 @@ def test_a_cpu_plan_trains_in_the_layout_that_steps_faster(monkeypatch, iso3d):
     reason = {d.field: d.reason for d in plan.decisions}["train.channels_last"]
     assert "contiguous" in reason and f"{chosen.steps} steps" in reason
     assert plan.config.infer.channels_last == "auto"  # inference keeps its own layout
+
+
+def test_few_passes_over_the_data_get_light_augmentation():
+    light = {d.field: d.value for d in task_rules.augmentation_for_passes(20.0, 0.3)}
+    assert light == {"data.augment.elastic_prob": 0.0, "data.augment.noise_prob": 0.0,
+                     "data.augment.blur_prob": 0.0, "data.augment.lowres_prob": 0.0,
+                     "data.augment.affine_prob": task_rules.LIGHT_AFFINE}
+    anisotropic = task_rules.augmentation_for_passes(20.0, 0.0)
+    assert decided(anisotropic, "data.augment.affine_prob") == 0.0  # never raised
+    assert task_rules.augmentation_for_passes(task_rules.FEW_PASSES, 0.3) == []
+
+
+def test_the_plan_counts_passes_from_the_chosen_steps(monkeypatch, iso3d):
+    monkeypatch.setattr(planner, "time_steps", lambda config: 1.0)
+    heavy = planner.make_plan(iso3d, "1000s", device="cpu")
+    assert heavy.config.data.augment.elastic_prob > 0  # 850 steps of 9 whole cases: heavy
+    seen = []
+    original = task_rules.augmentation_for_passes
+    monkeypatch.setattr(task_rules, "augmentation_for_passes",
+                        lambda passes, affine: seen.append(passes) or original(passes, affine))
+    monkeypatch.setattr(task_rules, "FEW_PASSES", 10_000)
+    plan = planner.make_plan(iso3d, "1000s", device="cpu")
+    d = plan.config.data
+    steps = next(c.steps for c in plan.candidates if c.chosen)
+    cases = 4 - round(4 * d.val_fraction)  # every 32x40x32 case trains
+    assert seen[-1] == pytest.approx(steps * d.batch_size * np.prod(d.patch_size)
+                                     / (cases * 32 * 40 * 32))
+    assert d.augment.elastic_prob == 0 and d.augment.affine_prob == task_rules.LIGHT_AFFINE
+    assert "passes over the training data" in decided_reason(plan, "data.augment.noise_prob")
+
+
+def decided_reason(plan, name):
+    return {d.field: d.reason for d in plan.decisions}[name]

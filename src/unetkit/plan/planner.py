@@ -269,11 +269,24 @@ def _timed_plan(fp: Fingerprint, decisions: list[Decision], values: dict[str, An
     decisions = [*decisions, width, *layout]
     config = _apply(config, layout)
     d = config.data
-    val_voxels = round(fp.cases * d.val_fraction) * math.prod(fp.median_shape)
+    val_cases = round(fp.cases * d.val_fraction)
+    passes = chosen.steps * d.batch_size * math.prod(d.patch_size) / max(
+        (fp.cases - val_cases) * _case_voxels(fp, config), 1.0)
+    augment = task_rules.augmentation_for_passes(passes, d.augment.affine_prob)
+    decisions += augment
+    config = _apply(config, augment)
+    val_voxels = val_cases * math.prod(fp.median_shape)
     decisions.append(rules.validation_period(
         chosen.step_s, config.train.steps_per_epoch, val_voxels,
         2 ** len(config.infer.tta_axes), math.prod(d.patch_size) * d.batch_size))
     return Plan(_apply(config, decisions[-1:]), fp, decisions, candidates)
+
+
+def _case_voxels(fp: Fingerprint, config: Config) -> float:
+    """Voxels of the median case at the planned target spacing (what training samples from)."""
+    target = config.data.target_spacing or fp.median_spacing
+    return math.prod(n * s / (t or s) for n, s, t in zip(fp.median_shape, fp.median_spacing,
+                                                          target, strict=True))
 
 
 def steps_per_second(plan: Plan) -> float:
