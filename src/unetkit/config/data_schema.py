@@ -23,6 +23,11 @@ class NormalizationConfig(Section):
         (0.5, 99.5), description="ct: the training foreground's intensity percentiles to clip to")
     window: tuple[float, float] | None = Field(
         None, description="scheme window: [low, high] intensities, e.g. [-160, 240] for CT")
+    contrast: Literal["none", "clahe"] = Field(
+        "none", description="before the scheme: none, or clahe (contrast-limited adaptive "
+        "histogram equalisation per channel, for unevenly lit photographs such as fundus images)")
+    clahe_clip: float = Field(0.01, gt=0, le=1, description="contrast: clahe: the contrast limit "
+                              "(larger: stronger equalisation)")
 
     @model_validator(mode="after")
     def _window_needed(self) -> NormalizationConfig:

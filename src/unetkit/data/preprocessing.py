@@ -3,11 +3,13 @@
 Training and prediction use the same object, so a model always sees new images exactly as it saw
 its training cases. The steps, in order:
 
-1. ``image_offset``: resample the image by the sub-voxel offset its masks were drawn with
+1. ``contrast``: local contrast equalisation (CLAHE, ``unetkit.data.contrast``) of the raw
+   image, when ``data.normalization.contrast`` asks for it;
+2. ``image_offset``: resample the image by the sub-voxel offset its masks were drawn with
    (``unetkit.data.offset``), so mirror augmentation keeps images and masks aligned;
-2. ``target_spacing``: resample to the planned voxel spacing (``unetkit.data.resample``; images
+3. ``target_spacing``: resample to the planned voxel spacing (``unetkit.data.resample``; images
    linear, label maps linear on one-hot), when the image's spacing differs from it;
-3. intensity normalisation (``unetkit.data.normalization``), statistics fitted on the training
+4. intensity normalisation (``unetkit.data.normalization``), statistics fitted on the training
    cases and stored with the model.
 
 ``preprocess(image, spacing) -> (array, record)`` and ``restore(scores, record)`` are inverse in
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from unetkit.config import DataConfig
+from unetkit.data.contrast import equalize
 from unetkit.data.normalization import Normalizer
 from unetkit.data.offset import estimate_offset, shift_image
 from unetkit.data.resample import (
@@ -50,18 +53,22 @@ class PreprocessRecord:
 
 
 class Preprocessor:
-    """Offset correction, resampling and normalisation of ``(C, *spatial)`` images.
+    """Contrast equalisation, offset correction, resampling and normalisation of
+    ``(C, *spatial)`` images.
 
     Args:
         normalizer: the intensity normalisation (None: intensities pass unchanged).
         image_offset: voxels per axis by which the masks lie off the images (None: none).
         target_spacing: spacing per axis to resample to (None, or None for an axis: keep).
+        clahe_clip: CLAHE contrast limit applied first to the raw image (None: no CLAHE).
     """
 
     def __init__(self, normalizer: Normalizer | None = None,
                  image_offset: Sequence[float] | None = None,
-                 target_spacing: Sequence[float | None] | None = None) -> None:
+                 target_spacing: Sequence[float | None] | None = None,
+                 clahe_clip: float | None = None) -> None:
         self.normalizer = normalizer
+        self.clahe_clip = clahe_clip
         self.image_offset = [float(v) for v in image_offset] if image_offset else None
         self.target_spacing = list(target_spacing) if target_spacing else None
 
@@ -72,7 +79,8 @@ class Preprocessor:
         normalizer = (Normalizer.from_state_dict(stored) if stored
                       else Normalizer.from_config(data.normalization))
         offset = data.image_offset if isinstance(data.image_offset, list) else None
-        return cls(normalizer, offset, data.target_spacing)
+        clip = data.normalization.clahe_clip if data.normalization.contrast == "clahe" else None
+        return cls(normalizer, offset, data.target_spacing, clip)
 
     @classmethod
     def offset_only(cls, data: DataConfig) -> Preprocessor:
@@ -94,7 +102,7 @@ class Preprocessor:
         elif image_offset is not None:
             self.image_offset = [float(v) for v in image_offset]
         if self.normalizer is not None and self.normalizer.needs_fit:
-            aligned = [shift_image(np.asarray(i, np.float32), self.image_offset) for i in images]
+            aligned = [shift_image(self._contrast(i), self.image_offset) for i in images]
             self.normalizer.fit(aligned, masks)
         return self
 
@@ -111,12 +119,18 @@ class Preprocessor:
         ``(C, *grid)`` float32 network input + record."""
         shape = tuple(int(n) for n in image.shape[1:])
         record = PreprocessRecord(shape, self.grid(shape, spacing))
-        array = shift_image(np.asarray(image, dtype=np.float32), self.image_offset)
+        array = shift_image(self._contrast(image), self.image_offset)
         if record.grid != shape:
             array = resample_image(array, record.grid)
         if self.normalizer is not None:
             array = self.normalizer(array)
         return np.ascontiguousarray(array, dtype=np.float32), record
+
+    def _contrast(self, image: np.ndarray) -> np.ndarray:
+        """The raw image as float32, CLAHE-equalised per channel when configured."""
+        if self.clahe_clip is None:
+            return np.asarray(image, dtype=np.float32)
+        return equalize(image, self.clahe_clip)
 
     def preprocess_mask(self, mask: np.ndarray, record: PreprocessRecord) -> np.ndarray:
         """A training label map ``(*spatial)`` on the grid of its image's ``record``."""
