@@ -175,6 +175,8 @@ def train(
             console.print(f"decision threshold {c['threshold']:.2f} (calibrated: mean "
                           f"F{c['beta']:g} {c['score']:.4f} on {c['images']} {c['source']} "
                           f"images)")
+        if result.postprocessing:
+            console.print(f"largest component per class: {result.postprocessing['reason']}")
         console.print(f"run folder: {result.run_dir}  (predict with: unetkit predict "
                       f"{result.run_dir}/best.pt IMAGES -o OUT)")
 

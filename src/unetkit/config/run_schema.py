@@ -94,7 +94,9 @@ class TrainConfig(Section):
 class PostprocessConfig(Section):
     """Connected-component clean-up applied to predicted label maps."""
 
-    keep_largest: bool = Field(False, description="keep only the largest component per class")
+    keep_largest: bool | Literal["auto"] = Field(
+        False, description="keep only the largest component per class; auto: chosen at the end "
+        "of training by the validation Dice of the best epoch with and without it")
     min_size: int = Field(0, ge=0, description="remove components under this many voxels")
     fill_holes: bool = Field(False, description="fill holes in each class")
     wall_seed_threshold: float | None = Field(

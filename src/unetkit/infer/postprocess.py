@@ -76,11 +76,12 @@ def fill_holes(labels: np.ndarray, classes: Iterable[int] | None = None) -> np.n
 
 
 def postprocess(labels: np.ndarray, config: PostprocessConfig) -> np.ndarray:
-    """Apply the configured clean-up: small components, then largest component, then holes."""
+    """Apply the configured clean-up: small components, then largest component, then holes.
+    ``keep_largest: auto`` not yet decided by training counts as off."""
     out = labels
     if config.min_size > 1:
         out = remove_small_components(out, config.min_size)
-    if config.keep_largest:
+    if config.keep_largest is True:
         out = keep_largest_component(out)
     if config.fill_holes:
         out = fill_holes(out)

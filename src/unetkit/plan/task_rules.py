@@ -91,8 +91,10 @@ def sampling_and_split(fp: Fingerprint) -> list[Decision]:
                 Decision("infer.calibration_images", fp.cases, "calibrate on every case")]
     else:
         fraction = round(min(VALIDATION_CASES / fp.cases, 0.2), 3)
-        out.append(Decision("data.val_fraction", fraction, f"{fp.cases} cases: about "
-                            f"{min(VALIDATION_CASES, round(0.2 * fp.cases))} validate"))
+        out += [Decision("data.val_fraction", fraction, f"{fp.cases} cases: about "
+                         f"{min(VALIDATION_CASES, round(0.2 * fp.cases))} validate"),
+                Decision("infer.postprocess.keep_largest", "auto", "kept when the largest "
+                         "component per class raises the validation Dice (nnU-Net)")]
     return out
 
 

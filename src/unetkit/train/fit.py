@@ -18,6 +18,7 @@ from unetkit.train.calibrate import calibrate_run, check_calibration
 from unetkit.train.data import TrainData, prepare_data
 from unetkit.train.lockstep import check_lockstep
 from unetkit.train.loop import StepCallback, end_of_epoch, save, train_one_epoch
+from unetkit.train.postprocessing import choose_postprocessing
 from unetkit.train.setup import set_up_run
 from unetkit.train.signals import Interrupted, StopSignals
 from unetkit.train.state import unwrap
@@ -38,6 +39,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     model: torch.nn.Module | None = None  # the trained network (last weights, eval mode)
     calibration: dict[str, Any] | None = None  # infer.threshold auto: what best.pt got
+    postprocessing: dict[str, Any] | None = None  # keep_largest auto: the choice for best.pt
 
 
 def fit(
@@ -107,7 +109,7 @@ def fit(
                     "--epochs (runs without a time budget) or start a new run with --config "
                     "%s", run.state.epoch, run.state.planned_epochs,
                     Path(run.run_dir or ".") / "config.yaml")
-    calibration = None
+    calibration = postprocessing = None
     try:
         with StopSignals() as signals:
             run.signals = signals
@@ -122,6 +124,7 @@ def fit(
                 if end_of_epoch(run, train_loss, time.monotonic() - started):
                     break
             calibration = calibrate_run(run)
+            postprocessing = choose_postprocessing(run)
             check_lockstep(unwrap(run.model), run.state.step, run.info)
     finally:
         run.close()
@@ -129,7 +132,7 @@ def fit(
         cleanup(run.info)
     s = run.state
     return TrainResult(run.run_dir, s.epoch, s.step, s.best_metric, s.best_epoch, run.stopped,
-                       run.history, unwrap(run.model).eval(), calibration)
+                       run.history, unwrap(run.model).eval(), calibration, postprocessing)
 
 
 RESUMABLE = ("train.epochs", "train.time_budget", "train.patience")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from unetkit.config import Config
+from unetkit.infer.postprocess import keep_largest_component
 from unetkit.infer.predictor import Predictor
 from unetkit.metrics import case_metrics
 from unetkit.runtime.device import PrecisionPlan
@@ -85,19 +86,29 @@ def validate(
         labels: ``{index: name}`` of the classes (default: one per output channel).
 
     Returns:
-        ``{"val_loss": float, "val_dice": float, "dice_<label>": float, ...}``, foreground only.
+        ``{"val_loss": float, "val_dice": float, "dice_<label>": float, ...}``, foreground only;
+        with ``infer.postprocess.keep_largest: auto`` also ``val_dice_largest``, the mean Dice
+        with only the largest component of each class kept (``unetkit.train.postprocessing``).
     """
     channels = max(unwrap(model).out_channels, 2)
     labels = labels or {i: str(i) for i in range(channels)}
     predictor = live_predictor(model, config, labels, device, plan)
     foreground = list(range(1, channels))
-    losses, per_case = [], []
+    choose_largest = config.infer.postprocess.keep_largest == "auto"
+    losses, per_case, per_case_largest = [], [], []
     for image, mask in zip(images, masks, strict=True):
         # on ``device``, unless memory ran out there and the windows were blended on the CPU
         logits = predictor.predict_logits(torch.from_numpy(image).to(device)).to(device)
         target = torch.from_numpy(mask)[None].to(device)
         losses.append(float(loss_fn(logits[None], target)))
         classes = predictor.postprocess(predictor.decide(logits))
-        classes, mask = scored_pixels(classes, mask, config.train.loss.ignore_index)
-        per_case.append(case_metrics(classes, mask, foreground, metrics=("dice",)))
-    return {"val_loss": float(np.mean(losses)), **mean_dice(per_case, foreground)}
+        ignore = config.train.loss.ignore_index
+        per_case.append(case_metrics(*scored_pixels(classes, mask, ignore), foreground,
+                                     metrics=("dice",)))
+        if choose_largest:  # the same map with only the largest component of each class
+            per_case_largest.append(case_metrics(*scored_pixels(
+                keep_largest_component(classes), mask, ignore), foreground, metrics=("dice",)))
+    out = {"val_loss": float(np.mean(losses)), **mean_dice(per_case, foreground)}
+    if choose_largest:
+        out["val_dice_largest"] = mean_dice(per_case_largest, foreground)["val_dice"]
+    return out
