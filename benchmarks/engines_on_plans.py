@@ -55,11 +55,12 @@ def compare(spec: str, folder: Path) -> str:
     model.deep_supervision = False
     size = tuple(int(n) for n in size_text.split("x"))
     x = torch.randn(int(batch), config.model.in_channels, *size)
-    torch_s, reference = median_seconds(
-        torch_network(fuse_conv_bn(model), CHANNELS_LAST, torch.device("cpu")), x)
+    fused = fuse_conv_bn(model)  # both engines run the same folded network
+    torch_s, reference = median_seconds(torch_network(fused, CHANNELS_LAST, torch.device("cpu")),
+                                        x)
     onnx_path = folder / f"{abs(hash(spec))}.onnx"
     started = time.perf_counter()
-    export_onnx(fuse_conv_bn(model), onnx_path, x[:1])
+    export_onnx(fused, onnx_path, x[:1])
     export_s = time.perf_counter() - started
     ort_s, out = median_seconds(onnx_network(onnx_path), x)
     m = config.model
