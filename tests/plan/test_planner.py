@@ -96,6 +96,27 @@ def test_2d_rgb_and_membranes(tmp_path):
     assert decided(walls, "data.augment.mask_interpolation") == "linear"  # walls are thin
 
 
+def test_thin_vessels_train_on_bce_alone(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        mask = np.zeros((96, 96), np.uint8)
+        mask[20 + 5 * i:22 + 5 * i, :] = 255  # 2-pixel vessels from border to border
+        mask[:, 60 - 7 * i:62 - 7 * i] = 255
+        image = (rng.random((96, 96, 3)) * 60 + mask[..., None] * 0.5).astype(np.uint8)
+        Image.fromarray(image).save(tmp_path / "images" / f"v{i}.png")
+        Image.fromarray(mask).save(tmp_path / "masks" / f"v{i}.png")
+    fp = fingerprint_dataset(tmp_path)
+    assert fp.foreground_width <= 3 and fp.enclosed_fraction == 0
+    decisions = plan_rules(fp)
+    assert decided(decisions, "train.loss.name") == "bce"
+    assert decided(decisions, "model.out_channels") == 1  # still one sigmoid output
+    assert decided(decisions, "infer.threshold") == "auto"
+
+
 def test_modality_from_names_and_values():
     assert infer_modality(["CT"], "int16", 1, -1000, 3) == "ct"
     assert infer_modality(["T2"], "float32", 1, 0, 3) == "mri"

@@ -143,7 +143,7 @@ def plan_rules(fp: Fingerprint, slices: bool = False, shrink: int = 1) -> list[D
     decisions += task_rules.image_offset(fp)
     decisions += task_rules.sampling_and_split(fp)
     labels = len(fp.label_fractions)
-    sigmoid = _value(decisions, "train.loss.name") == "dice_bce"
+    sigmoid = _value(decisions, "train.loss.name") in ("bce", "dice_bce")
     slices = 2 * _value(decisions, "data.slice_context", 0) + 1  # 2.5D: slices per input
     decisions += [Decision("model.in_channels", fp.channels * slices, "channels of the images"
                            + (f" x {slices} slices" if slices > 1 else "")),
