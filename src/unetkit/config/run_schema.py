@@ -17,13 +17,18 @@ def _on_off(value: Any) -> Any:
     return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
+BINARY_LOSSES = ("bce", "dice_bce", "cldice_bce")  # losses of one-channel (sigmoid) models
+
+
 class LossConfig(Section):
     """Loss by name with its options; see ``unetkit.losses.build_loss``."""
 
     name: Literal[
-        "dice_ce", "dice_bce", "ce", "bce", "dice", "jaccard", "focal", "tversky"
+        "dice_ce", "dice_bce", "ce", "bce", "dice", "jaccard", "focal", "tversky", "cldice",
+        "cldice_bce"
     ] = Field("dice_ce", description="dice_ce is Dice + cross-entropy as in nnU-Net (Dice + BCE "
-              "with one output channel); bce and dice_bce are for one-channel (sigmoid) models")
+              "with one output channel); bce, dice_bce and cldice_bce (BCE + clDice, for thin "
+              "structures) are for one-channel (sigmoid) models")
     dice_weight: float = Field(1.0, ge=0, description="weight of the Dice term of dice_ce/_bce")
     ce_weight: float = Field(1.0, ge=0, description="weight of the (B)CE term of dice_ce/_bce")
     smooth: float = Field(1e-5, ge=0, description="added to numerator and denominator of the "
@@ -40,6 +45,11 @@ class LossConfig(Section):
     ignore_index: int | None = Field(None, description="label value that counts in no loss "
                                      "term (unlabelled voxels); None: every voxel counts")
     focal_gamma: float = Field(2.0, ge=0, description="focal loss: focusing exponent")
+    cldice_weight: float = Field(0.5, ge=0, description="weight of the clDice term of "
+                                 "cldice_bce (centreline Dice, for vessels and other thin "
+                                 "structures)")
+    cldice_iterations: int = Field(10, ge=1, description="clDice: soft-skeleton iterations (at "
+                                   "least the half-width of the thickest structure, in voxels)")
     tversky_alpha: float = Field(0.3, ge=0, le=1, description="Tversky loss: weight of false "
                                  "positives")
     tversky_beta: float = Field(0.7, ge=0, le=1, description="Tversky loss: weight of false "

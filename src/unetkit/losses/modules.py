@@ -13,7 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from unetkit.config import LossConfig
+from unetkit.config.run_schema import BINARY_LOSSES
 from unetkit.losses import functional as LF
+from unetkit.losses.skeleton import ClDiceLoss
 
 
 class _WeightedLoss(nn.Module):
@@ -158,7 +160,9 @@ def build_loss(config: LossConfig, num_channels: int) -> nn.Module:
 
     Names: ``dice_ce`` (Dice + CE as nnU-Net; Dice + BCE when ``num_channels == 1``),
     ``dice_bce`` (binary only), ``ce`` (BCE when binary), ``bce`` (binary only), ``dice``,
-    ``jaccard``, ``focal``, ``tversky``. Compound weights are ``dice_weight`` and ``ce_weight``.
+    ``jaccard``, ``focal``, ``tversky``, ``cldice`` (centreline Dice) and ``cldice_bce`` (BCE +
+    clDice, binary only). Compound weights are ``dice_weight``, ``ce_weight`` and
+    ``cldice_weight``.
 
     Args:
         config: ``TrainConfig.loss``.
@@ -173,7 +177,7 @@ def build_loss(config: LossConfig, num_channels: int) -> nn.Module:
     if num_channels < 1:
         raise ValueError(f"num_channels must be >= 1, got {num_channels}")
     name = config.name
-    if name in ("bce", "dice_bce") and num_channels != 1:
+    if name in BINARY_LOSSES and num_channels != 1:
         raise ValueError(
             f"train.loss.name={name!r} is for binary models (1 output channel), the model has "
             f"{num_channels}: use 'ce' or 'dice_ce'"
@@ -194,6 +198,11 @@ def build_loss(config: LossConfig, num_channels: int) -> nn.Module:
         return ce
     if name == "dice":
         return dice
+    if name in ("cldice", "cldice_bce"):
+        cldice = ClDiceLoss(config.cldice_iterations, config.smooth, config.include_background,
+                            config.ignore_index)
+        return cldice if name == "cldice" else CompoundLoss(
+            [(config.ce_weight, ce), (config.cldice_weight, cldice)])
     if name == "jaccard":
         return JaccardLoss(**region, squared_denominator=config.squared_denominator)
     if name == "focal":

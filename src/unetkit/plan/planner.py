@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from unetkit.config import Config, apply_values, config_to_dict, parse_duration
+from unetkit.config.run_schema import BINARY_LOSSES
 from unetkit.plan import rules, task_rules
 from unetkit.plan.fingerprint import Fingerprint, fingerprint_dataset
 from unetkit.plan.rules import Decision
@@ -143,7 +144,7 @@ def plan_rules(fp: Fingerprint, slices: bool = False, shrink: int = 1) -> list[D
     decisions += task_rules.image_offset(fp)
     decisions += task_rules.sampling_and_split(fp)
     labels = len(fp.label_fractions)
-    sigmoid = _value(decisions, "train.loss.name") in ("bce", "dice_bce")
+    sigmoid = _value(decisions, "train.loss.name") in BINARY_LOSSES
     slices = 2 * _value(decisions, "data.slice_context", 0) + 1  # 2.5D: slices per input
     decisions += [Decision("model.in_channels", fp.channels * slices, "channels of the images"
                            + (f" x {slices} slices" if slices > 1 else "")),

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from unetkit.config import Config
+from unetkit.config.run_schema import BINARY_LOSSES
 from unetkit.runtime.distributed import DistInfo
 from unetkit.train.data import TrainData
 from unetkit.train.state import epoch_seed
@@ -30,7 +31,7 @@ def resolve_model_config(config: Config, data: TrainData) -> Config:
         updates["in_channels"] = data.in_channels
     if model.out_channels is None:
         n = len(data.labels)
-        sigmoid = config.train.loss.name in ("bce", "dice_bce") and n == 2
+        sigmoid = config.train.loss.name in BINARY_LOSSES and n == 2
         updates["out_channels"] = 1 if sigmoid else n
     if not updates:
         return config
