@@ -211,14 +211,18 @@ def test_a_cpu_plan_trains_in_the_layout_that_steps_faster(monkeypatch, iso3d):
     assert plan.config.infer.channels_last == "auto"  # inference keeps its own layout
 
 
-def test_few_passes_over_the_data_get_light_augmentation():
-    light = {d.field: d.value for d in task_rules.augmentation_for_passes(20.0, 0.3)}
+def test_few_passes_over_the_data_get_light_augmentation(iso3d, tmp_path):
+    fp = fingerprint_dataset(iso3d)
+    light = {d.field: d.value for d in task_rules.augmentation_for_passes(fp, 20.0, 0.3)}
     assert light == {"data.augment.elastic_prob": 0.0, "data.augment.noise_prob": 0.0,
                      "data.augment.blur_prob": 0.0, "data.augment.lowres_prob": 0.0,
                      "data.augment.affine_prob": task_rules.LIGHT_AFFINE}
-    anisotropic = task_rules.augmentation_for_passes(20.0, 0.0)
+    anisotropic = task_rules.augmentation_for_passes(fp, 20.0, 0.0)
     assert decided(anisotropic, "data.augment.affine_prob") == 0.0  # never raised
-    assert task_rules.augmentation_for_passes(task_rules.FEW_PASSES, 0.3) == []
+    assert task_rules.augmentation_for_passes(fp, task_rules.FEW_PASSES, 0.3) == []
+    walls = fingerprint_dataset(write_cells_dataset(tmp_path / "cells", 3, (256, 256), seed=1))
+    assert task_rules.is_walls(walls)
+    assert task_rules.augmentation_for_passes(walls, 20.0, 0.3) == []  # membranes: heavy
 
 
 def test_the_plan_counts_passes_from_the_chosen_steps(monkeypatch, iso3d):
@@ -228,7 +232,8 @@ def test_the_plan_counts_passes_from_the_chosen_steps(monkeypatch, iso3d):
     seen = []
     original = task_rules.augmentation_for_passes
     monkeypatch.setattr(task_rules, "augmentation_for_passes",
-                        lambda passes, affine: seen.append(passes) or original(passes, affine))
+                        lambda fp, passes, affine: seen.append(passes)
+                        or original(fp, passes, affine))
     monkeypatch.setattr(task_rules, "FEW_PASSES", 10_000)
     plan = planner.make_plan(iso3d, "1000s", device="cpu")
     d = plan.config.data

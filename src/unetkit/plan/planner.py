@@ -273,7 +273,7 @@ def _timed_plan(fp: Fingerprint, decisions: list[Decision], values: dict[str, An
     val_cases = round(fp.cases * d.val_fraction)
     passes = chosen.steps * d.batch_size * math.prod(d.patch_size) / max(
         (fp.cases - val_cases) * _case_voxels(fp, config), 1.0)
-    augment = task_rules.augmentation_for_passes(passes, d.augment.affine_prob)
+    augment = task_rules.augmentation_for_passes(fp, passes, d.augment.affine_prob)
     decisions += augment
     config = _apply(config, augment)
     val_voxels = val_cases * math.prod(fp.median_shape)
