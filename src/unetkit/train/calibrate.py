@@ -11,7 +11,6 @@ labelled ``train.loss.ignore_index`` (outside a region of interest) do not count
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from unetkit.config import Config
 from unetkit.data.dataset import evenly_spaced
 from unetkit.infer.calibration import calibrate_threshold, store_calibration
 from unetkit.runtime.checkpoint import TrainingState, load_checkpoint, model_from_checkpoint
+from unetkit.train.run_dir import store_end_of_run
 from unetkit.train.validation import live_predictor
 
 if TYPE_CHECKING:
@@ -68,12 +68,8 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
     record = calibrate_threshold(predictor, images, masks, beta=config.infer.calibration_beta,
                                  source=source, preprocessed=True,
                                  ignore_index=config.train.loss.ignore_index).as_dict()
-    store_calibration(best, record)
-    last = run.run_dir / "last.pt"
-    if last.is_file() and TrainingState.from_checkpoint(load_checkpoint(last)).step == \
-            TrainingState.from_checkpoint(checkpoint).step:
-        store_calibration(last, record)
-    (run.run_dir / "calibration.json").write_text(json.dumps(record, indent=2))
+    store_end_of_run(run.run_dir, store_calibration, record,
+                     TrainingState.from_checkpoint(checkpoint).step, "calibration.json")
     return record
 
 

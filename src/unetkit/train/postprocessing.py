@@ -12,13 +12,13 @@ and ``RUN/postprocessing.json``. Without validation cases nothing can decide: it
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unetkit.runtime.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from unetkit.train.run_dir import store_end_of_run
 
 if TYPE_CHECKING:
     from unetkit.train.setup import Run
@@ -58,11 +58,8 @@ def choose_postprocessing(run: Run) -> dict[str, Any] | None:
         return None
     state = TrainingState.from_checkpoint(load_checkpoint(best))
     record = {**keep_largest_choice(state.metrics), "epoch": state.epoch}
-    store_postprocessing(best, record)
-    last = run.run_dir / "last.pt"
-    if last.is_file() and TrainingState.from_checkpoint(load_checkpoint(last)).step == state.step:
-        store_postprocessing(last, record)
-    (run.run_dir / "postprocessing.json").write_text(json.dumps(record, indent=2))
+    store_end_of_run(run.run_dir, store_postprocessing, record, state.step,
+                     "postprocessing.json")
     log.info("post-processing: %s", record["reason"])
     return record
 

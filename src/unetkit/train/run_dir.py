@@ -15,9 +15,11 @@ Only rank 0 creates any of this.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -173,3 +175,17 @@ class TensorBoardLog:
     def close(self) -> None:
         """Close the event file."""
         self.writer.close()
+
+
+def store_end_of_run(run_dir: Path, store: Callable[[Path, dict[str, Any]], None],
+                     record: dict[str, Any], step: int, json_name: str) -> None:
+    """Write an end-of-run choice (threshold, post-processing) with ``store`` into ``best.pt``
+    (trained to ``step``), into ``last.pt`` when it holds the same weights, and as
+    ``RUN/json_name``."""
+    from unetkit.runtime.checkpoint import TrainingState, load_checkpoint
+
+    store(run_dir / "best.pt", record)
+    last = run_dir / "last.pt"
+    if last.is_file() and TrainingState.from_checkpoint(load_checkpoint(last)).step == step:
+        store(last, record)
+    (run_dir / json_name).write_text(json.dumps(record, indent=2))

@@ -95,6 +95,7 @@ def validate(
     predictor = live_predictor(model, config, labels, device, plan)
     foreground = list(range(1, channels))
     choose_largest = config.infer.postprocess.keep_largest == "auto"
+    ignore = config.train.loss.ignore_index
     losses, per_case, per_case_largest = [], [], []
     for image, mask in zip(images, masks, strict=True):
         # on ``device``, unless memory ran out there and the windows were blended on the CPU
@@ -102,7 +103,6 @@ def validate(
         target = torch.from_numpy(mask)[None].to(device)
         losses.append(float(loss_fn(logits[None], target)))
         classes = predictor.postprocess(predictor.decide(logits))
-        ignore = config.train.loss.ignore_index
         per_case.append(case_metrics(*scored_pixels(classes, mask, ignore), foreground,
                                      metrics=("dice",)))
         if choose_largest:  # the same map with only the largest component of each class
