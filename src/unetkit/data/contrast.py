@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-CONTRASTS = ("none", "clahe")
-
 
 def equalize(image: np.ndarray, clip: float = 0.01) -> np.ndarray:
     """CLAHE of each channel of ``(C, *spatial)`` (2D or 3D) -> float32 in ``[0, 1]``.

@@ -40,10 +40,11 @@ def soft_skeleton(x: Tensor, iterations: int = 10) -> Tensor:
     """Soft skeleton of ``x (B, C, *spatial)`` in [0, 1]: what each opening removes from
     ever thinner erosions, accumulated. ``iterations`` bounds the half-width (voxels) of the
     structures that are reduced to their centreline; a 1-voxel line is its own skeleton."""
-    skeleton = F.relu(x - soft_dilate(soft_erode(x)))
-    for _ in range(iterations):
-        x = soft_erode(x)
-        delta = F.relu(x - soft_dilate(soft_erode(x)))
+    eroded = soft_erode(x)
+    skeleton = F.relu(x - soft_dilate(eroded))
+    for _ in range(iterations):  # each opening's erosion is the next iteration's image
+        x, eroded = eroded, soft_erode(eroded)
+        delta = F.relu(x - soft_dilate(eroded))
         skeleton = skeleton + F.relu(delta - skeleton * delta)
     return skeleton
 
