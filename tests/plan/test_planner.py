@@ -162,11 +162,14 @@ def test_too_few_3d_steps_plan_2d_slices(monkeypatch, iso3d):
 
     monkeypatch.setattr(planner, "time_steps", fake)
     plan = planner.make_plan(iso3d, "100s", device="cpu")
-    # 3D width 16: 21 steps < 800 (32 not timed); 2D: 8 -> 1700, 16 -> 1062, 32 -> 425 steps
-    assert timed == [(3, 16), (3, 16), (2, 8), (2, 16), (2, 32), (2, 16)]
+    # 3D width 16: 21 steps < 800 (32 not timed); 2D: 8 -> 1700, 16 -> 1062 steps: above
+    # MIN_STEPS but below WIDEN_STEPS, so base 8 (and 32 is not timed)
+    assert timed == [(3, 16), (3, 16), (2, 8), (2, 16), (2, 8)]
     assert plan.config.model.spatial_dims == 2 and plan.config.data.slice_axis is not None
-    assert plan.config.model.widths[0] == 16
-    assert [(c.spatial_dims, c.base_width) for c in plan.candidates if c.chosen] == [(2, 16)]
+    assert plan.config.model.widths[0] == 8
+    assert [(c.spatial_dims, c.base_width) for c in plan.candidates if c.chosen] == [(2, 8)]
+    reason = {d.field: d.reason for d in plan.decisions}["model.widths"]
+    assert reason.startswith(f"widest candidate affording >= {planner.WIDEN_STEPS[2]} steps")
     assert plan.config.infer.tta_axes == [0, 1]
     assert len(plan.config.data.patch_size) == 2
     context = plan.config.data.slice_context
@@ -183,10 +186,10 @@ def test_too_few_2d_steps_shrink_the_patches_not_the_batch(monkeypatch, tmp_path
     monkeypatch.setattr(planner, "time_steps", fake)
     roomy = planner.make_plan(cells, "1000s", device="cpu")  # base 8 at 8x256^2: 1700 steps
     assert roomy.config.data.patch_size == [256, 256] and roomy.config.data.batch_size == 8
-    plan = planner.make_plan(cells, "400s", device="cpu")  # 680 steps: too few at 256^2
+    plan = planner.make_plan(cells, "450s", device="cpu")  # 765 steps: too few at 256^2
     assert plan.config.data.batch_size == 8
     assert int(np.prod(plan.config.data.patch_size)) <= 128 * 128
-    assert plan.config.model.widths[0] == 16  # 8x128^2: base 8 2720 steps, 16 1360, 32 680
+    assert plan.config.model.widths[0] == 16  # 8x128^2: base 8 3060 steps, 16 1530, 32 765
     shrunk = [c for c in plan.candidates if c.patch_size == plan.config.data.patch_size]
     assert [c.base_width for c in shrunk] == [8, 16, 32] and shrunk[1].chosen
     reasons = {d.field: d.reason for d in plan.decisions}

@@ -4,7 +4,7 @@
 2. the rules (``unetkit.plan.rules``, ``task_rules``): dimensionality, spacing, normalisation,
    patch and pooling, batch, loss and decision, augmentation, sampling, validation;
 3. the budget: candidate networks (first-stage widths ``CANDIDATE_WIDTHS``) are timed on the
-   device for a few real training steps, and the widest one that still affords ``MIN_STEPS``
+   device for a few real training steps, and the widest one that still affords ``WIDEN_STEPS``
    optimisation steps in the budget is chosen (the narrowest when none does). The rule and its
    evidence (steps reached and held-out scores on three real data sets): ``docs/planner.md``.
 """
@@ -34,7 +34,11 @@ log = logging.getLogger(__name__)
 # smaller of the two hippocampus labels (Dice 0 after 100-400 steps, with instance or batch
 # norm, lr 5e-4 or 2e-3) where width 16 learned both within 25 steps (docs/planner.md).
 CANDIDATE_WIDTHS = {2: (8, 16, 32), 3: (16, 32)}
-MIN_STEPS = {2: 1000, 3: 800}  # optimisation steps a budget must afford (docs/planner.md)
+MIN_STEPS = {2: 1000, 3: 800}  # steps the narrowest network must afford (docs/planner.md)
+# A wider candidate only when it affords WIDEN_STEPS: on DRIVE 1150 steps of base 16 (timed at
+# 1091) scored F1 0.810 where 2900 steps of base 8 scored 0.823; hippocampus base 16 (timed at
+# 2015) beat base 8 by 0.005 (docs/planner.md, section 3).
+WIDEN_STEPS = {2: 1500, 3: 800}
 # 2D budgets too short for MIN_STEPS full-size steps train on patches SHRINK times smaller
 # (same batch): DRIVE, 15 min: 2050 steps of 8x128^2, F1 0.817 / AUC 0.974 in the FOV, against
 # 650 steps of 8x256^2, F1 0.808 / AUC 0.969 (docs/planner.md). Not below SMALL_PATCH_VOXELS.
@@ -163,7 +167,7 @@ def choose_width(config: Config, budget_s: float, dims: int,
                  progress: Callable[[str], None] | None = None
                  ) -> tuple[list[Candidate], Decision]:
     """Time the candidate widths, narrowest first, and keep the widest that affords
-    ``MIN_STEPS`` steps; timing stops at the first that does not (wider ones are slower)."""
+    ``WIDEN_STEPS`` steps; timing stops at the first that does not (wider ones are slower)."""
     candidates: list[Candidate] = []
     for base in CANDIDATE_WIDTHS[dims]:
         widths = rules.widths(base, config.model.depth, dims)
@@ -173,14 +177,14 @@ def choose_width(config: Config, budget_s: float, dims: int,
                                     batch_size=config.data.batch_size))
         if progress is not None:
             progress(candidates[-1].describe())
-        if candidates[-1].steps < MIN_STEPS[dims]:
+        if candidates[-1].steps < WIDEN_STEPS[dims]:
             break
-    enough = [c for c in candidates if c.steps >= MIN_STEPS[dims]]
+    enough = [c for c in candidates if c.steps >= WIDEN_STEPS[dims]]
     chosen = enough[-1] if enough else candidates[0]
     chosen.chosen = True
-    reason = (f"widest candidate affording >= {MIN_STEPS[dims]} steps in the budget "
+    reason = (f"widest candidate affording >= {WIDEN_STEPS[dims]} steps in the budget "
               f"({chosen.steps} steps at {chosen.step_s:.2f} s)" if enough else
-              f"no candidate affords {MIN_STEPS[dims]} steps: the narrowest "
+              f"no candidate affords {WIDEN_STEPS[dims]} steps: the narrowest "
               f"({chosen.steps} steps)")
     return candidates, Decision("model.widths", rules.widths(chosen.base_width,
                                                              config.model.depth, dims), reason)
