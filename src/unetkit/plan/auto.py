@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from unetkit.config import Config, apply_overrides, build_config
+from unetkit.config import Config, build_config
 from unetkit.plan.planner import Plan, make_plan
+from unetkit.plan.user import UserChoices
 
 
 def run_config(data_dir: str | Path | None, config_file: str | Path | None,
@@ -34,18 +35,11 @@ def run_config(data_dir: str | Path | None, config_file: str | Path | None,
     build_config(None, values, overrides)  # invalid options fail now, not after planning
     if not Path(data_dir).is_dir():
         raise ValueError(f"--data {data_dir}: not a folder")
+    user = UserChoices(values, overrides)
     plan = make_plan(data_dir, values.get("train.time_budget"),
                      device=values.get("train.device") or "auto", elapsed_s=elapsed_s,
-                     progress=progress)
-    given = {k for k, v in values.items() if v is not None}
-    given |= {item.split("=", 1)[0].strip() for item in overrides}
-    base = plan.config
-    if given & {"model.base_width", "model.depth"} and "model.widths" not in given:
-        # the user sizes the network: the planned per-stage lists no longer apply
-        planned = [f"model.{name}=null" for name in ("widths", "strides", "kernel_sizes")
-                   if name in type(base.model).model_fields]
-        base = apply_overrides(base, planned)
-    config = build_config(None, values, overrides, base=base)
+                     progress=progress, user=user)
+    config = user.apply(plan.config)
     plan.config = config
     return config, plan
 

@@ -14,18 +14,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from unetkit.config import Config, apply_values, config_to_dict, parse_duration
+from unetkit.config import Config, apply_values, parse_duration
 from unetkit.config.run_schema import BINARY_LOSSES
 from unetkit.plan import rules, task_rules
 from unetkit.plan.fingerprint import Fingerprint, fingerprint_dataset
+from unetkit.plan.plan_types import Candidate, Plan, size_text
 from unetkit.plan.rules import Decision
 from unetkit.plan.timing import time_steps
+from unetkit.plan.user import UserChoices
 from unetkit.runtime.device import pick_device
 
 log = logging.getLogger(__name__)
@@ -47,61 +46,6 @@ SMALL_PATCH_VOXELS = 128 * 128
 LAYOUT_GAIN = 0.95  # train contiguous when its step takes < 95% of the channels-last one
 TRAIN_SHARE = 0.85  # of the budget left after planning: the rest validates and calibrates
 DEFAULT_BUDGET_S = 600.0  # planning without a budget: as for ten minutes
-
-
-@dataclass
-class Candidate:
-    """A timed candidate network: first-stage width, seconds per step, steps in the budget."""
-
-    base_width: int
-    step_s: float
-    steps: int
-    chosen: bool = False
-    spatial_dims: int = 2
-    patch_size: list[int] = field(default_factory=list)
-    batch_size: int = 0
-
-    def describe(self) -> str:
-        """``2D base width 8, 8x128x128: 1.263 s/step, 605 steps in the budget``."""
-        step = _text([self.batch_size, *self.patch_size])
-        return (f"{self.spatial_dims}D base width {self.base_width}, {step}: "
-                f"{self.step_s:.3f} s/step, {self.steps} steps in the budget")
-
-
-@dataclass
-class Plan:
-    """A complete config, the fingerprint it came from and every decision with its reason."""
-
-    config: Config
-    fingerprint: Fingerprint
-    decisions: list[Decision]
-    candidates: list[Candidate] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict: config, decisions, candidates and fingerprint."""
-        return {"config": config_to_dict(self.config),
-                "decisions": [asdict(d) for d in self.decisions],
-                "candidates": [asdict(c) for c in self.candidates],
-                "fingerprint": self.fingerprint.as_dict()}
-
-    def yaml_text(self) -> str:
-        """The config as YAML that ``unetkit train --config`` accepts, reasons as comments."""
-        lines = ["# unetkit plan: every value below was chosen for this data set and budget.",
-                 "# Use it with: unetkit train --data DATA --config THIS_FILE", "#"]
-        for decision in self.decisions:
-            lines.append(f"# {decision.field} = {decision.value}: {decision.reason}")
-        for c in self.candidates:
-            mark = " <- chosen" if c.chosen else ""
-            lines.append(f"# candidate {c.describe()}{mark}")
-        body = yaml.safe_dump(config_to_dict(self.config), sort_keys=False)
-        return "\n".join(lines) + "\n\n" + body
-
-    def write(self, path: str | Path) -> Path:
-        """Write ``yaml_text()`` to ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.yaml_text())
-        return path
 
 
 def _apply(config: Config, decisions: list[Decision]) -> Config:
@@ -137,7 +81,7 @@ def plan_rules(fp: Fingerprint, slices: bool = False, shrink: int = 1) -> list[D
         full_patch = _value(full, "data.patch_size")
         full = rules.network_shape([n / shrink ** (1 / dims) for n in full_patch], spacing, dims)
         why = (f"the budget affords fewer than {MIN_STEPS[dims]} steps of the narrowest network "
-               f"at the full-size patch {_text(full_patch)}")
+               f"at the full-size patch {size_text(full_patch)}")
         full = [Decision(d.field, d.value, f"{shrink}x fewer voxels per patch: {why}")
                 if d.field == "data.patch_size" else d for d in full]
         batch = Decision(batch.field, batch.value, f"the full-size batch, kept: {why}")
@@ -164,10 +108,21 @@ def plan_rules(fp: Fingerprint, slices: bool = False, shrink: int = 1) -> list[D
 
 
 def choose_width(config: Config, budget_s: float, dims: int,
-                 progress: Callable[[str], None] | None = None
+                 progress: Callable[[str], None] | None = None, user_sized: bool = False
                  ) -> tuple[list[Candidate], Decision]:
     """Time the candidate widths, narrowest first, and keep the widest that affords
-    ``WIDEN_STEPS`` steps; timing stops at the first that does not (wider ones are slower)."""
+    ``WIDEN_STEPS`` steps; timing stops at the first that does not (wider ones are slower).
+    ``user_sized``: the user set the network's size, which is then the only candidate."""
+    if user_sized:
+        step_s = time_steps(config)
+        m, d = config.model, config.data
+        chosen = Candidate(m.widths[0] if m.widths else m.base_width, step_s,
+                           int(budget_s * TRAIN_SHARE / step_s), True, dims, list(d.patch_size),
+                           d.batch_size)
+        if progress is not None:
+            progress(chosen.describe())
+        return [chosen], Decision("model.widths", config.model.widths,
+                                  f"the network you set ({chosen.steps} steps in the budget)")
     candidates: list[Candidate] = []
     for base in CANDIDATE_WIDTHS[dims]:
         widths = rules.widths(base, config.model.depth, dims)
@@ -212,7 +167,8 @@ def choose_layout(config: Config, chosen: Candidate, budget_s: float) -> list[De
 
 def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: str = "auto",
               fingerprint: Fingerprint | None = None, elapsed_s: float = 0.0,
-              progress: Callable[[str], None] | None = None) -> Plan:
+              progress: Callable[[str], None] | None = None,
+              user: UserChoices | None = None) -> Plan:
     """Plan a run on ``data_dir`` for ``time_budget`` (e.g. ``"15m"``) on ``device``.
 
     Volumes that a 3D network could take are also planned as 2D slices; the budget decides:
@@ -226,32 +182,39 @@ def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: s
         fingerprint: an already computed fingerprint (else read from ``data_dir``).
         elapsed_s: seconds of the budget already used (planning included by the caller).
         progress: called with one line per step of the planning.
+        user: what the user fixed (``--set``, options): laid over every planned config
+            before it is timed, so the timings are of what will train; a fixed
+            ``data.slice_axis`` or ``model.spatial_dims`` is not planned the other way, a
+            fixed ``data.patch_size`` not shrunk.
     """
     fp = fingerprint or fingerprint_dataset(data_dir)
     budget_s = parse_duration(time_budget) if time_budget else DEFAULT_BUDGET_S
     values = {"train.device": device, "train.time_budget": time_budget}
-    plan = _timed_plan(fp, plan_rules(fp), values, budget_s - elapsed_s, progress)
-    dims = plan.config.model.spatial_dims
-    if dims == 3 and not any(c.chosen and c.steps >= MIN_STEPS[3] for c in plan.candidates):
-        slices = _timed_plan(fp, plan_rules(fp, slices=True), values, budget_s - elapsed_s,
-                             progress)
-        for candidate in plan.candidates:
-            candidate.chosen = False
-        slices.candidates = plan.candidates + slices.candidates
-        plan = slices
-    if _too_few_steps(plan) and math.prod(plan.config.data.patch_size) > SMALL_PATCH_VOXELS:
-        smaller = _timed_plan(fp, plan_rules(fp, plan.config.data.slice_axis is not None,
-                                             SHRINK), values, budget_s - elapsed_s, progress)
-        for candidate in plan.candidates:
-            candidate.chosen = False
-        smaller.candidates = plan.candidates + smaller.candidates
-        plan = smaller
+    user = user or UserChoices()
+    fixed = user.fields
+
+    def timed(slices: bool = False, shrink: int = 1) -> Plan:
+        return _timed_plan(fp, plan_rules(fp, slices, shrink), values, budget_s - elapsed_s,
+                           progress, user)
+
+    plan = timed(slices=user.value("data.slice_axis") is not None)
+    if plan.config.model.spatial_dims == 3 and not fixed & {"model.spatial_dims",
+                                                            "data.slice_axis"} \
+            and not any(c.chosen and c.steps >= MIN_STEPS[3] for c in plan.candidates):
+        plan = _instead(plan, timed(slices=True))
+    if _too_few_steps(plan) and math.prod(plan.config.data.patch_size) > SMALL_PATCH_VOXELS \
+            and "data.patch_size" not in fixed:
+        plan = _instead(plan, timed(plan.config.data.slice_axis is not None, SHRINK))
     log.info("plan: %s", ", ".join(f"{d.field}={d.value}" for d in plan.decisions))
     return plan
 
 
-def _text(sizes: list[int]) -> str:
-    return "x".join(map(str, sizes))
+def _instead(old: Plan, new: Plan) -> Plan:
+    """``new``, listing the candidates ``old`` timed too (not chosen)."""
+    for candidate in old.candidates:
+        candidate.chosen = False
+    new.candidates = old.candidates + new.candidates
+    return new
 
 
 def _too_few_steps(plan: Plan) -> bool:
@@ -262,29 +225,34 @@ def _too_few_steps(plan: Plan) -> bool:
 
 
 def _timed_plan(fp: Fingerprint, decisions: list[Decision], values: dict[str, Any],
-                budget_s: float, progress: Callable[[str], None] | None) -> Plan:
-    """Rule decisions + timed width candidates + the validation period, as a ``Plan``."""
-    config = _apply(apply_values(Config(), values, source="plan"), decisions)
+                budget_s: float, progress: Callable[[str], None] | None,
+                user: UserChoices) -> Plan:
+    """Rule decisions + timed width candidates + the validation period, as a ``Plan``; the
+    user's choices are laid over the config after every step."""
+    def settle(config: Config, new: list[Decision]) -> Config:
+        return user.apply(_apply(config, new))
+
+    config = settle(apply_values(Config(), values, source="plan"), decisions)
     dims = config.model.spatial_dims
     budget_s = max(budget_s, 1.0)
-    candidates, width = choose_width(config, budget_s, dims, progress)
-    config = _apply(config, [width])
+    candidates, width = choose_width(config, budget_s, dims, progress, user.sizes_network())
+    config = settle(config, [width])
     chosen = next(c for c in candidates if c.chosen)
     layout = choose_layout(config, chosen, budget_s)
     decisions = [*decisions, width, *layout]
-    config = _apply(config, layout)
+    config = settle(config, layout)
     d = config.data
     val_cases = round(fp.cases * d.val_fraction)
     passes = chosen.steps * d.batch_size * math.prod(d.patch_size) / max(
         (fp.cases - val_cases) * _case_voxels(fp, config), 1.0)
     augment = task_rules.augmentation_for_passes(fp, passes, d.augment.affine_prob)
     decisions += augment
-    config = _apply(config, augment)
+    config = settle(config, augment)
     val_voxels = val_cases * math.prod(fp.median_shape)
     decisions.append(rules.validation_period(
         chosen.step_s, config.train.steps_per_epoch, val_voxels,
         2 ** len(config.infer.tta_axes), math.prod(d.patch_size) * d.batch_size))
-    return Plan(_apply(config, decisions[-1:]), fp, decisions, candidates)
+    return Plan(settle(config, decisions[-1:]), fp, decisions, candidates)
 
 
 def _case_voxels(fp: Fingerprint, config: Config) -> float:
