@@ -77,3 +77,19 @@ def test_a_fixed_3d_network_is_not_replanned_as_slices(timed, iso3d):
     timed.clear()
     config, _ = run_config(iso3d, None, {"train.time_budget": "60s"}, ["model.spatial_dims=3"])
     assert config.model.spatial_dims == 3 and {c.model.spatial_dims for c in timed} == {3}
+
+
+def test_unetkit_plan_times_and_writes_what_set_fixes(timed, iso3d, tmp_path):
+    from typer.testing import CliRunner
+
+    from unetkit.cli import app
+    from unetkit.config import load_config
+
+    out = tmp_path / "plan.yaml"
+    result = CliRunner().invoke(app, ["plan", str(iso3d), "--time", "600s", "-o", str(out),
+                                      "--set", "data.batch_size=1"])
+    assert result.exit_code == 0, result.output
+    assert timed and {c.data.batch_size for c in timed} == {1}
+    assert load_config(out).data.batch_size == 1
+    bad = CliRunner().invoke(app, ["plan", str(iso3d), "--set", "train.lr=fast"])
+    assert bad.exit_code == 2 and "train.lr" in bad.output

@@ -63,18 +63,24 @@ def plan(
                                "where candidates are timed (and training will run)"),
     out: str = typer.Option(None, "--out", "-o", help="write the planned config here (YAML "
                             "for unetkit train --config)"),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                        help="fix a config field (repeatable); the candidates "
+                                        "are timed with it, as unetkit train --set does"),
 ) -> None:
     """Fingerprint a data set and plan a run: every decision printed with its reason."""
     from rich.markup import escape
 
-    from unetkit.config import ConfigError, parse_duration
+    from unetkit.config import Config, ConfigError, parse_duration
     from unetkit.data.dataset import DatasetError
     from unetkit.plan.planner import make_plan
+    from unetkit.plan.user import UserChoices
 
     try:
         if time_budget is not None:
             parse_duration(time_budget)
-        result = make_plan(data_dir, time_budget, device=device,
+        user = UserChoices({"train.time_budget": time_budget}, overrides)
+        user.apply(Config())  # an invalid --set fails now, not after the timing
+        result = make_plan(data_dir, time_budget, device=device, user=user,
                            progress=lambda line: err_console.print(f"timing {line}"))
     except (ConfigError, DatasetError, ValueError) as error:
         fail(escape(str(error)), code=2)
