@@ -70,7 +70,7 @@ def plan(
     """Fingerprint a data set and plan a run: every decision printed with its reason."""
     from rich.markup import escape
 
-    from unetkit.config import Config, ConfigError, parse_duration
+    from unetkit.config import ConfigError, parse_duration
     from unetkit.data.dataset import DatasetError
     from unetkit.plan.planner import make_plan
     from unetkit.plan.user import UserChoices
@@ -79,7 +79,7 @@ def plan(
         if time_budget is not None:
             parse_duration(time_budget)
         user = UserChoices({"train.time_budget": time_budget}, overrides)
-        user.apply(Config())  # an invalid --set fails now, not after the timing
+        user.check()  # an invalid --set fails now, not after the timing
         result = make_plan(data_dir, time_budget, device=device, user=user,
                            progress=lambda line: err_console.print(f"timing {line}"))
     except (ConfigError, DatasetError, ValueError) as error:

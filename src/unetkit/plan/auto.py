@@ -32,10 +32,10 @@ def run_config(data_dir: str | Path | None, config_file: str | Path | None,
     """
     if config_file is not None or data_dir is None:
         return build_config(config_file, values, overrides), None
-    build_config(None, values, overrides)  # invalid options fail now, not after planning
+    user = UserChoices(values, overrides)
+    user.check()  # invalid options fail now, not after planning
     if not Path(data_dir).is_dir():
         raise ValueError(f"--data {data_dir}: not a folder")
-    user = UserChoices(values, overrides)
     plan = make_plan(data_dir, values.get("train.time_budget"),
                      device=values.get("train.device") or "auto", elapsed_s=elapsed_s,
                      progress=progress, user=user)

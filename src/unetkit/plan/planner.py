@@ -114,24 +114,17 @@ def choose_width(config: Config, budget_s: float, dims: int,
     ``WIDEN_STEPS`` steps; timing stops at the first that does not (wider ones are slower).
     ``user_sized``: the user set the network's size, which is then the only candidate."""
     if user_sized:
-        step_s = time_steps(config)
-        m, d = config.model, config.data
-        chosen = Candidate(m.widths[0] if m.widths else m.base_width, step_s,
-                           int(budget_s * TRAIN_SHARE / step_s), True, dims, list(d.patch_size),
-                           d.batch_size)
-        if progress is not None:
-            progress(chosen.describe())
+        m = config.model
+        chosen = _timed_candidate(config, m.widths[0] if m.widths else m.base_width, budget_s,
+                                  progress)
+        chosen.chosen = True
         return [chosen], Decision("model.widths", config.model.widths,
                                   f"the network you set ({chosen.steps} steps in the budget)")
     candidates: list[Candidate] = []
     for base in CANDIDATE_WIDTHS[dims]:
         widths = rules.widths(base, config.model.depth, dims)
-        step_s = time_steps(apply_values(config, {"model.widths": widths}))
-        candidates.append(Candidate(base, step_s, int(budget_s * TRAIN_SHARE / step_s),
-                                    spatial_dims=dims, patch_size=list(config.data.patch_size),
-                                    batch_size=config.data.batch_size))
-        if progress is not None:
-            progress(candidates[-1].describe())
+        candidates.append(_timed_candidate(apply_values(config, {"model.widths": widths}), base,
+                                           budget_s, progress))
         if candidates[-1].steps < WIDEN_STEPS[dims]:
             break
     enough = [c for c in candidates if c.steps >= WIDEN_STEPS[dims]]
@@ -143,6 +136,24 @@ def choose_width(config: Config, budget_s: float, dims: int,
               f"({chosen.steps} steps)")
     return candidates, Decision("model.widths", rules.widths(chosen.base_width,
                                                              config.model.depth, dims), reason)
+
+
+def _timed_candidate(config: Config, base_width: int, budget_s: float,
+                     progress: Callable[[str], None] | None) -> Candidate:
+    """``config``'s network timed on its device, with the steps it affords in the budget."""
+    step_s = time_steps(config)
+    d = config.data
+    candidate = Candidate(base_width, step_s, _affordable_steps(step_s, budget_s),
+                          spatial_dims=config.model.spatial_dims,
+                          patch_size=list(d.patch_size), batch_size=d.batch_size)
+    if progress is not None:
+        progress(candidate.describe())
+    return candidate
+
+
+def _affordable_steps(step_s: float, budget_s: float) -> int:
+    """Training steps of ``step_s`` seconds in the ``TRAIN_SHARE`` of ``budget_s``."""
+    return int(budget_s * TRAIN_SHARE / step_s)
 
 
 def choose_layout(config: Config, chosen: Candidate, budget_s: float) -> list[Decision]:
@@ -160,7 +171,7 @@ def choose_layout(config: Config, chosen: Candidate, budget_s: float) -> list[De
     if contiguous_s >= LAYOUT_GAIN * chosen.step_s:
         return [Decision("train.channels_last", "on", f"{timing} on this CPU")]
     chosen.step_s = contiguous_s
-    chosen.steps = int(budget_s * TRAIN_SHARE / contiguous_s)
+    chosen.steps = _affordable_steps(contiguous_s, budget_s)
     return [Decision("train.channels_last", "off",
                      f"{timing} on this CPU: {chosen.steps} steps in the budget")]
 

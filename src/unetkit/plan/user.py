@@ -39,6 +39,10 @@ class UserChoices:
         """The user set the network's size: the planner times that network only."""
         return bool(self.fields & set(NETWORK_SIZE))
 
+    def check(self) -> None:
+        """Raise ``ConfigError`` now for an invalid option or ``--set``, before any timing."""
+        self.apply(Config())
+
     def apply(self, base: Config) -> Config:
         """``base`` with the user's values laid over it. A base width or depth without
         ``model.widths`` drops the planned per-stage lists, which no longer fit."""
