@@ -162,14 +162,14 @@ def test_too_few_3d_steps_plan_2d_slices(monkeypatch, iso3d):
 
     monkeypatch.setattr(planner, "time_steps", fake)
     plan = planner.make_plan(iso3d, "100s", device="cpu")
-    # 3D width 16: 21 steps < 800 (32 not timed); 2D: 8 -> 1700, 16 -> 1062 steps: above
-    # MIN_STEPS but below WIDEN_STEPS, so base 8 (and 32 is not timed)
+    # 3D width 16: 21 steps < 800 (32 not timed); 2D: 8 -> 1700, 16 -> 1062 steps: below
+    # ENOUGH_STEPS, so base 8 (and 32 is not timed)
     assert timed == [(3, 16), (3, 16), (2, 8), (2, 16), (2, 8)]
     assert plan.config.model.spatial_dims == 2 and plan.config.data.slice_axis is not None
     assert plan.config.model.widths[0] == 8
     assert [(c.spatial_dims, c.base_width) for c in plan.candidates if c.chosen] == [(2, 8)]
     reason = {d.field: d.reason for d in plan.decisions}["model.widths"]
-    assert reason.startswith(f"widest candidate affording >= {planner.WIDEN_STEPS[2]} steps")
+    assert reason.startswith(f"widest candidate affording >= {planner.ENOUGH_STEPS[2]} steps")
     assert plan.config.infer.tta_axes == [0, 1]
     assert len(plan.config.data.patch_size) == 2
     context = plan.config.data.slice_context
@@ -195,6 +195,24 @@ def test_too_few_2d_steps_shrink_the_patches_not_the_batch(monkeypatch, tmp_path
     reasons = {d.field: d.reason for d in plan.decisions}
     assert reasons["data.patch_size"].startswith("4x fewer voxels per patch")
     assert "full-size patch 256x256" in reasons["data.batch_size"]
+
+
+def test_full_size_patches_need_as_many_steps_as_a_wider_network(monkeypatch, tmp_path):
+    """DRIVE, 1 Dec: 8x256^2 timed at 1003 steps trained instead of 8x128^2 at about 3000 and
+    lost 0.004 F1 / 0.004 AUC; the patches shrink below ENOUGH_STEPS (1500), not below 1000."""
+    cells = write_cells_dataset(tmp_path / "cells", 3, (256, 256), seed=2)
+
+    def fake(config):  # seconds per step proportional to the voxels of a step
+        voxels = config.data.batch_size * int(np.prod(config.data.patch_size))
+        return 0.5 * config.model.widths[0] / 8 * voxels / (8 * 256 * 256)
+
+    monkeypatch.setattr(planner, "time_steps", fake)
+    plan = planner.make_plan(cells, "700s", device="cpu")  # 8x256^2, base 8: 1190 steps
+    assert plan.config.data.patch_size == [128, 128] and plan.config.data.batch_size == 8
+    full = [c for c in plan.candidates if c.patch_size == [256, 256]]
+    assert 1000 <= full[0].steps < planner.ENOUGH_STEPS[2] and not full[0].chosen
+    reasons = {d.field: d.reason for d in plan.decisions}
+    assert f"fewer than {planner.ENOUGH_STEPS[2]} steps" in reasons["data.patch_size"]
 
 
 def test_a_cpu_plan_trains_in_the_layout_that_steps_faster(monkeypatch, iso3d):

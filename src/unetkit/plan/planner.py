@@ -4,7 +4,7 @@
 2. the rules (``unetkit.plan.rules``, ``task_rules``): dimensionality, spacing, normalisation,
    patch and pooling, batch, loss and decision, augmentation, sampling, validation;
 3. the budget: candidate networks (first-stage widths ``CANDIDATE_WIDTHS``) are timed on the
-   device for a few real training steps, and the widest one that still affords ``WIDEN_STEPS``
+   device for a few real training steps, and the widest one that still affords ``ENOUGH_STEPS``
    optimisation steps in the budget is chosen (the narrowest when none does). The rule and its
    evidence (steps reached and held-out scores on three real data sets): ``docs/planner.md``.
 """
@@ -33,14 +33,15 @@ log = logging.getLogger(__name__)
 # smaller of the two hippocampus labels (Dice 0 after 100-400 steps, with instance or batch
 # norm, lr 5e-4 or 2e-3) where width 16 learned both within 25 steps (docs/planner.md).
 CANDIDATE_WIDTHS = {2: (8, 16, 32), 3: (16, 32)}
-MIN_STEPS = {2: 1000, 3: 800}  # steps the narrowest network must afford (docs/planner.md)
-# A wider candidate only when it affords WIDEN_STEPS: on DRIVE 1150 steps of base 16 (timed at
-# 1091) scored F1 0.810 where 2900 steps of base 8 scored 0.823; hippocampus base 16 (timed at
-# 2015) beat base 8 by 0.005 (docs/planner.md, section 3).
-WIDEN_STEPS = {2: 1500, 3: 800}
-# 2D budgets too short for MIN_STEPS full-size steps train on patches SHRINK times smaller
-# (same batch): DRIVE, 15 min: 2050 steps of 8x128^2, F1 0.817 / AUC 0.974 in the FOV, against
-# 650 steps of 8x256^2, F1 0.808 / AUC 0.969 (docs/planner.md). Not below SMALL_PATCH_VOXELS.
+# Steps a network needs at CPU budgets, one rule for width, patch and dimensionality: a wider
+# candidate only when it affords them; when even the narrowest does not, 2D patches shrink and
+# 3D volumes train as 2D slices. Evidence (docs/planner.md, section 3): on DRIVE 1150 steps of
+# base 16 (timed at 1091) scored F1 0.810 where 2900 steps of base 8 scored 0.823, and 950 steps
+# of 8x256^2 patches (timed at 1003) scored F1 0.819 / AUC 0.974 where 2900 steps of 8x128^2
+# scored 0.823 / 0.978; hippocampus base 16 (timed at 2015) beat base 8 by 0.005.
+ENOUGH_STEPS = {2: 1500, 3: 800}
+# 2D budgets too short for ENOUGH_STEPS full-size steps train on patches SHRINK times smaller
+# (same batch). Not below SMALL_PATCH_VOXELS.
 SHRINK = 4
 SMALL_PATCH_VOXELS = 128 * 128
 LAYOUT_GAIN = 0.95  # train contiguous when its step takes < 95% of the channels-last one
@@ -80,7 +81,7 @@ def plan_rules(fp: Fingerprint, slices: bool = False, shrink: int = 1) -> list[D
     if shrink > 1:  # each axis of the full-size patch shrink ** (1 / dims) times shorter
         full_patch = _value(full, "data.patch_size")
         full = rules.network_shape([n / shrink ** (1 / dims) for n in full_patch], spacing, dims)
-        why = (f"the budget affords fewer than {MIN_STEPS[dims]} steps of the narrowest network "
+        why = (f"the budget affords fewer than {ENOUGH_STEPS[dims]} steps of the narrowest network "
                f"at the full-size patch {size_text(full_patch)}")
         full = [Decision(d.field, d.value, f"{shrink}x fewer voxels per patch: {why}")
                 if d.field == "data.patch_size" else d for d in full]
@@ -111,7 +112,7 @@ def choose_width(config: Config, budget_s: float, dims: int,
                  progress: Callable[[str], None] | None = None, user_sized: bool = False
                  ) -> tuple[list[Candidate], Decision]:
     """Time the candidate widths, narrowest first, and keep the widest that affords
-    ``WIDEN_STEPS`` steps; timing stops at the first that does not (wider ones are slower).
+    ``ENOUGH_STEPS`` steps; timing stops at the first that does not (wider ones are slower).
     ``user_sized``: the user set the network's size, which is then the only candidate."""
     if user_sized:
         m = config.model
@@ -125,14 +126,14 @@ def choose_width(config: Config, budget_s: float, dims: int,
         widths = rules.widths(base, config.model.depth, dims)
         candidates.append(_timed_candidate(apply_values(config, {"model.widths": widths}), base,
                                            budget_s, progress))
-        if candidates[-1].steps < WIDEN_STEPS[dims]:
+        if candidates[-1].steps < ENOUGH_STEPS[dims]:
             break
-    enough = [c for c in candidates if c.steps >= WIDEN_STEPS[dims]]
+    enough = [c for c in candidates if c.steps >= ENOUGH_STEPS[dims]]
     chosen = enough[-1] if enough else candidates[0]
     chosen.chosen = True
-    reason = (f"widest candidate affording >= {WIDEN_STEPS[dims]} steps in the budget "
+    reason = (f"widest candidate affording >= {ENOUGH_STEPS[dims]} steps in the budget "
               f"({chosen.steps} steps at {chosen.step_s:.2f} s)" if enough else
-              f"no candidate affords {WIDEN_STEPS[dims]} steps: the narrowest "
+              f"no candidate affords {ENOUGH_STEPS[dims]} steps: the narrowest "
               f"({chosen.steps} steps)")
     return candidates, Decision("model.widths", rules.widths(chosen.base_width,
                                                              config.model.depth, dims), reason)
@@ -183,7 +184,7 @@ def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: s
     """Plan a run on ``data_dir`` for ``time_budget`` (e.g. ``"15m"``) on ``device``.
 
     Volumes that a 3D network could take are also planned as 2D slices; the budget decides:
-    3D when one of its candidates affords ``MIN_STEPS[3]`` steps, else the 2D plan.
+    3D when one of its candidates affords ``ENOUGH_STEPS[3]`` steps, else the 2D plan.
 
     Args:
         data_dir: the data folder (``unetkit.data`` layouts).
@@ -211,7 +212,7 @@ def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: s
     plan = timed(slices=user.value("data.slice_axis") is not None)
     if plan.config.model.spatial_dims == 3 and not fixed & {"model.spatial_dims",
                                                             "data.slice_axis"} \
-            and not any(c.chosen and c.steps >= MIN_STEPS[3] for c in plan.candidates):
+            and not any(c.chosen and c.steps >= ENOUGH_STEPS[3] for c in plan.candidates):
         plan = _instead(plan, timed(slices=True))
     if _too_few_steps(plan) and math.prod(plan.config.data.patch_size) > SMALL_PATCH_VOXELS \
             and "data.patch_size" not in fixed:
@@ -229,9 +230,9 @@ def _instead(old: Plan, new: Plan) -> Plan:
 
 
 def _too_few_steps(plan: Plan) -> bool:
-    """A 2D plan whose chosen (narrowest) candidate affords fewer than ``MIN_STEPS`` steps."""
+    """A 2D plan whose chosen (narrowest) candidate affords fewer than ``ENOUGH_STEPS`` steps."""
     dims = plan.config.model.spatial_dims
-    return dims == 2 and not any(c.chosen and c.steps >= MIN_STEPS[dims]
+    return dims == 2 and not any(c.chosen and c.steps >= ENOUGH_STEPS[dims]
                                  for c in plan.candidates)
 
 

@@ -120,7 +120,7 @@ def augmentation_for_passes(fp: Fingerprint, passes: float, affine_prob: float
     ``affine_prob``: the planned probability, only ever lowered."""
     if passes >= FEW_PASSES or is_walls(fp):
         return []
-    why = (f"{passes:.0f} passes over the training data in the budget (< {FEW_PASSES}): "
+    why = (f"{int(passes)} passes over the training data in the budget (< {FEW_PASSES}): "
            "light augmentation learns faster")
     out = [Decision(f"data.augment.{name}_prob", 0.0, why)
            for name in ("elastic", "noise", "blur", "lowres")]
