@@ -8,7 +8,8 @@ holds out ids ``21+4k .. 24+4k`` and trains on the other 16. Each fold runs the 
 commands: ``unetkit train --data TRAIN --time T --out RUN`` (no config: the planner decides) and
 ``unetkit predict RUN/best.pt TEST/images -o PRED --save-probabilities``. Scores (from the
 probability maps and the written 0/255 masks, inside ``fov/``): ROC AUC, PR AUC, accuracy,
-sensitivity, specificity, precision, F1. Writes ``benchmarks/results/drive.json``.
+sensitivity, specificity, precision, F1. Writes ``benchmarks/results/NAME.json`` (``--name``,
+default ``drive``); ``--rescore`` scores the predictions of an earlier run in ``--work`` again.
 """
 
 from __future__ import annotations
@@ -42,15 +43,20 @@ def load_case(pred: Path, data: Path, case: str) -> tuple[np.ndarray, ...]:
     return probability, prediction, truth, fov
 
 
-def run_fold(data: Path, fold: int, budget: str, work: Path, overrides: list[str]) -> dict:
+def run_fold(data: Path, fold: int, budget: str, work: Path, overrides: list[str],
+             rescore: bool = False) -> dict:
+    """Train, predict and score one fold; ``rescore``: score the predictions already in
+    ``work`` (an earlier or interrupted run of this script) without training."""
     ids = [str(i) for i in range(21 + 4 * fold, 25 + 4 * fold)]
-    train, test, test_ids = make_split(data, work / "split", "ids:" + ",".join(ids))
-    options = [a for item in overrides for a in ("--set", item)]
-    train_s = run([*UNETKIT, "train", "--data", str(train), "--time", budget, "--out",
-                   str(work / "run"), "-q", *options], work / "train.log")
-    predict_s = run([*UNETKIT, "predict", str(work / "run" / "best.pt"), str(test / "images"),
-                     "-o", str(work / "pred"), "--save-probabilities", "-q"],
-                    work / "predict.log")
+    test_ids, train_s, predict_s = ids, None, None
+    if not rescore:
+        train, test, test_ids = make_split(data, work / "split", "ids:" + ",".join(ids))
+        options = [a for item in overrides for a in ("--set", item)]
+        train_s = run([*UNETKIT, "train", "--data", str(train), "--time", budget, "--out",
+                       str(work / "run"), "-q", *options], work / "train.log")
+        predict_s = run([*UNETKIT, "predict", str(work / "run" / "best.pt"),
+                         str(test / "images"), "-o", str(work / "pred"),
+                         "--save-probabilities", "-q"], work / "predict.log")
     cases = [load_case(work / "pred", data, case) for case in test_ids]
     per_image = {case: binary_scores([c[0]], [c[1]], [c[2]], [c[3]])
                  for case, c in zip(test_ids, cases, strict=True)}
@@ -69,9 +75,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/unetkit_drive"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--name", default="drive")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the predictions already under --work; no training")
     args = parser.parse_args()
-    results = [run_fold(args.data, int(f), args.time, args.work / f"fold{f}", args.overrides)
-               for f in args.folds.split(",")]
+    results = [run_fold(args.data, int(f), args.time, args.work / f"fold{f}", args.overrides,
+                        args.rescore) for f in args.folds.split(",")]
     pooled = binary_scores(*(list(x) for x in zip(*[c for r in results for c in r["cases"]],
                                                      strict=True)))
     print(f"{'':>26}" + "".join(f"{k:>12}" for k in KEYS))

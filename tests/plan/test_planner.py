@@ -93,6 +93,7 @@ def test_2d_rgb_and_membranes(tmp_path):
     assert decided(walls, "infer.postprocess.wall_seed_threshold") == 0.3  # membranes
     assert decided(walls, "infer.calibration_beta") == 0.8
     assert decided(walls, "data.val_fraction") == 0.0  # 3 cases: all train
+    assert decided(walls, "data.calibration_band") == "unset"  # membranes: tuned without
     assert decided(walls, "data.augment.mask_interpolation") == "linear"  # walls are thin
 
 
@@ -115,6 +116,7 @@ def test_thin_vessels_train_on_bce_alone(tmp_path):
     assert decided(decisions, "train.loss.name") == "bce"
     assert decided(decisions, "model.out_channels") == 1  # still one sigmoid output
     assert decided(decisions, "infer.threshold") == "auto"
+    assert decided(decisions, "data.calibration_band") == 0.1  # no case validates
 
 
 def test_modality_from_names_and_values():

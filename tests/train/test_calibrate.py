@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from unetkit.infer.predictor import Predictor
@@ -34,3 +35,35 @@ def test_auto_threshold_refuses_multiclass_data_before_training(tmp_path, disks,
     config = tiny_config("infer.threshold=auto", "data.labels={0: bg, 1: a, 2: b}")
     with pytest.raises(ValueError, match="infer.threshold: auto needs two labels"):
         fit(config, data, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_without_validation_cases_a_held_out_band_calibrates(tmp_path, disks, tiny_config):
+    data = disks(tmp_path / "data", n_cases=4)
+    config = tiny_config("infer.threshold=auto", "data.val_fraction=0",
+                         "data.calibration_band=0.25", "train.loss.name=bce")
+    result = fit(config, data, tmp_path / "run")
+    assert result.calibration["source"] == "held-out band"
+    assert result.calibration["images"] == 4
+
+
+def test_held_out_bands_never_train(tmp_path, disks, tiny_config):
+    from unetkit.data.roi import ROI_IGNORE
+    from unetkit.train.data import prepare_data
+
+    data = disks(tmp_path / "data", n_cases=3)
+    plain = prepare_data(tiny_config("data.val_fraction=0", "infer.threshold=auto"), data)
+    banded = prepare_data(tiny_config("data.val_fraction=0", "data.calibration_band=0.25",
+                                      "infer.threshold=auto"), data)
+    assert plain.calibration_masks == [] and banded.ignore_index == ROI_IGNORE
+    for whole, kept, held in zip(plain.train_masks, banded.train_masks,
+                                 banded.calibration_masks, strict=True):
+        in_band = held != ROI_IGNORE
+        assert in_band.any(axis=1).sum() == round(0.25 * whole.shape[0])
+        assert np.all(kept[in_band] == ROI_IGNORE)
+        assert np.array_equal(held[in_band], whole[in_band])
+        assert np.array_equal(kept[~in_band], whole[~in_band])
+    for other in (["data.val_fraction=0.34", "infer.threshold=auto"],  # validation calibrates
+                  ["data.val_fraction=0"]):  # nothing to calibrate
+        unbanded = prepare_data(tiny_config("data.calibration_band=0.25", *other), data)
+        assert unbanded.calibration_masks == []

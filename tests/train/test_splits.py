@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from unetkit.train.splits import make_split, split_fraction, split_from_file, split_kfold
+from unetkit.train.splits import (
+    hold_out_bands,
+    make_split,
+    split_fraction,
+    split_from_file,
+    split_kfold,
+)
 
 IDS = [f"case{i:02d}" for i in range(10)]
 
@@ -67,3 +74,22 @@ def test_split_file_plain_and_nnunet(tmp_path):
 def test_make_split_dispatch():
     assert make_split(IDS, val_fraction=0.2, seed=1) == split_fraction(IDS, 0.2, 1)
     assert make_split(IDS, val_fraction=0.2, seed=1, fold=2, folds=5) == split_kfold(IDS, 2, 5, 1)
+
+
+def test_held_out_bands_split_every_mask_into_training_and_calibration_rows():
+    rng = np.random.default_rng(0)
+    masks = [rng.integers(0, 2, (40, 30)) for _ in range(5)]
+    masks[0][:12] = 255  # rows outside the region of interest: never in a band
+    train, bands = hold_out_bands(masks, 0.1, seed=3, ignore=255)
+    for mask, kept, held in zip(masks, train, bands, strict=True):
+        band_rows = np.flatnonzero((held != 255).any(axis=1))
+        assert len(band_rows) == 4 and np.all(np.diff(band_rows) == 1)  # 10% of 40 rows
+        assert np.all(kept[band_rows] == 255)  # no label of the band trains
+        outside = np.setdiff1d(np.arange(40), band_rows)
+        assert np.array_equal(kept[outside], mask[outside])
+        assert np.all(held[outside] == 255)
+        assert np.array_equal(held[band_rows], mask[band_rows])
+    assert np.flatnonzero((bands[0] != 255).any(axis=1))[0] >= 12
+    assert all(np.array_equal(a, b) for a, b in zip(
+        hold_out_bands(masks, 0.1, seed=3, ignore=255)[1], bands, strict=True))
+    assert np.flatnonzero((masks[1] != 255).any(axis=1)).size == 40  # inputs unchanged

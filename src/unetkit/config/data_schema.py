@@ -106,6 +106,11 @@ class DataConfig(Section):
         0.33, ge=0, le=1, description="share of each batch whose patch is centred on foreground")
     val_fraction: float = Field(0.2, ge=0, lt=1,
                                 description="share of the cases held out for validation; 0: none")
+    calibration_band: float = Field(
+        0.0, ge=0, le=0.5, description="infer.threshold auto without validation cases: the "
+        "labels of a band of this share of every training mask's rows are held out of training "
+        "and the threshold is chosen on them, not on the learned pixels, where the network is "
+        "over-confident; 0: calibrate on the training cases")
     split_file: Path | None = Field(
         None, description="JSON/YAML file with lists 'train' and 'val' of case ids (or a list "
         "of such folds, picked by fold); overrides val_fraction")

@@ -13,6 +13,10 @@ WALLS = 0.5  # a foreground that encloses this share of the background: walls (m
 OFFSET = 0.25  # median mask offset (voxels) worth correcting
 SMALL_DATASET = 40  # fewer cases: train on all of them, calibrate on the training cases
 VALIDATION_CASES = 16
+# Share of each training mask's rows held out to calibrate thin two-class structures on when no
+# case validates: on DRIVE the threshold calibrated on the learned pixels lay 0.05-0.12 above
+# the held-out images' best (train.splits.hold_out_bands, docs/planner.md).
+CALIBRATION_BAND = 0.1
 FEW_PASSES = 100  # planned passes over the training data below which augmentation is light
 LIGHT_AFFINE = 0.15  # rotation/scaling probability of light augmentation
 
@@ -97,6 +101,11 @@ def sampling_and_split(fp: Fingerprint) -> list[Decision]:
         out += [Decision("data.val_fraction", 0.0, f"{fp.cases} cases: every case trains; "
                          "the last weights are kept"),
                 Decision("infer.calibration_images", fp.cases, "calibrate on every case")]
+        if len(fp.label_fractions) == 2 and is_thin(fp) and not is_walls(fp):
+            out += [Decision("data.calibration_band", CALIBRATION_BAND, "no validation cases: "
+                             f"the threshold is calibrated on a band of {CALIBRATION_BAND:.0%} "
+                             "of each training mask's rows held out of training (BCE is "
+                             "over-confident on the pixels it learned)")]
     else:
         fraction = round(min(VALIDATION_CASES / fp.cases, 0.2), 3)
         out += [Decision("data.val_fraction", fraction, f"{fp.cases} cases: about "

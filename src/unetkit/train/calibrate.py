@@ -4,8 +4,9 @@ The network saved in ``best.pt`` predicts the calibration images the way ``unetk
 will (``unetkit.infer.calibration``); the chosen threshold is written into that checkpoint's
 ``config.infer.threshold`` (and into ``last.pt`` when it holds the same weights), the details
 into ``checkpoint["calibration"]`` and ``RUN/calibration.json``. Calibration images are the
-validation cases when there are any, else the training cases (a short run does not overfit
-them; a long run on few images may, and then a validation split is the better source). Pixels
+validation cases when there are any, else the held-out bands of the training cases
+(``data.calibration_band``: rows whose labels never trained), else the training cases, where
+the network is more confident than on new images. Pixels
 labelled ``train.loss.ignore_index`` (outside a region of interest) do not count.
 """
 
@@ -42,10 +43,13 @@ def check_calibration(config: Config, labels: dict[int, str]) -> None:
 
 
 def calibration_cases(run: Run) -> tuple[list[np.ndarray], list[np.ndarray], str]:
-    """``(images, masks, source)``: validation cases, else training cases, evenly thinned."""
+    """``(images, masks, source)``: validation cases, else the held-out bands of the training
+    cases (``data.calibration_band``), else the training cases; evenly thinned."""
     data, limit = run.data, run.config.infer.calibration_images
     if data.val_images:
         images, masks, source = data.val_images, data.val_masks, "validation"
+    elif data.calibration_masks:
+        images, masks, source = data.train_images, data.calibration_masks, "held-out band"
     else:
         images, masks, source = data.train_images, data.train_masks, "training"
     keep = evenly_spaced(len(images), limit)

@@ -20,7 +20,7 @@ import numpy as np
 from unetkit.config import Config
 from unetkit.data.preprocessing import Preprocessor
 from unetkit.data.sampling import to_slices
-from unetkit.train.splits import make_split
+from unetkit.train.splits import hold_out_bands, make_split
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class TrainData:
     image_offset: list[float] | None = None  # applied to every image above (data.image_offset)
     ignore_index: int | None = None  # the mask label outside regions of interest, if any
     mask_format: str | None = None  # suffix of most training mask files (e.g. ".png")
+    # data.calibration_band: per training image, its mask's held-out band (ignore elsewhere)
+    calibration_masks: list[np.ndarray] = field(default_factory=list)
 
 
 def run_doctor(data_dir: Path, labels: dict[int, str] | None, roi_dir: Path | None = None
@@ -210,7 +212,15 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
     log.info("data: %d training and %d validation cases, labels %s",
              len(train_ids), len(val_ids), labels)
     train_images, train_masks = [prepared[c] for c in train_ids], [masks[c] for c in train_ids]
+    bands: list[np.ndarray] = []
+    if d.calibration_band > 0 and not val_ids and config.infer.threshold == "auto":
+        ignore_index = band_ignore_label(config, ignore_index)
+        train_masks, bands = hold_out_bands(train_masks, d.calibration_band, config.train.seed,
+                                            ignore_index)
+        log.info("data: a band of %.0f%% of every training mask's rows is held out of training "
+                 "to calibrate the threshold on", 100 * d.calibration_band)
     if d.slice_axis is not None:  # 2D training on the slices of 3D volumes
+        bands = [plane for band in bands for plane in np.moveaxis(band, d.slice_axis, 0)]
         train_images, train_masks = to_slices(train_images, train_masks, d.slice_axis,
                                               d.slice_context)
     return TrainData(
@@ -223,4 +233,16 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         spacings=[tuple(loaded[c][2].spacing) for c in train_ids],
         image_offset=preprocessor.image_offset, ignore_index=ignore_index,
         mask_format=mask_format([cases[c] for c in train_ids]),
+        calibration_masks=[np.ascontiguousarray(band) for band in bands],
     )
+
+
+def band_ignore_label(config: Config, roi_ignore: int | None) -> int:
+    """The label that marks held-out bands: the regions' outside label, else the configured
+    ``train.loss.ignore_index``, else ``ROI_IGNORE``."""
+    from unetkit.data.roi import ROI_IGNORE
+
+    if roi_ignore is not None:
+        return roi_ignore
+    configured = config.train.loss.ignore_index
+    return configured if configured is not None else ROI_IGNORE
