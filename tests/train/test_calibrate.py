@@ -13,13 +13,18 @@ from unetkit.train.fit import fit
 
 
 @pytest.mark.slow
-def test_training_with_auto_threshold_calibrates_best_checkpoint(tmp_path, disks, tiny_config):
+@pytest.mark.parametrize(("overrides", "source"), [
+    (["train.loss.name=dice_bce", "infer.tta_axes=[1]"], "training"),
+    # without validation cases a held-out band of every training mask calibrates
+    (["train.loss.name=bce", "data.calibration_band=0.25"], "held-out band"),
+])
+def test_training_with_auto_threshold_calibrates_best_checkpoint(tmp_path, disks, tiny_config,
+                                                                 overrides, source):
     data = disks(tmp_path / "data", n_cases=4)
-    config = tiny_config("infer.threshold=auto", "data.val_fraction=0",
-                              "train.loss.name=dice_bce", "infer.tta_axes=[1]")
+    config = tiny_config("infer.threshold=auto", "data.val_fraction=0", *overrides)
     result = fit(config, data, tmp_path / "run")
     record = result.calibration
-    assert record is not None and record["source"] == "training" and record["images"] == 4
+    assert record is not None and record["source"] == source and record["images"] == 4
     best = load_checkpoint(tmp_path / "run" / "best.pt")
     assert best["calibration"] == record
     assert best["config"]["infer"]["threshold"] == record["threshold"]
@@ -35,16 +40,6 @@ def test_auto_threshold_refuses_multiclass_data_before_training(tmp_path, disks,
     config = tiny_config("infer.threshold=auto", "data.labels={0: bg, 1: a, 2: b}")
     with pytest.raises(ValueError, match="infer.threshold: auto needs two labels"):
         fit(config, data, tmp_path / "run")
-
-
-@pytest.mark.slow
-def test_without_validation_cases_a_held_out_band_calibrates(tmp_path, disks, tiny_config):
-    data = disks(tmp_path / "data", n_cases=4)
-    config = tiny_config("infer.threshold=auto", "data.val_fraction=0",
-                         "data.calibration_band=0.25", "train.loss.name=bce")
-    result = fit(config, data, tmp_path / "run")
-    assert result.calibration["source"] == "held-out band"
-    assert result.calibration["images"] == 4
 
 
 def test_held_out_bands_never_train(tmp_path, disks, tiny_config):
