@@ -133,7 +133,7 @@ def test_offsets_count_only_when_consistent_and_inside_the_search():
     assert consistent_offset([[0.6, 0.0], [-0.6, 0.0], [0.0, 0.5], [0.3, -0.4]]) is None
 
 
-def test_widest_candidate_that_affords_the_minimum_steps(monkeypatch, iso3d):
+def test_widest_candidate_that_affords_the_minimum_steps(iso3d, fake_steps):
     seconds = {(3, 16): 0.5, (3, 32): 1.0, (2, 8): 0.25, (2, 16): 0.5, (2, 32): 1.0}
     timed = []
 
@@ -142,18 +142,18 @@ def test_widest_candidate_that_affords_the_minimum_steps(monkeypatch, iso3d):
         timed.append(key)
         return seconds[key]
 
-    monkeypatch.setattr(planner, "time_steps", fake)
+    fake_steps(fake)
     plan = planner.make_plan(iso3d, "1000s", device="cpu")
     # 3D candidates are widths 16 and 32: 1000 s * 0.85 / 1.0 = 850 >= 800 steps: width 32
     assert plan.config.model.spatial_dims == 3 and plan.config.model.widths[0] == 32
     assert [c.chosen for c in plan.candidates] == [False, True]
-    assert timed == [(3, 16), (3, 32), (3, 32)]  # the chosen one again, contiguous
+    assert timed == [(3, 16), (3, 16), (3, 32), (3, 32)]  # each channels-last and contiguous
     assert plan.config.train.channels_last == "on"  # contiguous was not faster
     text = plan.yaml_text()
     assert "# model.widths = [32, 64, 128, 256]" in text and "<- chosen" in text
 
 
-def test_too_few_3d_steps_plan_2d_slices(monkeypatch, iso3d):
+def test_too_few_3d_steps_plan_2d_slices(iso3d, fake_steps):
     seconds = {(3, 16): 4.0, (3, 32): 8.0, (2, 8): 0.05, (2, 16): 0.08, (2, 32): 0.2}
     timed = []
 
@@ -162,11 +162,11 @@ def test_too_few_3d_steps_plan_2d_slices(monkeypatch, iso3d):
         timed.append(key)
         return seconds[key]
 
-    monkeypatch.setattr(planner, "time_steps", fake)
+    fake_steps(fake)
     plan = planner.make_plan(iso3d, "100s", device="cpu")
     # 3D width 16: 21 steps < 800 (32 not timed); 2D: 8 -> 1700, 16 -> 1062 steps: below
     # ENOUGH_STEPS, so base 8 (and 32 is not timed)
-    assert timed == [(3, 16), (3, 16), (2, 8), (2, 16), (2, 8)]
+    assert timed == [(3, 16), (3, 16), (2, 8), (2, 8), (2, 16), (2, 16)]  # in both layouts
     assert plan.config.model.spatial_dims == 2 and plan.config.data.slice_axis is not None
     assert plan.config.model.widths[0] == 8
     assert [(c.spatial_dims, c.base_width) for c in plan.candidates if c.chosen] == [(2, 8)]
@@ -178,14 +178,14 @@ def test_too_few_3d_steps_plan_2d_slices(monkeypatch, iso3d):
     assert context == rules.SLICE_CONTEXT and plan.config.model.in_channels == 2 * context + 1
 
 
-def test_too_few_2d_steps_shrink_the_patches_not_the_batch(monkeypatch, tmp_path):
+def test_too_few_2d_steps_shrink_the_patches_not_the_batch(tmp_path, fake_steps):
     cells = write_cells_dataset(tmp_path / "cells", 3, (256, 256), seed=2)
 
     def fake(config):  # seconds per step proportional to the voxels of a step
         voxels = config.data.batch_size * int(np.prod(config.data.patch_size))
         return 0.5 * config.model.widths[0] / 8 * voxels / (8 * 256 * 256)
 
-    monkeypatch.setattr(planner, "time_steps", fake)
+    fake_steps(fake)
     roomy = planner.make_plan(cells, "1000s", device="cpu")  # base 8 at 8x256^2: 1700 steps
     assert roomy.config.data.patch_size == [256, 256] and roomy.config.data.batch_size == 8
     plan = planner.make_plan(cells, "450s", device="cpu")  # 765 steps: too few at 256^2
@@ -199,7 +199,7 @@ def test_too_few_2d_steps_shrink_the_patches_not_the_batch(monkeypatch, tmp_path
     assert "full-size patch 256x256" in reasons["data.batch_size"]
 
 
-def test_full_size_patches_need_as_many_steps_as_a_wider_network(monkeypatch, tmp_path):
+def test_full_size_patches_need_as_many_steps_as_a_wider_network(tmp_path, fake_steps):
     """DRIVE, 1 Dec: 8x256^2 timed at 1003 steps trained instead of 8x128^2 at about 3000 and
     lost 0.004 F1 / 0.004 AUC; the patches shrink below ENOUGH_STEPS (1500), not below 1000."""
     cells = write_cells_dataset(tmp_path / "cells", 3, (256, 256), seed=2)
@@ -208,7 +208,7 @@ def test_full_size_patches_need_as_many_steps_as_a_wider_network(monkeypatch, tm
         voxels = config.data.batch_size * int(np.prod(config.data.patch_size))
         return 0.5 * config.model.widths[0] / 8 * voxels / (8 * 256 * 256)
 
-    monkeypatch.setattr(planner, "time_steps", fake)
+    fake_steps(fake)
     plan = planner.make_plan(cells, "700s", device="cpu")  # 8x256^2, base 8: 1190 steps
     assert plan.config.data.patch_size == [128, 128] and plan.config.data.batch_size == 8
     full = [c for c in plan.candidates if c.patch_size == [256, 256]]
@@ -217,17 +217,18 @@ def test_full_size_patches_need_as_many_steps_as_a_wider_network(monkeypatch, tm
     assert f"fewer than {planner.ENOUGH_STEPS[2]} steps" in reasons["data.patch_size"]
 
 
-def test_a_cpu_plan_trains_in_the_layout_that_steps_faster(monkeypatch, iso3d):
+def test_a_cpu_plan_trains_in_the_layout_that_steps_faster(iso3d, fake_steps):
     def fake(config):  # contiguous steps take 60% of the channels-last ones
         width = 0.5 * config.model.widths[0] / 16 * config.model.spatial_dims
         return width * (0.6 if config.train.channels_last == "off" else 1.0)
 
-    monkeypatch.setattr(planner, "time_steps", fake)
+    fake_steps(fake)
     plan = planner.make_plan(iso3d, "1000s", device="cpu")
     chosen = next(c for c in plan.candidates if c.chosen)
-    assert plan.config.train.channels_last == "off"
-    assert chosen.step_s == pytest.approx(0.6 * fake(plan.config.model_copy(update={
+    assert plan.config.train.channels_last == "off" and chosen.layout == "contiguous"
+    assert chosen.other_layout_s == pytest.approx(fake(plan.config.model_copy(update={
         "train": plan.config.train.model_copy(update={"channels_last": "on"})})))
+    assert chosen.step_s == pytest.approx(0.6 * chosen.other_layout_s)
     assert chosen.steps == int(1000 * planner.TRAIN_SHARE / chosen.step_s)
     reason = {d.field: d.reason for d in plan.decisions}["train.channels_last"]
     assert "contiguous" in reason and f"{chosen.steps} steps" in reason
@@ -248,8 +249,8 @@ def test_few_passes_over_the_data_get_light_augmentation(iso3d, tmp_path):
     assert task_rules.augmentation_for_passes(walls, 20.0, 0.3) == []  # membranes: heavy
 
 
-def test_the_plan_counts_passes_from_the_chosen_steps(monkeypatch, iso3d):
-    monkeypatch.setattr(planner, "time_steps", lambda config: 1.0)
+def test_the_plan_counts_passes_from_the_chosen_steps(monkeypatch, iso3d, fake_steps):
+    fake_steps(lambda config: 1.0)
     heavy = planner.make_plan(iso3d, "1000s", device="cpu")
     assert heavy.config.data.augment.elastic_prob > 0  # 850 steps of 9 whole cases: heavy
     seen = []

@@ -16,7 +16,7 @@ def iso3d(tmp_path_factory):
 
 
 @pytest.fixture
-def timed(monkeypatch):
+def timed(fake_steps):
     """Record every timed config; a step costs 0.1 s per 100,000 voxels x width / 16, and
     twice that with the clDice loss."""
     configs = []
@@ -31,7 +31,7 @@ def timed(monkeypatch):
         loss = 2.0 if config.train.loss.name.startswith("cldice") else 1.0
         return 0.1 * voxels / 1e5 * width / 16 * loss
 
-    monkeypatch.setattr(planner, "time_steps", fake)
+    fake_steps(fake)
     return configs
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,21 @@ def size_text(sizes: list[int]) -> str:
     return "x".join(map(str, sizes))
 
 
+def gib(size: float) -> str:
+    """``1.23 GiB``: a byte count as the plan prints it."""
+    return f"{size / 2**30:.2f} GiB"
+
+
+LAYOUTS = {True: "channels-last", False: "contiguous"}  # PrecisionPlan.channels_last -> name
+
+
 @dataclass
 class Candidate:
-    """A timed candidate network: first-stage width, seconds per step, steps in the budget."""
+    """A timed candidate network: first-stage width, seconds per step in the layout it would
+    train in (``layout``; ``other_layout_s``: the other layout's step, when both were timed),
+    steps in the budget, and the peak memory of a step (measured on CUDA, else estimated; None
+    when no memory bound was planned). ``note``: why a candidate grown for a GPU was not taken.
+    Every number the plan prints about a candidate is one of these."""
 
     base_width: int
     step_s: float
@@ -29,12 +42,29 @@ class Candidate:
     spatial_dims: int = 2
     patch_size: list[int] = field(default_factory=list)
     batch_size: int = 0
+    layout: str = ""
+    other_layout_s: float | None = None
+    memory_bytes: int | None = None
+    memory_measured: bool = False
+    note: str = ""
+
+    def timing(self) -> str:
+        """``1.263 s/step contiguous, 605 steps``: the numbers decisions quote."""
+        step = "out of memory" if math.isinf(self.step_s) else f"{self.step_s:.3f} s/step"
+        return " ".join([step, self.layout] if self.layout else [step]) + f", {self.steps} steps"
 
     def describe(self) -> str:
-        """``2D base width 8, 8x128x128: 1.263 s/step, 605 steps in the budget``."""
+        """``2D base width 8, 8x128x128: 1.263 s/step contiguous, 605 steps in the budget
+        (channels-last 1.517 s/step)``, the memory and the note when there are."""
         step = size_text([self.batch_size, *self.patch_size])
-        return (f"{self.spatial_dims}D base width {self.base_width}, {step}: "
-                f"{self.step_s:.3f} s/step, {self.steps} steps in the budget")
+        text = f"{self.spatial_dims}D base width {self.base_width}, {step}: {self.timing()} " \
+               "in the budget"
+        if self.other_layout_s is not None:
+            text += f" ({LAYOUTS[self.layout == 'contiguous']} {self.other_layout_s:.3f} s/step)"
+        if self.memory_bytes is not None:
+            text += f", {gib(self.memory_bytes)} " + ("measured" if self.memory_measured
+                                                      else "estimated")
+        return text + (f"; {self.note}" if self.note else "")
 
 
 @dataclass

@@ -3,10 +3,13 @@
 1. the fingerprint (``unetkit.plan.fingerprint``);
 2. the rules (``unetkit.plan.rules``, ``task_rules``): dimensionality, spacing, normalisation,
    patch and pooling, batch, loss and decision, augmentation, sampling, validation;
-3. the budget: candidate networks (first-stage widths ``CANDIDATE_WIDTHS``) are timed on the
-   device for a few real training steps, and the widest one that still affords ``ENOUGH_STEPS``
+3. the budget (``unetkit.plan.candidates``): candidate networks (first-stage widths
+   ``CANDIDATE_WIDTHS``) are timed on the device for a few real training steps, each in the
+   memory layout it would train in, and the widest one that still affords ``ENOUGH_STEPS``
    optimisation steps in the budget is chosen (the narrowest when none does). The rule and its
-   evidence (steps reached and held-out scores on three real data sets): ``docs/planner.md``.
+   evidence (steps reached and held-out scores on three real data sets): ``docs/planner.md``;
+4. on a GPU whose step is launch-bound (``unetkit.plan.grow``): the chosen step grows in patch,
+   batch and width up to the device's memory (``unetkit.plan.memory``).
 """
 
 from __future__ import annotations
@@ -19,33 +22,28 @@ from typing import Any
 
 from unetkit.config import Config, apply_values, parse_duration
 from unetkit.config.run_schema import BINARY_LOSSES
-from unetkit.plan import rules, task_rules
+from unetkit.plan import memory, rules, task_rules
+from unetkit.plan.candidates import (  # noqa: F401 - the budget rule's names, re-exported
+    CANDIDATE_WIDTHS,
+    ENOUGH_STEPS,
+    LAYOUT_GAIN,
+    TRAIN_SHARE,
+    choose_width,
+    layout_decision,
+)
 from unetkit.plan.fingerprint import Fingerprint, fingerprint_dataset
-from unetkit.plan.plan_types import Candidate, Plan, size_text
+from unetkit.plan.grow import grow
+from unetkit.plan.plan_types import Plan, size_text
 from unetkit.plan.rules import Decision
-from unetkit.plan.timing import time_steps
 from unetkit.plan.user import UserChoices
 from unetkit.runtime.device import pick_device
 
 log = logging.getLogger(__name__)
 
-# First-stage widths timed as candidates. 3D starts at 16: a width-8 3D U-Net never learned the
-# smaller of the two hippocampus labels (Dice 0 after 100-400 steps, with instance or batch
-# norm, lr 5e-4 or 2e-3) where width 16 learned both within 25 steps (docs/planner.md).
-CANDIDATE_WIDTHS = {2: (8, 16, 32), 3: (16, 32)}
-# Steps a network needs at CPU budgets, one rule for width, patch and dimensionality: a wider
-# candidate only when it affords them; when even the narrowest does not, 2D patches shrink and
-# 3D volumes train as 2D slices. Evidence (docs/planner.md, section 3): on DRIVE 1150 steps of
-# base 16 (timed at 1091) scored F1 0.810 where 2900 steps of base 8 scored 0.823, and 950 steps
-# of 8x256^2 patches (timed at 1003) scored F1 0.819 / AUC 0.974 where 2900 steps of 8x128^2
-# scored 0.823 / 0.978; hippocampus base 16 (timed at 2015) beat base 8 by 0.005.
-ENOUGH_STEPS = {2: 1500, 3: 800}
 # 2D budgets too short for ENOUGH_STEPS full-size steps train on patches SHRINK times smaller
 # (same batch). Not below SMALL_PATCH_VOXELS.
 SHRINK = 4
 SMALL_PATCH_VOXELS = 128 * 128
-LAYOUT_GAIN = 0.95  # train contiguous when its step takes < 95% of the channels-last one
-TRAIN_SHARE = 0.85  # of the budget left after planning: the rest validates and calibrates
 DEFAULT_BUDGET_S = 600.0  # planning without a budget: as for ten minutes
 
 
@@ -68,13 +66,8 @@ def plan_rules(fp: Fingerprint, slices: bool = False, shrink: int = 1) -> list[D
     dims, slice_axis = _value(decisions, "model.spatial_dims"), _value(decisions,
                                                                        "data.slice_axis")
     decisions += rules.target_spacing(fp, slice_axis)
-    target = _value(decisions, "data.target_spacing") or list(fp.median_spacing)
-    spacing = [t if t is not None else s for t, s in zip(target, fp.median_spacing, strict=True)]
-    shape = [n * s / t for n, s, t in zip(fp.median_shape, fp.median_spacing, spacing,
-                                          strict=True)]
-    if slice_axis is not None:
-        shape = [n for a, n in enumerate(shape) if a != slice_axis]
-        spacing = [s for a, s in enumerate(spacing) if a != slice_axis]
+    shape, spacing = rules.planning_grid(fp, _value(decisions, "data.target_spacing"),
+                                         slice_axis)
     decisions += rules.normalization(fp)
     full = rules.network_shape(shape, spacing, dims)
     batch = rules.batch_size(_value(full, "data.patch_size"), dims)
@@ -106,75 +99,6 @@ def plan_rules(fp: Fingerprint, slices: bool = False, shrink: int = 1) -> list[D
                   Decision("train.lr", 0.002, "AdamW 2e-3 with a poly schedule planned to the "
                            "end of the budget")]
     return decisions
-
-
-def choose_width(config: Config, budget_s: float, dims: int,
-                 progress: Callable[[str], None] | None = None, user_sized: bool = False
-                 ) -> tuple[list[Candidate], Decision]:
-    """Time the candidate widths, narrowest first, and keep the widest that affords
-    ``ENOUGH_STEPS`` steps; timing stops at the first that does not (wider ones are slower).
-    ``user_sized``: the user set the network's size, which is then the only candidate."""
-    if user_sized:
-        m = config.model
-        chosen = _timed_candidate(config, m.widths[0] if m.widths else m.base_width, budget_s,
-                                  progress)
-        chosen.chosen = True
-        return [chosen], Decision("model.widths", config.model.widths,
-                                  f"the network you set ({chosen.steps} steps in the budget)")
-    candidates: list[Candidate] = []
-    for base in CANDIDATE_WIDTHS[dims]:
-        widths = rules.widths(base, config.model.depth, dims)
-        candidates.append(_timed_candidate(apply_values(config, {"model.widths": widths}), base,
-                                           budget_s, progress))
-        if candidates[-1].steps < ENOUGH_STEPS[dims]:
-            break
-    enough = [c for c in candidates if c.steps >= ENOUGH_STEPS[dims]]
-    chosen = enough[-1] if enough else candidates[0]
-    chosen.chosen = True
-    reason = (f"widest candidate affording >= {ENOUGH_STEPS[dims]} steps in the budget "
-              f"({chosen.steps} steps at {chosen.step_s:.2f} s)" if enough else
-              f"no candidate affords {ENOUGH_STEPS[dims]} steps: the narrowest "
-              f"({chosen.steps} steps)")
-    return candidates, Decision("model.widths", rules.widths(chosen.base_width,
-                                                             config.model.depth, dims), reason)
-
-
-def _timed_candidate(config: Config, base_width: int, budget_s: float,
-                     progress: Callable[[str], None] | None) -> Candidate:
-    """``config``'s network timed on its device, with the steps it affords in the budget."""
-    step_s = time_steps(config)
-    d = config.data
-    candidate = Candidate(base_width, step_s, _affordable_steps(step_s, budget_s),
-                          spatial_dims=config.model.spatial_dims,
-                          patch_size=list(d.patch_size), batch_size=d.batch_size)
-    if progress is not None:
-        progress(candidate.describe())
-    return candidate
-
-
-def _affordable_steps(step_s: float, budget_s: float) -> int:
-    """Training steps of ``step_s`` seconds in the ``TRAIN_SHARE`` of ``budget_s``."""
-    return int(budget_s * TRAIN_SHARE / step_s)
-
-
-def choose_layout(config: Config, chosen: Candidate, budget_s: float) -> list[Decision]:
-    """On a CPU, time the chosen network once more in the contiguous (NCHW) layout and train
-    in whichever layout steps faster (``chosen`` is updated to it).
-
-    Channels-last is not faster everywhere: on a 2-core AVX2 EPYC, 2D training steps of the
-    planned hippocampus / ISBI networks took 0.36 / 0.26 s contiguous against 0.43 / 0.32 s
-    channels-last, where 3D steps and every inference were faster channels-last (docs/planner.md).
-    """
-    if config.train.channels_last != "auto" or pick_device(config.train.device).type != "cpu":
-        return []
-    contiguous_s = time_steps(apply_values(config, {"train.channels_last": "off"}))
-    timing = f"{contiguous_s:.2f} s/step contiguous, {chosen.step_s:.2f} s channels-last"
-    if contiguous_s >= LAYOUT_GAIN * chosen.step_s:
-        return [Decision("train.channels_last", "on", f"{timing} on this CPU")]
-    chosen.step_s = contiguous_s
-    chosen.steps = _affordable_steps(contiguous_s, budget_s)
-    return [Decision("train.channels_last", "off",
-                     f"{timing} on this CPU: {chosen.steps} steps in the budget")]
 
 
 def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: str = "auto",
@@ -239,24 +163,34 @@ def _too_few_steps(plan: Plan) -> bool:
 def _timed_plan(fp: Fingerprint, decisions: list[Decision], values: dict[str, Any],
                 budget_s: float, progress: Callable[[str], None] | None,
                 user: UserChoices) -> Plan:
-    """Rule decisions + timed width candidates + the validation period, as a ``Plan``; the
-    user's choices are laid over the config after every step."""
+    """Rule decisions + timed width candidates (grown on a launch-bound GPU) + the layout they
+    were timed in + the validation period, as a ``Plan``; the user's choices are laid over the
+    config after every step."""
     def settle(config: Config, new: list[Decision]) -> Config:
         return user.apply(_apply(config, new))
 
     config = settle(apply_values(Config(), values, source="plan"), decisions)
     dims = config.model.spatial_dims
     budget_s = max(budget_s, 1.0)
-    candidates, width = choose_width(config, budget_s, dims, progress, user.sizes_network())
-    config = settle(config, [width])
+    bound = memory.memory_bound(pick_device(config.train.device))
+    candidates, width = choose_width(config, budget_s, dims, progress, user.sizes_network(),
+                                     estimate=bound is not None)
+    config = settle(config, width)
+    decisions = [*decisions, *width]
+    grown = None if bound is None else grow(config, candidates, fp, budget_s, bound,
+                                            lambda c: settle(c, []), user.fields,
+                                            width[0].reason, progress)
+    if grown is not None:
+        candidates += grown.candidates
+        config, decisions = grown.config, _replaced(decisions, grown.decisions)
     chosen = next(c for c in candidates if c.chosen)
-    layout = choose_layout(config, chosen, budget_s)
-    decisions = [*decisions, width, *layout]
+    layout = layout_decision(config, chosen)
+    decisions += layout
     config = settle(config, layout)
     d = config.data
     val_cases = round(fp.cases * d.val_fraction)
     passes = chosen.steps * d.batch_size * math.prod(d.patch_size) / max(
-        (fp.cases - val_cases) * _case_voxels(fp, config), 1.0)
+        (fp.cases - val_cases) * rules.case_voxels(fp, d.target_spacing), 1.0)
     augment = task_rules.augmentation_for_passes(fp, passes, d.augment.affine_prob)
     decisions += augment
     config = settle(config, augment)
@@ -267,11 +201,11 @@ def _timed_plan(fp: Fingerprint, decisions: list[Decision], values: dict[str, An
     return Plan(settle(config, decisions[-1:]), fp, decisions, candidates)
 
 
-def _case_voxels(fp: Fingerprint, config: Config) -> float:
-    """Voxels of the median case at the planned target spacing (what training samples from)."""
-    target = config.data.target_spacing or fp.median_spacing
-    return math.prod(n * s / (t or s) for n, s, t in zip(fp.median_shape, fp.median_spacing,
-                                                          target, strict=True))
+def _replaced(decisions: list[Decision], new: list[Decision]) -> list[Decision]:
+    """``decisions`` with each field of ``new`` decided by ``new`` (in place, else appended)."""
+    by_field = {d.field: d for d in new}
+    out = [by_field.pop(d.field, d) for d in decisions]
+    return out + list(by_field.values())
 
 
 def steps_per_second(plan: Plan) -> float:

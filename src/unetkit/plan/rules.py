@@ -116,17 +116,41 @@ def _fmt(values: Any) -> str:
     return "x".join(f"{float(v):g}" for v in values)
 
 
-def network_shape(shape: Any, spacing: Any, dims: int) -> list[Decision]:
+def planning_grid(fp: Fingerprint, target: Any, slice_axis: int | None
+                  ) -> tuple[list[float], list[float]]:
+    """``(shape, spacing)`` of the median case at the ``target`` spacing (None entries or None:
+    the median spacing), the ``slice_axis`` left out: what a patch is cut from."""
+    target = target or list(fp.median_spacing)
+    spacing = [t if t is not None else s for t, s in zip(target, fp.median_spacing, strict=True)]
+    shape = [n * s / t for n, s, t in zip(fp.median_shape, fp.median_spacing, spacing,
+                                          strict=True)]
+    if slice_axis is not None:
+        shape = [n for a, n in enumerate(shape) if a != slice_axis]
+        spacing = [s for a, s in enumerate(spacing) if a != slice_axis]
+    return shape, spacing
+
+
+def case_voxels(fp: Fingerprint, target: Any) -> float:
+    """Voxels of the median case at the ``target`` spacing (what training samples from)."""
+    target = target or fp.median_spacing
+    return math.prod(n * s / (t or s) for n, s, t in zip(fp.median_shape, fp.median_spacing,
+                                                          target, strict=True))
+
+
+def network_shape(shape: Any, spacing: Any, dims: int, max_voxels: int | None = None
+                  ) -> list[Decision]:
     """Patch size, poolings per axis, kernel sizes (nnU-Net's rules, for CPU-sized patches).
 
     The patch is the median (resampled) image rounded up to what the network accepts, shrunk
-    along its longest physical axis until it holds at most ``PATCH_VOXELS``. An axis is pooled
-    while its feature map stays at least ``MIN_FEATURE`` voxels and its spacing is within
-    ``ANISOTROPY`` of the finest; its kernels are 1 until then (no mixing across thick slices).
+    along its longest physical axis until it holds at most ``max_voxels`` (``PATCH_VOXELS``
+    by default). An axis is pooled while its feature map stays at least ``MIN_FEATURE`` voxels
+    and its spacing is within ``ANISOTROPY`` of the finest; its kernels are 1 until then (no
+    mixing across thick slices).
     """
+    max_voxels = max_voxels or PATCH_VOXELS[dims]
     patch = [max(int(math.ceil(n)), MIN_FEATURE[dims]) for n in shape]
     spacing = [float(s) for s in spacing]
-    while math.prod(patch) > PATCH_VOXELS[dims]:
+    while math.prod(patch) > max_voxels:
         axis = max(range(dims), key=lambda a: patch[a] * spacing[a])
         patch[axis] = max(MIN_FEATURE[dims] * 2, int(patch[axis] * 0.9))
     strides, kernels, sizes, current = [], [], list(patch), list(spacing)
@@ -145,7 +169,7 @@ def network_shape(shape: Any, spacing: Any, dims: int) -> list[Decision]:
     isotropic = all(s == [2] * dims for s in strides) and all(k == [3] * dims for k in kernels)
     decisions = [
         Decision("data.patch_size", patch, f"median image {_fmt(shape)} rounded up to what the "
-                 f"network accepts, at most {PATCH_VOXELS[dims]:,} voxels"),
+                 f"network accepts, at most {max_voxels:,} voxels"),
         Decision("model.depth", len(strides), f"pool while feature maps keep >= "
                  f"{MIN_FEATURE[dims]} voxels per axis"),
     ]
