@@ -31,14 +31,16 @@ log = logging.getLogger(__name__)
 
 # First-stage widths timed as candidates. 3D starts at 16: a width-8 3D U-Net never learned the
 # smaller of the two hippocampus labels (Dice 0 after 100-400 steps, with instance or batch
-# norm, lr 5e-4 or 2e-3) where width 16 learned both within 25 steps (docs/planner.md).
+# norm, lr 5e-4 or 2e-3) where width 16 learned both (short diagnostic runs, not kept;
+# docs/planner.md).
 CANDIDATE_WIDTHS = {2: (8, 16, 32), 3: (16, 32)}
 # Steps a network needs at CPU budgets, one rule for width, patch and dimensionality: a wider
 # candidate only when it affords them; when even the narrowest does not, 2D patches shrink and
-# 3D volumes train as 2D slices. Evidence (docs/planner.md, section 3): on DRIVE 1150 steps of
-# base 16 (timed at 1091) scored F1 0.810 where 2900 steps of base 8 scored 0.823, and 950 steps
-# of 8x256^2 patches (timed at 1003) scored F1 0.819 / AUC 0.974 where 2900 steps of 8x128^2
-# scored 0.823 / 0.978; hippocampus base 16 (timed at 2015) beat base 8 by 0.005.
+# 3D volumes train as 2D slices. Evidence (docs/planner.md, section 3), single runs: on
+# hippocampus 2D base 32 with 700 steps lost 0.014 mean Dice to base 16 with 1900, which beat
+# base 8 with 4500 by 0.005 (results/peers_hip_2d, _zero, _w8), so the edge lies between 700 and
+# 1900; 1500 within that range came from DRIVE runs whose results were not kept, and the kept
+# DRIVE fold-0 pair (950 steps of 8x256^2 against 2300 of 8x128^2) does not separate them.
 ENOUGH_STEPS = {2: 1500, 3: 800}
 # 2D budgets too short for ENOUGH_STEPS full-size steps train on patches SHRINK times smaller
 # (same batch). Not below SMALL_PATCH_VOXELS.
@@ -132,7 +134,8 @@ def choose_width(config: Config, budget_s: float, dims: int,
     chosen = enough[-1] if enough else candidates[0]
     chosen.chosen = True
     reason = (f"widest candidate affording >= {ENOUGH_STEPS[dims]} steps in the budget "
-              f"({chosen.steps} steps at {chosen.step_s:.2f} s)" if enough else
+              f"({chosen.steps} steps at {chosen.step_s:.2f} s; the threshold is placed by "
+              "single runs, docs/planner.md)" if enough else
               f"no candidate affords {ENOUGH_STEPS[dims]} steps: the narrowest "
               f"({chosen.steps} steps)")
     return candidates, Decision("model.widths", rules.widths(chosen.base_width,
@@ -161,9 +164,9 @@ def choose_layout(config: Config, chosen: Candidate, budget_s: float) -> list[De
     """On a CPU, time the chosen network once more in the contiguous (NCHW) layout and train
     in whichever layout steps faster (``chosen`` is updated to it).
 
-    Channels-last is not faster everywhere: on a 2-core AVX2 EPYC, 2D training steps of the
-    planned hippocampus / ISBI networks took 0.36 / 0.26 s contiguous against 0.43 / 0.32 s
-    channels-last, where 3D steps and every inference were faster channels-last (docs/planner.md).
+    Channels-last is not faster everywhere: on a 2-core AVX2 EPYC the default network's fp32
+    training step was slower channels-last (docs/BENCHMARKS.md, training section), while
+    inference was faster in it; timing both settles it per machine and network.
     """
     if config.train.channels_last != "auto" or pick_device(config.train.device).type != "cpu":
         return []
