@@ -11,13 +11,15 @@ keep spinning after a call and slowed the torch call that followed from 0.11 s t
     unetkit plan ../shared/data/isbi2012/train --time 8m -o isbi.yaml
     python benchmarks/engines_on_plans.py default:1024x1024:1 isbi.yaml:512x512:1
 
-Each case is ``CONFIG:SIZE:BATCH`` (``default`` = unetkit's default configuration).
+Each case is ``CONFIG:SIZE:BATCH`` (``default`` = unetkit's default configuration). The rows
+go to ``benchmarks/results/engines_on_plans.json`` (``--json``), the figures docs cite.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,8 +47,8 @@ def median_seconds(network, x: torch.Tensor, repeats: int = 3) -> tuple[float, t
     return statistics.median(times), out
 
 
-def compare(spec: str, folder: Path) -> str:
-    """One table row for ``CONFIG:SIZE:BATCH``."""
+def compare(spec: str, folder: Path) -> dict:
+    """One result row for ``CONFIG:SIZE:BATCH``."""
     path, size_text, batch = spec.rsplit(":", 2)
     config = Config() if path == "default" else load_config(path)
     config.model.out_channels = config.model.out_channels or 2
@@ -64,17 +66,34 @@ def compare(spec: str, folder: Path) -> str:
     export_s = time.perf_counter() - started
     ort_s, out = median_seconds(onnx_network(onnx_path), x)
     m = config.model
-    return (f"| {Path(path).name} | {batch}x{size_text} | {m.norm}, widths "
-            f"{m.widths or m.base_width} | {torch_s:.3f} | {ort_s:.3f} | {torch_s / ort_s:.2f}x "
-            f"| {(reference - out).abs().max().item():.1e} | {export_s:.1f} |")
+    return {"case": spec, "config": Path(path).name, "input": f"{batch}x{size_text}",
+            "network": f"{m.norm}, widths {m.widths or m.base_width}", "torch_s": torch_s,
+            "onnxruntime_s": ort_s, "onnxruntime_speed": torch_s / ort_s,
+            "max_abs_diff": (reference - out).abs().max().item(), "export_s": export_s}
+
+
+def row(r: dict) -> str:
+    return (f"| {r['config']} | {r['input']} | {r['network']} | {r['torch_s']:.3f} | "
+            f"{r['onnxruntime_s']:.3f} | {r['onnxruntime_speed']:.2f}x | "
+            f"{r['max_abs_diff']:.1e} | {r['export_s']:.1f} |")
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="+", help="CONFIG:SIZE:BATCH")
+    parser.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results"
+                        / "engines_on_plans.json")
+    args = parser.parse_args()
     print("| config | input | network | torch CL (s) | onnxruntime (s) | onnxruntime speed "
           "| max abs diff | export (s) |\n|---|---|---|---|---|---|---|---|")
+    rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for spec in sys.argv[1:]:
-            print(compare(spec, Path(folder)), flush=True)
+        for spec in args.cases:
+            rows.append(compare(spec, Path(folder)))
+            print(row(rows[-1]), flush=True)
+    args.json.write_text(json.dumps({"command": "python benchmarks/engines_on_plans.py "
+                                     + " ".join(args.cases), "torch": torch.__version__,
+                                     "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

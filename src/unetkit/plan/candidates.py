@@ -23,14 +23,16 @@ from unetkit.runtime.device import pick_device
 
 # First-stage widths timed as candidates. 3D starts at 16: a width-8 3D U-Net never learned the
 # smaller of the two hippocampus labels (Dice 0 after 100-400 steps, with instance or batch
-# norm, lr 5e-4 or 2e-3) where width 16 learned both within 25 steps (docs/planner.md).
+# norm, lr 5e-4 or 2e-3) where width 16 learned both (short diagnostic runs, not kept;
+# docs/planner.md).
 CANDIDATE_WIDTHS = {2: (8, 16, 32), 3: (16, 32)}
 # Steps a network needs at CPU budgets, one rule for width, patch and dimensionality: a wider
 # candidate only when it affords them; when even the narrowest does not, 2D patches shrink and
-# 3D volumes train as 2D slices. Evidence (docs/planner.md, section 3): on DRIVE 1150 steps of
-# base 16 (timed at 1091) scored F1 0.810 where 2900 steps of base 8 scored 0.823, and 950 steps
-# of 8x256^2 patches (timed at 1003) scored F1 0.819 / AUC 0.974 where 2900 steps of 8x128^2
-# scored 0.823 / 0.978; hippocampus base 16 (timed at 2015) beat base 8 by 0.005.
+# 3D volumes train as 2D slices. Evidence (docs/planner.md, section 3), single runs: on
+# hippocampus 2D base 32 with 700 steps lost 0.014 mean Dice to base 16 with 1900, which beat
+# base 8 with 4500 by 0.005 (results/peers_hip_2d, _zero, _w8), so the edge lies between 700 and
+# 1900; 1500 within that range came from DRIVE runs whose results were not kept, and the kept
+# DRIVE fold-0 pair (950 steps of 8x256^2 against 2300 of 8x128^2) does not separate them.
 ENOUGH_STEPS = {2: 1500, 3: 800}
 LAYOUT_GAIN = 0.95  # train contiguous when its step takes < 95% of the channels-last one
 TRAIN_SHARE = 0.85  # of the budget left after planning: the rest validates and calibrates
@@ -110,7 +112,8 @@ def choose_width(config: Config, budget_s: float, dims: int,
     chosen = enough[-1] if enough else candidates[0]
     chosen.chosen = True
     reason = (f"widest candidate affording >= {ENOUGH_STEPS[dims]} steps in the budget "
-              f"({chosen.timing()})" if enough else
+              f"({chosen.timing()}; the threshold is placed by single runs, docs/planner.md)"
+              if enough else
               f"no candidate affords {ENOUGH_STEPS[dims]} steps: the narrowest "
               f"({chosen.timing()})")
     return candidates, _width_decisions(rules.widths(chosen.base_width, config.model.depth,
