@@ -198,7 +198,7 @@ def test_torchrun_a_broken_input_fails_by_name_and_the_others_finish(make_checkp
     assert "1 of 5 input(s) failed" in output and "wrote 4 mask(s)" in output
     assert files_of(tmp_path / "shared") == files_of(tmp_path / "single")
     assert sorted(files_of(tmp_path / "shared")) == ["case0.png", "case1.png", "case3.png",
-                                                     "case4.png"]
+                                                     "case4.png", "predict.json"]
 
 
 @pytest.mark.slow

@@ -94,7 +94,9 @@ def evaluate(
                                 "(default: from each ground-truth file)"),
     out: str = typer.Option(None, "--out", "-o",
                             help="report folder (default PRED_DIR/evaluation)"),
-    images: str = typer.Option(None, "--images", help="images folder for the overlays"),
+    images: str = typer.Option(None, "--images", help="images folder for the overlays "
+                               "(default: the inputs unetkit predict recorded in "
+                               "PRED_DIR/predict.json)"),
     tau: float = typer.Option(1.0, "--tau", help="surface Dice tolerance (mm, or voxels "
                               "without a spacing)"),
     roi: str = typer.Option(None, "--roi", help="folder of regions of interest (nonzero = "
