@@ -111,8 +111,8 @@ def test_two_parts_together_equal_the_whole(make_checkpoint, tmp_path) -> None:
         outputs.append(result.output)
     assert "wrote 3 mask(s)" in outputs[0] and "part 0 of 2" in outputs[0]
     assert "wrote 2 mask(s)" in outputs[1] and "part 1 of 2" in outputs[1]
-    assert files_of(tmp_path / "parts") == files_of(tmp_path / "whole")
-    assert len(files_of(tmp_path / "whole")) == 5
+    assert files_of(tmp_path / "parts") == files_of(tmp_path / "whole")  # predict.json too
+    assert sorted(files_of(tmp_path / "whole")) == [*NAMES, "predict.json"]
 
 
 def test_one_part_writes_only_its_cases(make_checkpoint, tmp_path) -> None:
@@ -120,7 +120,8 @@ def test_one_part_writes_only_its_cases(make_checkpoint, tmp_path) -> None:
     images = write_pngs(tmp_path / "images", NAMES)
     result = predict(ckpt, images, "-o", tmp_path / "p1", "--part", 1, "--parts", 3)
     assert result.exit_code == 0, result.output
-    assert sorted(files_of(tmp_path / "p1")) == ["case1.png", "case4.png"]
+    # predict.json names the inputs of the whole batch: every part writes the same record
+    assert sorted(files_of(tmp_path / "p1")) == ["case1.png", "case4.png", "predict.json"]
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -158,7 +159,8 @@ def test_a_broken_input_of_a_part_fails_by_name(make_checkpoint, tmp_path) -> No
         result = predict(ckpt, images, "-o", tmp_path / "out", "--part", k, "--parts", 2)
         assert result.exit_code == code, result.output
     assert "1 of 2 input(s) failed" in result.output and "case3.png" in result.output
-    assert sorted(files_of(tmp_path / "out")) == ["case0.png", "case1.png", "case2.png"]
+    assert sorted(files_of(tmp_path / "out")) == ["case0.png", "case1.png", "case2.png",
+                                                  "predict.json"]
 
 
 # --- torchrun: two processes in a gloo group ---
@@ -196,7 +198,7 @@ def test_torchrun_a_broken_input_fails_by_name_and_the_others_finish(make_checkp
     assert "1 of 5 input(s) failed" in output and "wrote 4 mask(s)" in output
     assert files_of(tmp_path / "shared") == files_of(tmp_path / "single")
     assert sorted(files_of(tmp_path / "shared")) == ["case0.png", "case1.png", "case3.png",
-                                                     "case4.png"]
+                                                     "case4.png", "predict.json"]
 
 
 @pytest.mark.slow

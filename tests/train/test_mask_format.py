@@ -44,6 +44,6 @@ def test_tiff_photographs_with_png_masks_predict_png_masks(tmp_path, disks, tiny
                                     str(root / "images"), "-o", str(tmp_path / "pred"), "-q"])
     assert done.exit_code == 0, done.output
     written = sorted(p.name for p in (tmp_path / "pred").iterdir() if p.is_file())
-    assert written == ["c0.png", "c1.png", "c2.png", "c3.png"]
+    assert written == ["c0.png", "c1.png", "c2.png", "c3.png", "predict.json"]
     mask = np.asarray(Image.open(tmp_path / "pred" / "c0.png"))
     assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 255}

@@ -49,7 +49,7 @@ def test_a_value_outside_the_declared_labels_names_the_file(tiny_config, check,
 
 def test_a_failing_plot_only_warns_and_training_finishes(tmp_path, disks_dir, tiny_config,
                                                         monkeypatch, caplog) -> None:
-    def broken(rows, path):
+    def broken(rows, path, note=None):
         raise RuntimeError("no fonts on this machine")
 
     monkeypatch.setattr("unetkit.train.curves.plot_training_curves", broken)

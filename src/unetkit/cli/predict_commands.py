@@ -156,9 +156,31 @@ def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
     if info.is_main:
         console.print(f"wrote {result.written} mask(s) to {out} ({predictor.plan.name}, "
                       + ", ".join([engine, *shared]) + ")")
+        console.print(_decision_line(predictor))
     if result.failed:
         _stop(info, f"{len(result.failed)} of {result.cases} input(s) failed: "
               + ", ".join(escape(p) for p, _ in result.failed[:5]), code=1)
+
+
+def _decision_line(predictor) -> str:  # noqa: ANN001 - a Predictor
+    """What decided every pixel: the threshold and where it came from, and the TTA."""
+    infer, calibration = predictor.infer, predictor.calibration or {}
+    threshold, classes = infer.threshold, len(predictor.labels)
+    if isinstance(threshold, float):
+        stored = calibration.get("threshold")
+        how = (f"calibrated: mean F{calibration.get('beta', 1.0):g} "
+               f"{calibration.get('score', float('nan')):.4f} on {calibration.get('images')} "
+               f"{calibration.get('source')} images" if stored is not None
+               and abs(float(stored) - threshold) < 1e-9 else "set, not calibrated")
+        decision = f"threshold {threshold:.2f} ({how})"
+    elif classes == 2:
+        decision = "threshold 0.50 (the more probable class; not calibrated)"
+    else:
+        decision = f"the most probable of {classes} classes"
+    axes = list(infer.tta_axes)
+    tta = "none" if not axes else (f"mirroring axes {','.join(map(str, axes))} "
+                                   f"({2 ** len(axes)} forwards per image)")
+    return f"decision: {decision}; TTA: {tta}"
 
 
 def _stop(info, message: str, code: int) -> None:  # noqa: ANN001 - a DistInfo

@@ -21,20 +21,66 @@ def _parse_labels(text: str) -> dict[int, str]:
     return labels
 
 
-def _probability_table(result: Any, inside: str) -> Any:
-    """Threshold-free scores: pooled over all pixels, and the mean over cases."""
+def _fitting_table(title: str, corner: str, metrics: list[str], rows: dict[str, list[str]],
+                   width: int) -> Any:
+    """A table of ``rows`` ``{name: a value per metric}``, one row per name when every header
+    word fits in ``width`` characters, else one row per metric. Headers break after ``_`` and
+    before a unit (``[mm]``) and are never cut (``volume_d…``): a column too narrow folds."""
+    from rich.box import SIMPLE_HEAD
+    from rich.markup import escape
     from rich.table import Table
 
+    def table(columns: list[str], cells: list[list[str]]) -> Table:
+        out = Table(title=title, box=SIMPLE_HEAD)
+        for index, name in enumerate(columns):
+            out.add_column(escape(name), justify="left" if index == 0 else "right",
+                           overflow="fold")
+        for row in cells:
+            out.add_row(*map(escape, row))
+        return out
+
+    headers = [m.replace("_", "_\n").replace(" [", "\n[") for m in metrics]
+    wide = [[name, *values] for name, values in rows.items()]
+    if _least_width([corner, *headers], wide) <= width:
+        return table([corner, *headers], wide)
+    return table(["metric", *rows], [[metric, *(values[i] for values in rows.values())]
+                                     for i, metric in enumerate(metrics)])
+
+
+def _least_width(columns: list[str], rows: list[list[str]]) -> int:
+    """Characters a table needs to show every word of its headers and cells whole (one space
+    either side of each column, a rule between columns)."""
+    words = [[w for text in (column, *(row[i] for row in rows)) for w in text.split()]
+             for i, column in enumerate(columns)]
+    return sum(max(map(len, column), default=1) + 3 for column in words) + 1
+
+
+def _cases(count: int) -> str:
+    return f"{count} case{'' if count == 1 else 's'}"
+
+
+def _probability_table(result: Any, inside: str, width: int = 80) -> Any:
+    """Threshold-free scores: pooled over all pixels, and the mean over cases."""
     from unetkit.evaluate import PROBABILITY_METRICS
 
-    table = Table(title=f"threshold-free scores of {len(result.probability_cases)} cases{inside}")
-    table.add_column("over", justify="left")
-    for metric in PROBABILITY_METRICS:
-        table.add_column(metric, justify="right")
-    for name, values in (("pooled pixels", result.probability.pooled),
-                         ("mean of cases", result.probability.mean)):
-        table.add_row(name, *(f"{values[m]:.4f}" for m in PROBABILITY_METRICS))
-    return table
+    rows = {name: [f"{values[m]:.4f}" for m in PROBABILITY_METRICS]
+            for name, values in (("pooled pixels", result.probability.pooled),
+                                 ("mean of cases", result.probability.mean))}
+    return _fitting_table(f"threshold-free scores of {_cases(len(result.probability_cases))}"
+                          f"{inside}", "over", list(PROBABILITY_METRICS), rows, width)
+
+
+def _metrics_table(result: Any, inside: str, width: int = 80) -> Any:
+    """The mean over cases of every metric, per label (``_fitting_table``)."""
+    from unetkit.evaluate import EVAL_METRICS, format_value, header
+
+    rows = {}
+    for label, name in sorted(result.labels.items()):
+        stats = result.summary["per_class"].get(label, {})
+        rows[f"{label} {name}"] = [format_value(stats[m]["mean"]) if m in stats else "-"
+                                   for m in EVAL_METRICS]
+    return _fitting_table(f"{_cases(len(result.per_case))} · mean over cases{inside}", "label",
+                          [header(m, result.units) for m in EVAL_METRICS], rows, width)
 
 
 @app.command()
@@ -48,7 +94,9 @@ def evaluate(
                                 "(default: from each ground-truth file)"),
     out: str = typer.Option(None, "--out", "-o",
                             help="report folder (default PRED_DIR/evaluation)"),
-    images: str = typer.Option(None, "--images", help="images folder for the overlays"),
+    images: str = typer.Option(None, "--images", help="images folder for the overlays "
+                               "(default: the inputs unetkit predict recorded in "
+                               "PRED_DIR/predict.json)"),
     tau: float = typer.Option(1.0, "--tau", help="surface Dice tolerance (mm, or voxels "
                               "without a spacing)"),
     roi: str = typer.Option(None, "--roi", help="folder of regions of interest (nonzero = "
@@ -61,9 +109,8 @@ def evaluate(
     from pathlib import Path
 
     from rich.markup import escape
-    from rich.table import Table
 
-    from unetkit.evaluate import EVAL_METRICS, evaluate_folders, format_value, header
+    from unetkit.evaluate import evaluate_folders
     from unetkit.report import write_html_report
 
     out_dir = Path(out) if out else Path(pred_dir) / "evaluation"
@@ -77,17 +124,9 @@ def evaluate(
     except (FileNotFoundError, ValueError) as error:
         fail(escape(str(error)), code=2)
     inside = " · inside the regions of interest" if roi else ""
-    table = Table(title=f"{len(result.per_case)} cases · mean over cases{inside}")
-    table.add_column("label", justify="left")
-    for metric in EVAL_METRICS:
-        table.add_column(escape(header(metric, result.units)), justify="right")
-    for label, name in sorted(result.labels.items()):
-        stats = result.summary["per_class"].get(label, {})
-        table.add_row(escape(f"{label} {name}"), *(format_value(stats[m]["mean"])
-                                                   if m in stats else "-" for m in EVAL_METRICS))
-    console.print(table)
+    console.print(_metrics_table(result, inside, console.width))
     if result.probability is not None:
-        console.print(_probability_table(result, inside))
+        console.print(_probability_table(result, inside, console.width))
     for kind, path in result.files.items():
         console.print(f"{kind}: {path}")
     if result.failed:

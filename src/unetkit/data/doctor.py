@@ -19,7 +19,7 @@ import numpy as np
 
 from unetkit.data.consistency import check_consistency, class_totals
 from unetkit.data.dataset import Case, DatasetError, scan_dataset
-from unetkit.data.geometry import format_tuple, geometry_mismatch
+from unetkit.data.geometry import format_tuple, geometry_mismatch, length_unit
 from unetkit.data.io import Geometry, read_image, read_mask, split_suffix
 from unetkit.data.mask_checks import looks_antialiased
 from unetkit.data.roi import check_roi
@@ -51,17 +51,31 @@ class DoctorReport:
         for key, name in (("channels", "channels"), ("spatial_dims", "spatial dims")):
             if key in s:
                 rows.append((name, str(s[key])))
-        for key in ("size", "spacing"):
-            if key in s:
-                rows.append((f"{key} (min / median / max)",
-                             " / ".join(format_tuple(v) for v in s[key].values())))
+        element = "pixels" if s.get("spatial_dims") == 2 else "voxels"
+        if "size" in s:
+            rows.append(("size (min / median / max)",
+                         " / ".join(format_tuple(v) for v in s["size"].values()) + f" {element}"))
+        if "spacing" in s:
+            rows.append(_spacing_row(s["spacing"], s.get("spacing_unit", ""), element))
         for channel, stats in enumerate(s.get("intensity", [])):
             text = ", ".join(f"{k} {v:.4g}" for k, v in stats.items())
             rows.append((f"intensity ch{channel}", text))
         for label, freq in s.get("class_frequencies", {}).items():
-            rows.append((f"class {label}", f"{100 * freq['voxel_fraction']:.2f}% of voxels, "
+            rows.append((f"class {label}", f"{100 * freq['voxel_fraction']:.2f}% of {element}, "
                          f"in {freq['cases']} cases"))
         return rows
+
+
+def _spacing_row(spacing: dict[str, tuple[float, ...]], unit: str, element: str
+                 ) -> tuple[str, str]:
+    """The summary's spacing, with its unit (``unetkit.data.geometry.length_unit``): none
+    stored, millimetres, a unit the files do not state, or units that differ between cases."""
+    if unit in ("pixels", "voxels"):
+        return "spacing", f"none stored in the files: sizes and distances count {element}"
+    values = " / ".join(format_tuple(v) for v in spacing.values())
+    says = {"mm": "mm", "spacing units": "(the files state no unit)"}.get(
+        unit, "(units differ between cases: millimetres in some, none stated in others)")
+    return "spacing (min / median / max)", f"{values} {says}"
 
 
 def check_dataset(
@@ -162,7 +176,8 @@ def _check_case(
     image = np.concatenate([a.astype(np.float32, copy=False) for a in arrays], axis=0)
     record: dict[str, Any] = {"shape": image.shape[1:], "channels": image.shape[0],
                               "spacing": geometry.spacing, "samples": _sample(image),
-                              "path": case.image_paths[0], "affine": geometry.affine}
+                              "path": case.image_paths[0], "affine": geometry.affine,
+                              "unit": length_unit(geometry)}
     mask = None
     if case.mask_path is not None:
         record["mask"] = case.mask_path
@@ -233,6 +248,8 @@ def _summarise(records: list[dict[str, Any]], case_count: int) -> dict[str, Any]
         summary[name] = {stat: tuple(float(v) for v in fn(values, axis=0))
                          for stat, fn in (("min", np.min), ("median", np.median),
                                           ("max", np.max))}
+    units = {r["unit"] for r in records}
+    summary["spacing_unit"] = units.pop() if len(units) == 1 else "mixed"
     if len({r["channels"] for r in records}) == 1:
         samples = np.concatenate([r["samples"] for r in records], axis=1)
         summary["intensity"] = []

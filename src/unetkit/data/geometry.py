@@ -67,3 +67,14 @@ def geometry_mismatch(path: Path, geometry: Geometry, image_path: Path, image_ge
             return (f"{path}: affine (orientation/origin) differs from the image's "
                     f"({image_path.name})")
     return None
+
+
+def length_unit(geometry: Geometry) -> str:
+    """The unit of ``geometry.spacing``: ``mm`` with an affine (NIfTI, NRRD, MHA, DICOM: their
+    standards use millimetres), ``pixels`` / ``voxels`` when none is stored (spacing 1: PNG,
+    JPEG, plain NumPy), else ``spacing units`` (a TIFF's resolution states no unit)."""
+    if geometry.affine is not None:
+        return "mm"
+    if all(float(s) == 1.0 for s in geometry.spacing):
+        return "pixels" if len(geometry.spacing) == 2 else "voxels"
+    return "spacing units"

@@ -116,10 +116,19 @@ def make_blobs_3d(size: Sequence[int] = (48, 48, 48), seed: int = 0, num_classes
     return image.astype(np.float32)[None], mask
 
 
+def stained(image: np.ndarray) -> np.ndarray:
+    """A ``(1, H, W)`` [0, 1] cells image as an H&E-like photograph ``(3, H, W)`` uint8:
+    dark structures in haematoxylin purple, light ones in eosin pink (for colour tests)."""
+    dark, light = np.array([72, 38, 120.0]), np.array([242, 178, 212.0])
+    rgb = dark[:, None, None] + (light - dark)[:, None, None] * np.clip(image[0], 0, 1)
+    return np.round(rgb).astype(np.uint8)
+
+
 def write_cells_dataset(out_dir: str | Path, n_cases: int, size: Sequence[int] = (256, 256),
-                        seed: int = 0, multiclass: bool = False) -> Path:
-    """Write ``images/cell_NNN.png`` (8-bit grey), ``masks/cell_NNN.png`` (labels) and a
-    ``dataset.json``; case ``i`` is ``make_cells(size, seed=seed * 100_003 + i)``.
+                        seed: int = 0, multiclass: bool = False, rgb: bool = False) -> Path:
+    """Write ``images/cell_NNN.png`` (8-bit grey, or with ``rgb`` an H&E-like colour
+    photograph: ``stained``), ``masks/cell_NNN.png`` (labels) and a ``dataset.json``; case
+    ``i`` is ``make_cells(size, seed=seed * 100_003 + i)``.
     """
     from unetkit.data.io import write_image, write_mask
 
@@ -127,10 +136,11 @@ def write_cells_dataset(out_dir: str | Path, n_cases: int, size: Sequence[int] =
     for i in range(n_cases):
         image, mask = make_cells(size, seed=seed * 100_003 + i, multiclass=multiclass)
         write_image(out_dir / "images" / f"cell_{i:03d}.png",
-                    np.round(image * 255).astype(np.uint8))
+                    stained(image) if rgb else np.round(image * 255).astype(np.uint8))
         write_mask(out_dir / "masks" / f"cell_{i:03d}.png", mask)
     labels = CELL_LABELS_MULTICLASS if multiclass else CELL_LABELS
-    meta = {"name": "synthetic cells", "channel_names": {"0": "EM"},
+    channels = {"0": "R", "1": "G", "2": "B"} if rgb else {"0": "EM"}
+    meta = {"name": "synthetic cells", "channel_names": channels,
             "labels": {name: value for value, name in labels.items()},
             "numTraining": n_cases, "file_ending": ".png"}
     (out_dir / "dataset.json").write_text(json.dumps(meta, indent=2))

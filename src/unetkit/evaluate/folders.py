@@ -20,8 +20,9 @@ import numpy as np
 from unetkit.data import io
 from unetkit.data.roi import read_roi
 from unetkit.evaluate import probability as prob
+from unetkit.evaluate.images import OverlayImages, find_images, read_overlay_image
 from unetkit.evaluate.labels import scored_labels
-from unetkit.evaluate.matching import case_files, find_case, match_cases
+from unetkit.evaluate.matching import case_files, match_cases
 from unetkit.evaluate.tables import EVAL_METRICS, write_csv, write_summary
 from unetkit.evaluate.units import common_unit, metric_units, quantity, spacing_unit
 from unetkit.metrics import aggregate, case_metrics, foreground_mean
@@ -35,7 +36,7 @@ class EvaluationResult:
     """Per-case metrics ``{case: {label: {metric: value}}}``, their summary and written files;
     ``probability``: the threshold-free scores of ``probability_cases`` (two-class tasks with
     probability maps), else None; ``units``: ``{metric: unit}`` of the metrics that have one
-    (``unetkit.evaluate.units``)."""
+    (``unetkit.evaluate.units``); ``images_note``: where the report's images come from."""
 
     per_case: dict[str, dict[int, dict[str, float]]]
     summary: dict[str, Any]
@@ -45,6 +46,7 @@ class EvaluationResult:
     probability: ProbabilityScores | None = None
     probability_cases: list[str] = field(default_factory=list)
     units: dict[str, str] = field(default_factory=dict)
+    images_note: str = ""  # where the overlays' images come from (``unetkit.evaluate.images``)
 
 
 class LoadedCase(NamedTuple):
@@ -136,8 +138,9 @@ def evaluate_folders(
             non-zero label of the ground truth, named by ``dataset.json`` or ``classN``.
         spacing: voxel size per axis in mm (default: each ground-truth file's own spacing).
         tau: surface-Dice tolerance in the units of the spacing.
-        images_dir: images to draw the overlays on (matched by name; default: none, the
-            overlays then show the masks alone).
+        images_dir: images to draw the overlays on (matched by name); default: the inputs
+            ``unetkit predict`` recorded in ``pred_dir/predict.json``, else none (the overlays
+            then show the masks on black).
         report: ``report(out_dir, result, overlays)`` writing ``report.html`` (e.g.
             ``unetkit.report.write_html_report``); None: no HTML.
         roi_dir: regions of interest (nonzero = inside) matched by name: only pixels inside
@@ -182,13 +185,17 @@ def evaluate_folders(
         result.probability = prob.score_probabilities(result.probability_cases, maps, loaded)
         result.summary["probability"] = prob.probability_summary(
             result.probability, result.probability_cases, folder)
+    images = find_images(pairs, Path(pred_dir), images_dir)
+    result.images_note = images.source
+    if images.decision:  # what decided the masks, as unetkit predict recorded it
+        result.summary["prediction"] = images.decision
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         result.files["csv"] = write_csv(result, out / "per_case.csv")
         result.files["json"] = write_summary(result, out / "summary.json")
         if report is not None:
-            overlays = _overlay_cases(result, loaded, images_dir)
+            overlays = _overlay_cases(result, loaded, images)
             result.files["html"] = report(out, result, overlays)
     return result
 
@@ -223,25 +230,16 @@ def best_and_worst(result: EvaluationResult, count: int = 3) -> list[tuple[str, 
 
 
 def _overlay_cases(result: EvaluationResult, loaded: dict[str, LoadedCase],
-                   images_dir: str | Path | None, count: int = 3) -> list[dict[str, Any]]:
+                   images: OverlayImages, count: int = 3) -> list[dict[str, Any]]:
     """Image, prediction, ground truth and affine of the best and worst ``count`` cases (a
-    black image where none is given or readable)."""
-    images = case_files(Path(images_dir), "images") if images_dir else {}
+    black image where none is known or readable: ``unetkit.evaluate.images``)."""
     out = []
     for kind, case in best_and_worst(result, count):
-        loaded_case, image, path = loaded[case], None, find_case(images, case)
-        if path is not None:
-            try:
-                image = io.read_image(path)[0]
-            except Exception as exc:  # an overlay without its image is still useful
-                log.warning("%s: image not readable for the overlay (%s)", case, exc)
-        if images_dir is not None and path is None:
-            log.warning("%s: no image in %s for the overlay (drawn on black)", case, images_dir)
-        elif image is not None and image.shape[1:] != loaded_case.gt.shape:
-            log.warning("%s: image size %s differs from the mask's %s (overlay drawn on black)",
-                        case, tuple(image.shape[1:]), loaded_case.gt.shape)
-        if image is None or image.shape[1:] != loaded_case.gt.shape:
-            image = np.zeros((1, *loaded_case.gt.shape), np.float32)
+        loaded_case, path = loaded[case], images.files.get(case)
+        if path is None and images.where:
+            log.warning("%s: no image in %s for the overlay (drawn on black)", case,
+                        images.where)
+        image = read_overlay_image(case, path, loaded_case.gt.shape)
         out.append({"kind": kind, "case": case, "score": case_score(result, case),
                     "image": image, "pred": loaded_case.pred, "gt": loaded_case.gt,
                     "affine": loaded_case.affine})

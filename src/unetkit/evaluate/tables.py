@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from unetkit.evaluate.folders import EvaluationResult
 
 EVAL_METRICS = ("dice", "iou", "hd95", "assd", "surface_dice", "volume_difference")
+# What the statistics of summary.json's per_class entries are (``unetkit.metrics.aggregate``),
+# stated in the file itself: a standard deviation could be either of two.
+STATISTICS = {
+    "mean": "mean over the cases with a value (NaN left out)",
+    "std": "population standard deviation over those cases (divisor n, NumPy ddof=0), "
+           "not the sample one (n - 1)",
+    "median": "median over those cases",
+    "n": "cases with a value", "n_nan": "cases where the metric is undefined (NaN)",
+}
 
 
 def metric_columns(result: EvaluationResult) -> tuple[str, ...]:
@@ -64,10 +73,11 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_summary(result: EvaluationResult, path: Path) -> Path:
-    """``summary.json``: labels, aggregate statistics, per-case foreground means, ``units``
-    of the distance and volume metrics, the threshold-free scores (``probability``: pooled, mean
-    over cases, per case), failures."""
-    data = {"labels": result.labels, "metrics": list(metric_columns(result)), **result.summary,
+    """``summary.json``: labels, aggregate statistics (defined in the file: ``STATISTICS``),
+    per-case foreground means, ``units`` of the distance and volume metrics, the
+    threshold-free scores (``probability``: pooled, mean over cases, per case), failures."""
+    data = {"labels": result.labels, "metrics": list(metric_columns(result)),
+            "statistics": STATISTICS, **result.summary,
             "failed": [{"case": c, "error": e} for c, e in result.failed]}
     path.write_text(json.dumps(_json_safe(data), indent=2))
     return path

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from unetkit.data.geometry import length_unit
 from unetkit.data.io import Geometry
 
 DISTANCE_METRICS = ("hd95", "assd", "hausdorff")
@@ -24,12 +25,12 @@ _POWER = {2: "²", 3: "³"}
 
 
 def spacing_unit(geometry: Geometry, given: bool = False) -> str:
-    """The length unit of a case: ``mm``, ``voxels`` or ``spacing units`` (module doc)."""
-    if given or geometry.affine is not None:
+    """The length unit of a case: ``mm``, ``voxels`` or ``spacing units`` (module doc;
+    ``metric_units`` says ``pixels`` for 2-D cases)."""
+    if given:
         return "mm"
-    if all(float(s) == 1.0 for s in geometry.spacing):
-        return "voxels"
-    return "spacing units"
+    unit = length_unit(geometry)
+    return "voxels" if unit == "pixels" else unit
 
 
 def common_unit(units: list[str]) -> str:

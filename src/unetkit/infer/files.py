@@ -17,6 +17,9 @@ Inputs are never overwritten: before anything is predicted or written, ``check_o
 the whole batch (``OutputPathError``, naming the path) when the output folder is an input
 folder, lies inside one or is the folder of an input file, when an output would land on an
 input or on another input's output, or when an output path is a symbolic link (never followed).
+
+``OUT/predict.json`` (``unetkit.infer.manifest``) records which input files each mask was
+predicted from, for ``unetkit evaluate``'s overlays.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 
 from unetkit.data import io
 from unetkit.data.dataset import CHANNEL_SUFFIX
+from unetkit.infer.manifest import decision_record, write_manifest
 from unetkit.infer.outputs import OutputPathError, Outputs, check_outputs, outputs_for  # noqa: F401
 from unetkit.infer.predictor import Prediction, Predictor
 
@@ -186,8 +190,10 @@ def predict_files(
     given = [*inputs, *([roi_dir] if roi_dir is not None else [])]  # never written into
     check_outputs([Path(p) for p in given], plan, out_dir,
                   [p for case in cases for p in case.paths])
+    batch = [(plan[case.source].mask, case.paths) for case in cases]
     cases = list(cases if select is None else select(cases))
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(out_dir, batch, decision_record(predictor.infer))
     result = BatchResult()
     for case in cases:
         source, outputs, error = case.source, plan[case.source], None

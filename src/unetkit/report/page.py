@@ -106,6 +106,37 @@ def _overlay_cards(overlays: list[dict[str, Any]], names: dict[int, str]) -> str
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
+def overlay_explanation(overlays: list[dict[str, Any]], images_note: str = "") -> str:
+    """What the report's pictures show, said only of the data shown: how the images are
+    drawn (colour photographs, grey, or black when unknown), the slice of volumes (their
+    orientation only when the files carry one), and where the images come from."""
+    import numpy as np
+
+    from unetkit.report.overlays import is_colour
+
+    several = any(len((set(np.unique(item["gt"])) | set(np.unique(item["pred"]))) - {0}) > 1
+                  for item in overlays)
+    text = ["Left: the prediction filled in its class colours, the ground truth outlined in "
+            "yellow. Right: the errors: green correct, magenta false positive (predicted, not "
+            "in the ground truth), cyan false negative (missed)"
+            + (", orange wrong class." if several else ".")]
+    colour = [is_colour(item["image"]) for item in overlays if np.any(item["image"])]
+    if any(colour):
+        text.append("The images are shown in their own colours.")
+    if not all(colour):
+        text.append("The images are shown in grey, contrast-stretched between their 1st and "
+                    "99th percentiles.")
+    volumes = [item for item in overlays if item["pred"].ndim == 3]
+    if any(item.get("affine") is not None for item in volumes):
+        text.append("Volumes show the axial slice through the largest ground-truth structure, "
+                    "the patient's right on the left (radiological convention).")
+    if any(item.get("affine") is None for item in volumes):
+        text.append("Volumes without an orientation (NumPy, TIFF stacks) show the slice "
+                    "through the largest ground-truth structure along the last array axis, as "
+                    "stored.")
+    return " ".join(text + ([images_note] if images_note else []))
+
+
 def _head(metric: str, units: dict[str, str]) -> str:
     from unetkit.evaluate.units import header
 
@@ -190,11 +221,7 @@ Distances in {html.escape(length)}{tolerance}; NaN (–) where a label is absent
 {_probability_section(result)}
 <h2>Distribution over cases</h2><img alt="box plots" src="{plots}">
 <h2>Best and worst cases</h2>
-<p class="muted">Left: the prediction filled in its class colours, the ground truth outlined in
-yellow. Right: the errors: green correct, magenta false positive (predicted, not in the ground
-truth), cyan false negative (missed), orange wrong class. Volumes show the slice through the
-largest ground-truth structure: axial, the patient's right on the left (radiological), when the
-files carry an orientation (NIfTI, NRRD, DICOM); else the last array axis as stored.</p>
+<p class="muted">{html.escape(overlay_explanation(overlays, result.images_note))}</p>
 {_overlay_cards(overlays, result.labels)}
 <h2>Per case</h2><p class="muted">Click a column header to sort.</p>
 <table id="cases" class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>

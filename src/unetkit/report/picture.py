@@ -5,7 +5,10 @@ the slice of a volume), the panel titles, the panels side by side (``overlay_pan
 ``error_panel`` when there is a ground truth), and the legend (every colour used: the classes of
 the prediction, the ground-truth outline, the error colours). Small images are enlarged by a
 whole factor (nearest neighbour, so each pixel stays a sharp square) to at least
-``MIN_PANEL`` pixels on their longer side; larger ones keep their size.
+``MIN_PANEL`` pixels on their longer side; larger ones keep their size. The text grows with
+a picture wider than ``SHOWN_WIDTH``, the width the report shows pictures at (its page in a
+1400-pixel window), so that it still reads at ``_FONT_SIZE`` pixels there: a 1000x1000 image
+with its error map is 2026 pixels wide and gets 25-pixel text.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from unetkit.report.overlays import (
     FALSE_POSITIVE,
     GT_OUTLINE,
     WRONG_CLASS,
+    display_image,
     error_panel,
     overlay_panel,
     palette,
@@ -31,6 +35,7 @@ from unetkit.report.overlays import (
 from unetkit.report.slices import display_planes
 
 MIN_PANEL = 256
+SHOWN_WIDTH = 1150  # pixels: the report's cards at most (unetkit.report.page)
 _PAD, _GAP, _SWATCH, _FONT_SIZE = 8, 10, 14, 14
 _INK, _PAPER = (34, 34, 34), (255, 255, 255)
 
@@ -61,15 +66,36 @@ def _font(size: int = _FONT_SIZE) -> Any:
         return ImageFont.load_default()
 
 
-def _text_width(text: str) -> int:
-    return int(math.ceil(_font().getlength(text)))
+@dataclass(frozen=True)
+class Style:
+    """Text size and the spacing that goes with it (``_FONT_SIZE`` and the ``_PAD`` etc.
+    constants times ``size / _FONT_SIZE``)."""
+
+    size: int = _FONT_SIZE
+
+    def px(self, base: int) -> int:
+        """``base`` pixels at ``_FONT_SIZE``, scaled to this size."""
+        return max(base, round(base * self.size / _FONT_SIZE))
 
 
-def _wrap(text: str, width: int) -> list[str]:
+_BASE = Style()
+
+
+def style_for(width: int) -> Style:
+    """The ``Style`` of a picture ``width`` pixels wide: ``_FONT_SIZE`` up to
+    ``SHOWN_WIDTH``, proportionally larger beyond (module doc)."""
+    return Style(max(_FONT_SIZE, math.ceil(_FONT_SIZE * width / SHOWN_WIDTH)))
+
+
+def _text_width(text: str, style: Style = _BASE) -> int:
+    return int(math.ceil(_font(style.size).getlength(text)))
+
+
+def _wrap(text: str, width: int, style: Style = _BASE) -> list[str]:
     """Words of ``text`` in lines no wider than ``width`` pixels (a long word stays whole)."""
     lines: list[str] = []
     for word in text.split():
-        if lines and _text_width(f"{lines[-1]} {word}") <= width:
+        if lines and _text_width(f"{lines[-1]} {word}", style) <= width:
             lines[-1] = f"{lines[-1]} {word}"
         else:
             lines.append(word)
@@ -108,13 +134,13 @@ def legend_entries(labels: np.ndarray, gt: np.ndarray | None,
     return items
 
 
-def _legend_layout(items: list[tuple[str, Any]], width: int
+def _legend_layout(items: list[tuple[str, Any]], width: int, style: Style = _BASE
                    ) -> tuple[list[tuple[int, int, str, Any]], int]:
     """Positions ``(x, y, text, colour)`` of the legend items, wrapped to ``width``; height."""
-    line = _FONT_SIZE + 8
-    sizes = [_text_width(text) + (_SWATCH + 5 if colour is not None else 0) + 14
-             for text, colour in items]
-    x, y, placed = _PAD, _PAD, []
+    pad, swatch, line = style.px(_PAD), style.px(_SWATCH), style.size + style.px(8)
+    sizes = [_text_width(text, style) + (swatch + style.px(5) if colour is not None else 0)
+             + style.px(14) for text, colour in items]
+    x, y, placed = _PAD, pad, []  # flush with the panels' left edge
     for index, (text, colour) in enumerate(items):
         # a heading starts a new line unless its first entry fits beside it too
         needed = sizes[index] + (sizes[index + 1] if colour is None and index + 1 < len(items)
@@ -123,19 +149,21 @@ def _legend_layout(items: list[tuple[str, Any]], width: int
             x, y = _PAD, y + line
         placed.append((x, y, text, colour))
         x += sizes[index]
-    return placed, y + line + _PAD // 2
+    return placed, y + line + pad // 2
 
 
-def _draw_legend(draw: Any, placed: list[tuple[int, int, str, Any]], top: int) -> None:
+def _draw_legend(draw: Any, placed: list[tuple[int, int, str, Any]], top: int,
+                 style: Style) -> None:
+    swatch = style.px(_SWATCH)
     for x, y, text, colour in placed:
         y += top
+        box = [x, y + 1, x + swatch - 1, y + swatch]
         if colour == "outline":
-            draw.rectangle([x, y + 1, x + _SWATCH - 1, y + _SWATCH], outline=GT_OUTLINE,
-                           width=3)
+            draw.rectangle(box, outline=GT_OUTLINE, width=style.px(3))
         elif colour is not None:
-            draw.rectangle([x, y + 1, x + _SWATCH - 1, y + _SWATCH], fill=tuple(colour))
-        left = x + (_SWATCH + 5 if colour is not None else 0)
-        draw.text((left, y), text, fill=_INK, font=_font())
+            draw.rectangle(box, fill=tuple(colour))
+        left = x + (swatch + style.px(5) if colour is not None else 0)
+        draw.text((left, y), text, fill=_INK, font=_font(style.size))
 
 
 def display_scale(shape: tuple[int, ...]) -> int:
@@ -153,24 +181,25 @@ def compose(panels: list[tuple[str, np.ndarray]], caption: list[str],
 
     ph, pw = panels[0][1].shape[:2]
     total = 2 * _PAD + len(panels) * pw + (len(panels) - 1) * _GAP
-    text_width = total - 2 * _PAD
-    lines = [w for text in caption for w in _wrap(text, text_width)]
-    line = _FONT_SIZE + 6
-    titles_top = _PAD + line * len(lines)
+    style = style_for(total)
+    pad, font = style.px(_PAD), _font(style.size)
+    lines = [w for text in caption for w in _wrap(text, total - 2 * _PAD, style)]
+    line = style.size + style.px(6)
+    titles_top = pad + line * len(lines)
     panel_top = titles_top + line
-    placed, legend_height = _legend_layout(items, total)
-    legend_top = panel_top + ph + _PAD // 2
+    placed, legend_height = _legend_layout(items, total, style)
+    legend_top = panel_top + ph + pad // 2
     canvas = Image.new("RGB", (total, legend_top + legend_height), _PAPER)
     draw = ImageDraw.Draw(canvas)
     for index, text in enumerate(lines):
-        draw.text((_PAD, _PAD + index * line), text, fill=_INK, font=_font())
+        draw.text((_PAD, pad + index * line), text, fill=_INK, font=font)
     origins = []
     for index, (title, rgb) in enumerate(panels):
         left = _PAD + index * (pw + _GAP)
-        draw.text((left, titles_top), title, fill=_INK, font=_font())
+        draw.text((left, titles_top), title, fill=_INK, font=font)
         canvas.paste(Image.fromarray(rgb), (left, panel_top))
         origins.append((panel_top, left))
-    _draw_legend(draw, placed, legend_top)
+    _draw_legend(draw, placed, legend_top, style)
     return Picture(np.asarray(canvas), scale, origins, legend_top)
 
 
@@ -191,7 +220,8 @@ def render_overlay(image: np.ndarray, labels: np.ndarray, gt: np.ndarray | None 
     """The overlay picture of one case (module docstring).
 
     Args:
-        image: ``(C, *spatial)`` intensities (channel 0 in grey).
+        image: ``(C, *spatial)`` intensities: a 2-D image of 3 or 4 channels in its colours,
+            else channel 0 in grey (``unetkit.report.overlays.display_image``).
         labels: ``(*spatial)`` prediction.
         gt: ``(*spatial)`` ground truth, or None (then no error map and no Dice).
         affine: voxel -> RAS+ affine of a volume (radiological display), or None.
@@ -199,7 +229,7 @@ def render_overlay(image: np.ndarray, labels: np.ndarray, gt: np.ndarray | None 
         title: the caption's first words, e.g. the case id.
         dice: the case's Dice for the caption (default: computed from ``labels`` and ``gt``).
     """
-    grey, pred, truth, where = display_planes(np.asarray(image)[0], labels, gt, affine)
+    grey, pred, truth, where = display_planes(display_image(image), labels, gt, affine)
     caption = caption_lines(title, labels, gt, dice, where)
     scale = display_scale(pred.shape)
     if truth is None:

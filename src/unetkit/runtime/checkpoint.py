@@ -13,7 +13,9 @@ Schema (``format_version`` 2)::
     calibration      optional: the threshold record of ``unetkit.infer.calibration``
     training         optional (training checkpoints): ``TrainingState`` as a dict
     optimizer_state, scaler_state, rng
-                     optional (training checkpoints): what an exact resume needs
+                     ``last.pt`` only (``RESUME_KEYS``): what an exact resume needs. ``best.pt``,
+                     the model for prediction and sharing, leaves them out (a third of
+                     ``last.pt``'s size with AdamW, whose two moments per weight it holds)
 
 Every value is stored once. Loading never executes code from the file: ``torch.load`` runs with
 ``weights_only=True`` (only tensors, containers and primitive values, plus NumPy arrays for
@@ -39,6 +41,7 @@ from unetkit.config import Config, config_from_dict
 
 FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "config", "model_state", "labels")
+RESUME_KEYS = ("optimizer_state", "rng", "scaler_state")  # last.pt only
 
 
 class CheckpointError(ValueError):
@@ -92,12 +95,13 @@ def training_checkpoint(
     *, config: Config, model_state: dict[str, torch.Tensor], labels: dict[int, str],
     mask_values: dict[int, int], preprocessing: dict[str, Any], state: TrainingState,
     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
-    rng: dict[str, Any], mask_format: str | None = None,
+    rng: dict[str, Any], mask_format: str | None = None, resume: bool = True,
 ) -> dict[str, Any]:
-    """The dict written to ``last.pt`` / ``best.pt`` (schema above)."""
+    """The dict written to ``last.pt`` (``resume=True``) or ``best.pt`` (``resume=False``:
+    without ``RESUME_KEYS``; schema above)."""
     from unetkit.config import config_to_dict
 
-    return {
+    checkpoint = {
         "format_version": FORMAT_VERSION,
         "config": config_to_dict(config),
         "model_state": model_state,
@@ -106,10 +110,24 @@ def training_checkpoint(
         "mask_format": mask_format,
         "preprocessing": preprocessing,
         "training": state.as_dict(),
-        "optimizer_state": optimizer.state_dict(),
-        "scaler_state": scaler.state_dict() if scaler is not None else None,
-        "rng": rng,
     }
+    if resume:
+        checkpoint.update(optimizer_state=optimizer.state_dict(), rng=rng,
+                          scaler_state=scaler.state_dict() if scaler is not None else None)
+    return checkpoint
+
+
+def check_resumable(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Refuse to resume from a checkpoint without the optimizer and RNG states (``best.pt``).
+
+    Raises:
+        CheckpointError: one line naming ``path`` and the file to resume from instead.
+    """
+    missing = [key for key in RESUME_KEYS[:2] if checkpoint.get(key) is None]
+    if missing:
+        raise CheckpointError(
+            f"{path}: a model for prediction, without what an exact resume needs "
+            f"({', '.join(missing)}); resume from the run folder or its last.pt")
 
 
 def plain(value: Any) -> Any:

@@ -11,7 +11,12 @@ from typing import Any
 import torch
 
 from unetkit.config import Config, apply_values, parse_duration
-from unetkit.runtime.checkpoint import TrainingState, checkpoint_config, load_checkpoint
+from unetkit.runtime.checkpoint import (
+    TrainingState,
+    check_resumable,
+    checkpoint_config,
+    load_checkpoint,
+)
 from unetkit.runtime.distributed import cleanup
 from unetkit.train.budget import TimeBudget
 from unetkit.train.calibrate import calibrate_run, check_calibration
@@ -85,7 +90,9 @@ def fit(
     checkpoint = None
     if resume is not None:
         path = Path(resume)
-        checkpoint = load_checkpoint(path / "last.pt" if path.is_dir() else path)
+        source = path / "last.pt" if path.is_dir() else path
+        checkpoint = load_checkpoint(source)
+        check_resumable(checkpoint, source)
         config = resumed_config(checkpoint, config, changes or {})
         out_dir = out_dir or (path if path.is_dir() else path.parent)
         data_dir = data_dir or TrainingState.from_checkpoint(checkpoint).data_dir

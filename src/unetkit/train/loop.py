@@ -180,18 +180,24 @@ def _set_plan(run: Run, epochs: int) -> None:
 
 def _step_info(run: Run) -> dict[str, Any]:
     """What a progress display needs; ``epochs``, ``total_steps`` and ``steps_left`` are None
-    while a time budget has not planned them yet (the config's epochs mean nothing then)."""
-    s = run.state
-    eta = run.budget.remaining() if run.budget is not None else None
-    known = run.budget is None or s.planned
+    while a time budget has not planned them yet (the config's epochs mean nothing then).
+    Under a time budget they are estimates, re-planned as steps are timed (``estimated``);
+    the budget itself (``budget_s``, ``elapsed_s``) is what does not move."""
+    s, budget = run.state, run.budget
+    known = budget is None or s.planned
     return {"step": s.step, "total_steps": s.total_steps if known else None, "epoch": s.epoch,
-            "epochs": s.planned_epochs if known else None,
+            "epochs": s.planned_epochs if known else None, "estimated": budget is not None,
             "loss": s.partial_loss / max(s.step_in_epoch, 1), "lr": s.lr, "dice": s.best_metric,
-            "eta_s": eta, "steps_left": s.total_steps - s.step if known else None}
+            "validates": bool(run.data.val_images),
+            "eta_s": budget.remaining() if budget is not None else None,
+            "budget_s": budget.budget_s if budget is not None else None,
+            "elapsed_s": budget.elapsed() if budget is not None else None,
+            "steps_left": s.total_steps - s.step if known else None}
 
 
-def save(run: Run, name: str) -> None:
-    """Write ``RUN/<name>`` with the run's current state (rank 0 only)."""
+def save(run: Run, name: str, resume: bool = True) -> None:
+    """Write ``RUN/<name>`` with the run's current state (rank 0 only); ``resume=False``
+    leaves out the optimizer, scaler and RNG states (``best.pt``: a model for prediction)."""
     if not run.info.is_main or run.run_dir is None:
         return
     run.state.elapsed_s = run.elapsed()
@@ -199,7 +205,8 @@ def save(run: Run, name: str) -> None:
         config=run.config, model_state=model_state_cpu(run.model), labels=run.data.labels,
         mask_values=run.data.mask_values, preprocessing=run.data.preprocessing,
         state=run.state, optimizer=run.optimizer, scaler=run.scaler,
-        rng=capture_rng(run.generator), mask_format=run.data.mask_format)
+        rng=capture_rng(run.generator) if resume else {}, mask_format=run.data.mask_format,
+        resume=resume)
     save_checkpoint(checkpoint, run.run_dir / name)
 
 
@@ -238,7 +245,7 @@ def end_of_epoch(run: Run, train_loss: float, seconds: float) -> bool:
     started = time.monotonic()
     save(run, "last.pt")
     if improved or (not run.data.val_images and last):
-        save(run, "best.pt")
+        save(run, "best.pt", resume=False)
     if run.logs is not None:
         run.logs.epoch(row)
     if run.budget is not None:
@@ -255,12 +262,23 @@ def end_of_epoch(run: Run, train_loss: float, seconds: float) -> bool:
 
 def _log_epoch(run: Run, train_loss: float, row: dict[str, Any], seconds: float) -> None:
     """One line per epoch; only what was computed (no validation Dice on epochs without
-    validation, no epoch count while a time budget has not planned one)."""
-    s = run.state
+    validation, no epoch count while a time budget has not planned one). A time budget's
+    count is an estimate, ``~N``, until the last epoch; a line whose estimate moved says so."""
+    s, budget = run.state, run.budget
     validated = "" if math.isnan(row["val_dice"]) else f", val Dice {row['val_dice']:.4f}"
-    of = s.planned_epochs if run.budget is None or s.planned else "?"
-    log.info("epoch %d/%s: train loss %.4f%s, lr %.2e, %s", s.epoch, of, train_loss, validated,
-             s.lr, format_seconds(seconds))
+    row["planned_epochs"] = s.planned_epochs if budget is None or s.planned else None
+    of, note = str(s.planned_epochs), ""
+    if budget is not None:
+        last = s.epoch >= s.planned_epochs or run.budget_stop
+        of = str(s.epoch) if last else f"~{s.planned_epochs}" if s.planned else "?"
+        before = run.history[-2].get("planned_epochs") if len(run.history) > 1 else None
+        if s.planned and not last and before != s.planned_epochs:
+            was = f"re-planned from ~{before}" if before else "planned"
+            note = (f" ({was}: ~{s.planned_epochs} epochs fit the "
+                    f"{format_seconds(budget.budget_s)} budget at the "
+                    f"{budget.step_s or 0.0:.3g} s/step measured so far)")
+    log.info("epoch %d/%s: train loss %.4f%s, lr %.2e, %s%s", s.epoch, of, train_loss,
+             validated, s.lr, format_seconds(seconds), note)
 
 
 def _named(metrics: dict[str, float], labels: dict[int, str]) -> dict[str, float]:

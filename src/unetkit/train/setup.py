@@ -53,8 +53,10 @@ CURVES_EVERY_S = 10.0  # redraw progress.png at most this often (and always at t
 class RunLogs:
     """Rank 0's outputs per epoch: metrics.csv, progress.png, TensorBoard, train.log."""
 
-    def __init__(self, run_dir: Path, labels: dict[int, str], tensorboard: bool) -> None:
+    def __init__(self, run_dir: Path, labels: dict[int, str], tensorboard: bool,
+                 note: str | None = None) -> None:
         self.run_dir = run_dir
+        self.note = note  # why the run has no validation (drawn in progress.png), or None
         self.metrics = MetricsLog(run_dir / "metrics.csv", labels)
         self.tensorboard = TensorBoardLog(run_dir) if tensorboard else None
         self.handler = attach_log_file(run_dir)
@@ -75,7 +77,7 @@ class RunLogs:
         rows = read_metrics(self.metrics.path)
         if rows:
             try:
-                plot_training_curves(rows, self.run_dir / "progress.png")
+                plot_training_curves(rows, self.run_dir / "progress.png", note=self.note)
             except Exception as error:  # matplotlib/font/disk problems: curves are optional
                 log.warning("progress.png not drawn: %s: %s", type(error).__name__, error)
         self._drawn = time.monotonic()
@@ -229,7 +231,11 @@ def _build_run(config: Config, data: TrainData, device: torch.device, info: Dist
 
 def _open_run_dir(run: Run, run_dir: Path, checkpoint: dict[str, Any] | None) -> None:
     """Rank 0: logs first (an optional package missing writes nothing), then config.yaml."""
-    run.logs = RunLogs(run_dir, run.data.labels, run.config.train.tensorboard)
+    from unetkit.train.curves import no_validation_reason
+
+    note = None if run.data.val_images else no_validation_reason(
+        run.config.data, len(run.data.train_ids))
+    run.logs = RunLogs(run_dir, run.data.labels, run.config.train.tensorboard, note)
     try:
         save_config(run.config, run_dir / "config.yaml")
     except BaseException:
@@ -241,6 +247,8 @@ def _open_run_dir(run: Run, run_dir: Path, checkpoint: dict[str, Any] | None) ->
     log.info("training on %s (%s, %s, channels_last=%s, %d process(es)) into %s",
              run.device, run.config.model.name, run.plan.name, run.plan.channels_last,
              run.info.world_size, run_dir)
+    if note is not None:
+        log.info("%s", note)
 
 
 def _restore(run: Run, checkpoint: dict[str, Any]) -> None:
