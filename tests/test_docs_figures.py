@@ -94,8 +94,15 @@ def test_unmarked_figures_fail(text: str, results: Path) -> None:
 def test_unmarked_numbers_that_are_not_measurements_pass(results: Path) -> None:
     text = ("Slices 15-19 held out, 8x128² patches, base 8, 1 Dec, F0.8, threshold `0.63`.\n\n"
             "| option | default | meaning |\n|---|---|---|\n| `dropout` | 0.0 | none |\n\n"
-            "```\nDice 0.8795 in a code block\n```\n")
+            "```\nDice 0.8795 in a code block\n```\n\n"
+            "Example output: `decision: threshold 0.51 (mean F1\n0.8312 on 16 images)`.\n")
     assert check(text, results) == []
+
+
+def test_a_code_span_ends_at_its_paragraph(results: Path) -> None:
+    """An unclosed backtick does not hide the figures of the next paragraph."""
+    assert check("A stray ` backtick.\n\nDice 0.8795 in that run.\n", results) == [
+        "page.md:3: figure 0.8795 has no results marker"]
 
 
 def test_a_marker_covers_only_the_numbers_just_before_it(results: Path) -> None:
