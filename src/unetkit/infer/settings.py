@@ -8,24 +8,34 @@ from typing import Any
 
 import numpy as np
 
-from unetkit.config import Config, InferConfig, apply_overrides, apply_values
+from unetkit.config import Config, InferConfig, apply_overrides, apply_values, check_sections
 
 log = logging.getLogger("unetkit.infer.predictor")
+
+PREDICTION_SECTIONS = ("infer",)  # what the user may change at prediction
 
 
 def configure(config: Config, infer: InferConfig | None = None,
               settings: dict[str, Any] | None = None, overrides: Sequence[str] = ()) -> Config:
     """``config`` with ``infer`` replacing its inference section, then ``{"infer.field": value}``
-    settings (None values keep the stored ones), then ``section.field=value`` overrides."""
+    settings (None values keep the stored ones), then ``section.field=value`` overrides.
+
+    Raises:
+        ConfigError: a setting or override outside ``infer`` (prediction reads no other field
+            the user may change: the model and its preprocessing are the checkpoint's), or an
+            invalid value; the message names the field.
+    """
     if infer is not None:
         config = config.model_copy(update={"infer": infer})
     settings = dict(settings or {})
     if settings.get("infer.tta_axes") == "all":  # every spatial axis of this model
         settings["infer.tta_axes"] = list(range(config.model.spatial_dims))
     if settings:
+        check_sections(settings, PREDICTION_SECTIONS, "prediction", "inference options")
         config = apply_values(config, settings, source="inference options")
     if overrides:
-        config = apply_overrides(config, list(overrides))
+        config = apply_overrides(config, list(overrides), sections=PREDICTION_SECTIONS,
+                                 user="prediction")
     return config
 
 

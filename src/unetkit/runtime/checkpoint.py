@@ -19,7 +19,9 @@ Every value is stored once. Loading never executes code from the file: ``torch.l
 ``weights_only=True`` (only tensors, containers and primitive values, plus NumPy arrays for
 checkpoints of format 1), so a pickle that calls a function is refused before anything runs.
 Format-1 checkpoints (``normalization``, ``epoch``/``step``/``metrics`` at the top level) are
-read into the same shape.
+read into the same shape. A file of a newer format, or whose weights hold NaN or infinity, is
+refused at load; a config describing a network too large to build is refused before anything is
+allocated (``unetkit.runtime.model_checks``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from unetkit.config import Config, config_from_dict
+from unetkit.config import Config, ConfigError, config_from_dict
+from unetkit.runtime import model_checks
 
 FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "config", "model_state", "labels")
@@ -215,12 +218,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                               f"({type(error).__name__}: {str(error)[:200]})") from None
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         raise CheckpointError(f"{path}: not a unetkit checkpoint (keys {REQUIRED_KEYS} expected)")
-    return upgrade(checkpoint)
+    checkpoint = upgrade(checkpoint, str(path))
+    problem = model_checks.unusable_weights(checkpoint["model_state"])
+    if problem:
+        raise CheckpointError(f"{path}: {problem}; refused")
+    return checkpoint
 
 
-def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
+def upgrade(checkpoint: dict[str, Any], source: str = "checkpoint") -> dict[str, Any]:
     """Format 1 -> 2 (checkpoints and export metadata): preprocessing from ``normalization``,
-    the training state in one place."""
+    the training state in one place.
+
+    Raises:
+        CheckpointError: a format this unetkit does not read (a newer one), naming ``source``.
+    """
+    problem = model_checks.newer_format(checkpoint.get("format_version", 1), FORMAT_VERSION)
+    if problem:
+        raise CheckpointError(f"{source}: {problem}")
     if checkpoint.get("format_version", 1) >= 2:
         return checkpoint
     out = {k: checkpoint[k] for k in ("config", "model_state", "labels") if k in checkpoint}
@@ -241,26 +255,43 @@ def checkpoint_config(checkpoint: dict[str, Any], source: str = "checkpoint") ->
     return config_from_dict(checkpoint["config"], source=source)
 
 
-def build_model_from_config(config: Config) -> torch.nn.Module:
-    """The network ``config.model`` describes (deep supervision as configured), untrained."""
+def build_model_from_config(config: Config, source: str = "model") -> torch.nn.Module:
+    """The network ``config.model`` describes (deep supervision as configured), untrained.
+
+    Raises:
+        ConfigError: the network would be too large to build (``model_checks.MAX_PARAMETERS``),
+            found on the meta device before anything is allocated; the message names ``source``.
+    """
     from unetkit.nn import build_model
 
-    return build_model(config.model.name, **config.model.build_options())
+    options = config.model.build_options()
+    problem = model_checks.too_large(model_checks.skeleton(config.model.name, options), options)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+    return build_model(config.model.name, **options)
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint"
                           ) -> torch.nn.Module:
-    """Rebuild a checkpoint's network and load its weights (eval mode).
+    """Rebuild a checkpoint's network and load its weights (eval mode). A network too large to
+    build, or weights that do not fit it, are refused before any memory is allocated.
 
     Raises:
-        CheckpointError: the weights do not fit the network its config describes.
+        CheckpointError: the network is too large, or the weights do not fit its config's.
     """
-    model = build_model_from_config(checkpoint_config(checkpoint, source))
+    config = checkpoint_config(checkpoint, source)
+    options = config.model.build_options()
     try:
-        model.load_state_dict(checkpoint["model_state"])
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:3])[:300]
+        layout = model_checks.skeleton(config.model.name, options)  # shapes only
+    except ValueError as error:
+        raise CheckpointError(f"{source}: its config describes no network ({error})") from None
+    too_large = model_checks.too_large(layout, options)
+    if too_large:
+        raise CheckpointError(f"{source}: its config: {too_large}")
+    problem = model_checks.shape_mismatch(layout, checkpoint["model_state"])
+    if problem:
         raise CheckpointError(f"{source}: the stored weights do not fit the network of its "
-                              f"config ({detail})") from None
+                              f"config ({problem})")
+    model = build_model_from_config(config)
+    model.load_state_dict(checkpoint["model_state"])
     return model.eval()
