@@ -94,6 +94,7 @@ def test_a_checkpoint_from_a_newer_unetkit_is_refused(make_checkpoint, tmp_path,
     (["train.lr=1"], "train.lr"),
     (["infer.overlap=0.5", "data.patch_size=[8, 8]", "model.depth=3"], "data.patch_size, "
      "model.depth"),
+    (["data.augment.flip_prob=0"], "data.augment.flip_prob"),
 ])
 def test_predict_refuses_set_fields_it_does_not_use(make_checkpoint, tmp_path, refused, sets,
                                                     named):
@@ -103,18 +104,19 @@ def test_predict_refuses_set_fields_it_does_not_use(make_checkpoint, tmp_path, r
     for item in sets:
         args += ["--set", item]
     line = refused(args, "--set", named, "infer.*", code=2)
-    assert "prediction does not use" in line
+    assert f"prediction does not use {named}; it reads only infer.*, data.image_offset" in line
     assert not (tmp_path / "out").exists()
 
 
-def test_predict_still_accepts_infer_fields(make_checkpoint, tmp_path):
+def test_predict_still_accepts_the_fields_it_reads(make_checkpoint, tmp_path):
     from unetkit.cli import app
 
     ckpt = make_checkpoint("m.pt", out_channels=1)
     images = write_pngs(tmp_path / "images", ["a.png"])
     result = runner.invoke(app, ["predict", str(ckpt), str(images), "-o", str(tmp_path / "out"),
                                  "-q", "--set", "infer.overlap=0.5", "--set",
-                                 "infer.postprocess.min_size=2"])
+                                 "infer.postprocess.min_size=2", "--set",
+                                 "data.image_offset=[0.5, 0]"])  # preprocessing reads it
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "a.png").is_file()
 
@@ -175,3 +177,16 @@ def test_calibrate_uses_the_beta_given_and_reports_it(make_checkpoint, tmp_path)
     assert result.exit_code == 0, result.output
     assert "mean F0.5 " in result.output
     assert load_checkpoint(ckpt)["calibration"]["beta"] == 0.5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_non_finite_values_are_counted_in_every_float_dtype(dtype):
+    from unetkit.runtime.model_checks import first_non_finite
+
+    good = torch.ones(3, 4, dtype=dtype)
+    bad = good.clone()
+    bad[0, 1], bad[2, 3] = float("nan"), float("-inf")
+    steps = torch.arange(5)  # integers are never non-finite
+    assert first_non_finite([("a", good), ("n", steps)]) is None
+    message = first_non_finite([("a", good), ("b", bad), ("c", bad)])
+    assert "tensor 'b' holds 2 NaN/inf value(s) of 12" in message

@@ -89,16 +89,17 @@ def overrides_to_values(overrides: list[str]) -> dict[str, Any]:
     return values
 
 
-def apply_overrides(config: Config, overrides: list[str], sections: Sequence[str] | None = None,
+def apply_overrides(config: Config, overrides: list[str], fields: Sequence[str] | None = None,
                     user: str = "this command") -> Config:
     """Apply ``section.field=value`` overrides (value parsed as YAML) and re-validate.
 
     Args:
-        sections: the sections ``user`` reads (e.g. ``("infer",)`` for prediction): a field
-            elsewhere would be accepted and silently do nothing, so it is refused. None: all.
+        fields: what ``user`` reads (``"infer.*"``: a section, ``"data.image_offset"``: one
+            field; see ``check_fields``): a field elsewhere would be accepted and silently do
+            nothing, so it is refused. None: every field.
     """
     values = overrides_to_values(overrides)
-    check_sections(values, sections, user, "--set")
+    check_fields(values, fields, user, "--set")
     data = config_to_dict(config)
     for key, value in values.items():
         parts = key.split(".")
@@ -113,18 +114,29 @@ def apply_overrides(config: Config, overrides: list[str], sections: Sequence[str
     return config_from_dict(data, source="--set")
 
 
-def check_sections(values: dict[str, Any], sections: Sequence[str] | None, user: str,
-                   what: str) -> None:
-    """Refuse ``{"section.field": value}`` entries outside ``sections`` (None: all allowed),
-    naming every such field and the sections ``user`` accepts."""
-    if sections is None:
+def check_fields(values: dict[str, Any], fields: Sequence[str] | None, user: str,
+                 what: str) -> None:
+    """Refuse ``{"section.field": value}`` entries that ``user`` does not read.
+
+    Args:
+        fields: what ``user`` reads: ``"infer.*"`` (a section and everything in it) or
+            ``"data.image_offset"`` (one field); None: everything.
+        what: how the values were given, for the message (``--set``).
+
+    Raises:
+        ConfigError: naming every unread field and what ``user`` reads.
+    """
+    if fields is None:
         return
-    unused = [key for key in values if key.split(".")[0] not in sections]
+    def read(key: str) -> bool:
+        return any(key.startswith(f[:-1]) if f.endswith(".*") else key == f for f in fields)
+
+    unused = [key for key in values if not read(key)]
     if unused:
         shown = ", ".join(f"{key}={values[key]!r}" for key in unused)
-        accepted = ", ".join(f"{name}.*" for name in sections)
-        raise ConfigError(f"{what} {shown}: {user} does not use {', '.join(unused)}; it accepts "
-                          f"only {accepted} fields (e.g. {what} {sections[0]}.<field>=<value>)")
+        example = fields[0].replace("*", "<field>")
+        raise ConfigError(f"{what} {shown}: {user} does not use {', '.join(unused)}; it reads "
+                          f"only {', '.join(fields)} (e.g. {what} {example}=<value>)")
 
 
 def parse_value(text: str, what: str) -> Any:

@@ -8,11 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from unetkit.config import Config, InferConfig, apply_overrides, apply_values, check_sections
+from unetkit.config import Config, InferConfig, apply_overrides, apply_values, check_fields
 
 log = logging.getLogger("unetkit.infer.predictor")
 
-PREDICTION_SECTIONS = ("infer",)  # what the user may change at prediction
+# What prediction reads of a config besides the network: the infer section and the data
+# fields of its preprocessing (``Preprocessor.from_config``, ``Predictor`` slicing).
+PREDICTION_FIELDS = ("infer.*", "data.image_offset", "data.target_spacing",
+                     "data.normalization.*", "data.slice_axis", "data.slice_context")
 
 
 def configure(config: Config, infer: InferConfig | None = None,
@@ -21,9 +24,9 @@ def configure(config: Config, infer: InferConfig | None = None,
     settings (None values keep the stored ones), then ``section.field=value`` overrides.
 
     Raises:
-        ConfigError: a setting or override outside ``infer`` (prediction reads no other field
-            the user may change: the model and its preprocessing are the checkpoint's), or an
-            invalid value; the message names the field.
+        ConfigError: a setting or override of a field prediction does not read (anything but
+            ``PREDICTION_FIELDS``: ``train.lr`` would be accepted and ignored), or an invalid
+            value; the message names the field.
     """
     if infer is not None:
         config = config.model_copy(update={"infer": infer})
@@ -31,10 +34,10 @@ def configure(config: Config, infer: InferConfig | None = None,
     if settings.get("infer.tta_axes") == "all":  # every spatial axis of this model
         settings["infer.tta_axes"] = list(range(config.model.spatial_dims))
     if settings:
-        check_sections(settings, PREDICTION_SECTIONS, "prediction", "inference options")
+        check_fields(settings, PREDICTION_FIELDS, "prediction", "inference options")
         config = apply_values(config, settings, source="inference options")
     if overrides:
-        config = apply_overrides(config, list(overrides), sections=PREDICTION_SECTIONS,
+        config = apply_overrides(config, list(overrides), fields=PREDICTION_FIELDS,
                                  user="prediction")
     return config
 
