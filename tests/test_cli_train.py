@@ -72,14 +72,14 @@ def test_train_kfold_option(tmp_path, cells):
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "train.optimizer=adam"], "train.optimizer: got 'adam'"),
     (["--lr", "-1"], "train.lr"),
-    (["--precision", "fp8"], "train.precision: got 'fp8'"),
+    (["--precision", "fp8"], "--precision (train.precision): got 'fp8'"),
     (["--patch-size", "12,a"], "--patch-size '12,a'"),
     (["--set", "train.nope=1"], "unknown field 'train.nope'"),
     (["--time", "soon"], "cannot read duration 'soon'"),
     (["--time", "0"], "time budget '0' is not positive"),
     (["--time", "0s"], "time budget '0s' is not positive"),
     (["--time", "-5m"], "cannot read duration '-5m'"),
-    (["--set", "train.lr=[1"], "override 'train.lr=[1': not a valid value"),
+    (["--set", "train.lr=[1"], "--set 'train.lr=[1': not a valid value"),
 ])
 def test_invalid_config_exits_2_with_message(tmp_path, cells, args, message):
     result = runner.invoke(app, ["train", "--data", str(cells), "--out", str(tmp_path / "r"),

@@ -113,11 +113,15 @@ def export_checkpoint(
         dynamo: ONNX only, use the ``torch.export``-based exporter.
 
     Raises:
+        ValueError: an unknown format or a tolerance that is not a positive number.
         ExportError: the exported model differs from PyTorch by more than ``tolerance``.
         ImportError: ONNX without the packages of ``unetkit[onnx]`` (the message says so).
     """
     if fmt not in ("onnx", "torchscript"):
         raise ValueError(f"format must be 'onnx' or 'torchscript', got {fmt!r}")
+    if not (np.isfinite(tolerance) and tolerance > 0):  # else every comparison is meaningless
+        raise ValueError(f"tolerance {tolerance:g}: expected a positive number (the largest "
+                         "accepted max abs difference to PyTorch)")
     if fmt == "onnx":  # before any work: writing and verifying need all of them
         require_onnx_export(dynamo, runtime=True)
     checkpoint = load_checkpoint(checkpoint_path)

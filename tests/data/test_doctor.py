@@ -166,7 +166,9 @@ def test_pairing_by_stem_across_suffixes_and_channels(tmp_path):
     assert geometry.format == "png"
     assert check_dataset(tmp_path).ok
     (tmp_path / "images" / "b_0001.bmp").unlink()
-    assert any("different channel counts [1, 2]" in e for e in check_dataset(tmp_path).errors)
+    errors = check_dataset(tmp_path).errors
+    assert any("case 'b' misses channel file(s) _0001" in e for e in errors)
+    assert any("different channel counts" in e and "images/b_0000.png" in e for e in errors)
 
 
 def test_nnunet_layout_with_dataset_json(tmp_path):

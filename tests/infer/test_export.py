@@ -77,7 +77,9 @@ def test_mismatch_is_an_error(make_checkpoint, tmp_path) -> None:
     diffs = verify(other, tmp_path / "a.onnx", "onnx", [(8, 8)], in_channels=1)
     assert max(diffs.values()) > 1e-3
     with pytest.raises(ExportError, match="exceeds"):
-        export_checkpoint(path, tmp_path / "b.onnx", tolerance=-1.0)  # nothing can pass
+        export_checkpoint(path, tmp_path / "b.onnx", tolerance=1e-30)  # nothing can pass
+    with pytest.raises(ValueError, match="tolerance -1: expected a positive number"):
+        export_checkpoint(path, tmp_path / "b.onnx", tolerance=-1.0)  # meaningless
     with pytest.raises(ValueError, match="format"):
         export_checkpoint(path, tmp_path / "c.x", "tflite")
     with pytest.raises(ValueError, match="metadata"):

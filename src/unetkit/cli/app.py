@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -25,7 +27,26 @@ class _FlagsWithoutType:
 
 
 class _Command(_FlagsWithoutType, TyperCommand):
-    pass
+    def parse_args(self, ctx, args):  # noqa: ANN001, ANN201 - click's signature
+        _refuse_repeated_options(self, ctx, args)
+        return super().parse_args(ctx, args)
+
+
+def _refuse_repeated_options(command, ctx, args: list[str]) -> None:  # noqa: ANN001 - click's
+    """An option that takes one value, given twice, would silently keep the last one: in
+    ``unetkit predict M a.png -o out -o.png`` the file ``-o.png`` reads as ``--out .png``.
+    Refused with one line naming the option."""
+    try:
+        _, _, order = command.make_parser(ctx).parse_args(args=list(args))
+    except Exception:  # noqa: BLE001 - malformed arguments: click reports them itself
+        return
+    for param in dict.fromkeys(order):
+        times = order.count(param)
+        single = not (getattr(param, "multiple", True) or getattr(param, "is_flag", True)
+                      or getattr(param, "count", False))
+        if times > 1 and single:
+            fail(f"{' / '.join(param.opts)} given {times} times; give it once (a file whose "
+                 "name starts with '-', such as -o.png, goes after -- or as ./-o.png)", code=2)
 
 
 class _Group(_FlagsWithoutType, TyperGroup):
@@ -80,6 +101,26 @@ def fail(message: str, code: int = 1) -> None:
     """Print a user-facing error (no traceback) and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+def check_options(values: dict[str, Any], names: dict[str, str]) -> None:
+    """Validate typed options (``{"section.field": value}``, None = not given) against the
+    config schema before anything is read, so that an error names the option that set the
+    field (``names``: ``{"train.lr": "--lr"}``); exits 2 on the first invalid one."""
+    from rich.markup import escape
+
+    from unetkit.config import Config, ConfigError, apply_values
+
+    try:
+        apply_values(Config(), values, source="options", names=names)
+    except ConfigError as error:
+        fail(escape(str(error)), code=2)
+
+
+def require_positive(value: float | None, option: str, hint: str = "") -> None:
+    """Exit 2 naming ``option`` unless ``value`` (when given) is a finite number above 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        fail(f"{option} {value:g}: expected a positive number{hint}", code=2)
 
 
 def log_level(name: str | None, default: str) -> str:

@@ -38,6 +38,7 @@ def info(
     from unetkit.config import parse_options, parse_size
     from unetkit.nn import build_model, model_summary
     from unetkit.nn.summary import summary_table
+    from unetkit.runtime import model_checks
 
     typed = dict(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
                  base_width=base_width, depth=depth, norm=norm, upsample=upsample, padding=padding)
@@ -46,6 +47,9 @@ def info(
         options.update({k: v for k, v in typed.items() if v is not None})
         if deep_supervision:
             options["deep_supervision"] = True
+        too_large = model_checks.too_large(model_checks.skeleton(model, options), options)
+        if too_large:  # laid out on the meta device: nothing allocated yet
+            fail(escape(f"--base-width/--option: {too_large}"), code=2)
         net = build_model(model, **options)
         size = parse_size(input_size, "--input-size") if input_size else \
             [256 if net.spatial_dims == 2 else 96]

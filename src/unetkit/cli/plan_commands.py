@@ -77,7 +77,7 @@ def plan(
 
     try:
         if time_budget is not None:
-            parse_duration(time_budget)
+            parse_duration(time_budget, "--time")
         user = UserChoices({"train.time_budget": time_budget}, overrides)
         user.check()  # an invalid --set fails now, not after the timing
         result = make_plan(data_dir, time_budget, device=device, user=user,

@@ -6,12 +6,18 @@ import typer
 
 from unetkit.cli.app import (  # noqa: F401
     app,
+    check_options,
     console,
     err_console,
     fail,
     log_level,
     log_to_console,
+    require_positive,
 )
+
+_OPTIONS = {"infer.window": "--window", "infer.overlap": "--overlap", "infer.tta_axes": "--tta",
+            "infer.precision": "--precision", "infer.batch_size": "--batch-size",
+            "infer.postprocess.min_size": "--min-size"}
 
 
 def _infer_settings(window: str | None, overlap: float | None, tta: str | None,
@@ -111,7 +117,7 @@ def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from unetkit.config import ConfigError
-    from unetkit.infer.files import OutputPathError, input_cases
+    from unetkit.infer.files import OutputPathError, hidden_files, input_cases
     from unetkit.infer.predictor import Predictor
     from unetkit.infer.shards import assigned, predict_sharded, rank_device_name
     from unetkit.report import save_overlay
@@ -120,6 +126,7 @@ def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
     rank = f"rank {info.rank}: " if info.enabled else ""
     try:
         values = _infer_settings(*settings)
+        check_options({**values, "infer.tta_axes": None}, _OPTIONS)  # --tta: checked per model
         if Path(checkpoint).suffix.lower() == ".onnx":
             predictor = Predictor.from_onnx(checkpoint, settings=values, overrides=overrides)
         else:
@@ -129,6 +136,12 @@ def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
         files = input_cases(inputs, predictor.config.model.in_channels)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError, ImportError) as error:
         fail(rank + escape(str(error)), code=2)
+    hidden = hidden_files(inputs)
+    if hidden and info.is_main:
+        err_console.print(f"[yellow]warning:[/] skipped {len(hidden)} file(s) whose names start "
+                          "with '.' (name them one by one to predict them): "
+                          + ", ".join(escape(str(p)) for p in hidden[:5])
+                          + (" ..." if len(hidden) > 5 else ""), highlight=False)
     if not files:
         fail(f"no supported image files in {', '.join(inputs)}", code=2)
     progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(),
@@ -208,6 +221,9 @@ def calibrate(
     from unetkit.runtime.checkpoint import CheckpointError
 
     log_to_console(verbose=False)
+    require_positive(beta, "--beta", " (1 = F1, i.e. Dice; below 1 favours precision)")
+    if max_images is not None and max_images < 1:
+        fail(f"--max-images {max_images}: expected at least 1", code=2)
     try:
         result = calibrate_checkpoint(checkpoint, data, beta=beta, max_images=max_images,
                                       device=device)

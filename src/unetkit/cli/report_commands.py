@@ -6,7 +6,14 @@ from typing import Any
 
 import typer
 
-from unetkit.cli.app import app, console, err_console, fail, log_to_console  # noqa: F401
+from unetkit.cli.app import (  # noqa: F401
+    app,
+    console,
+    err_console,
+    fail,
+    log_to_console,
+    require_positive,
+)
 
 
 def _parse_labels(text: str) -> dict[int, str]:
@@ -110,12 +117,16 @@ def evaluate(
 
     from rich.markup import escape
 
+    from unetkit.config import parse_spacing
     from unetkit.evaluate import evaluate_folders
     from unetkit.report import write_html_report
 
     out_dir = Path(out) if out else Path(pred_dir) / "evaluation"
+    if not (tau >= 0 and tau != float("inf")):
+        fail(f"--tau {tau:g}: expected a tolerance of 0 or more (mm, or voxels without a "
+             "spacing)", code=2)
     try:
-        spacing_values = [float(v) for v in spacing.split(",")] if spacing else None
+        spacing_values = parse_spacing(spacing) if spacing else None
         result = evaluate_folders(pred_dir, gt_dir, out_dir,
                                   labels=_parse_labels(labels) if labels else None,
                                   spacing=spacing_values, tau=tau, images_dir=images,
@@ -150,6 +161,8 @@ def export(
     from unetkit.export import ExportError, export_checkpoint
     from unetkit.runtime.checkpoint import CheckpointError
 
+    require_positive(tolerance, "--tolerance", " (the largest max abs difference to PyTorch "
+                     "accepted, e.g. 1e-4)")
     try:
         result = export_checkpoint(checkpoint, out, format, tolerance=tolerance, dynamo=dynamo)
     except (CheckpointError, ValueError, ImportError) as error:

@@ -6,12 +6,19 @@ import typer
 
 from unetkit.cli.app import (  # noqa: F401
     app,
+    check_options,
     console,
     err_console,
     fail,
     log_level,
     log_to_console,
 )
+
+_OPTIONS = {"train.time_budget": "--time", "train.epochs": "--epochs", "train.lr": "--lr",
+            "data.batch_size": "--batch-size", "data.patch_size": "--patch-size",
+            "model.name": "--model", "train.device": "--device", "train.precision": "--precision",
+            "data.fold": "--fold", "data.folds": "--folds", "data.val_fraction": "--val-fraction",
+            "train.seed": "--seed"}
 
 
 class _TrainProgress:
@@ -152,6 +159,7 @@ def train(
     try:
         if patch_size is not None:
             values["data.patch_size"] = parse_size(patch_size)
+        check_options(values, _OPTIONS)  # before the data is read: errors name the option
         if resume:
             changes = {**values, **overrides_to_values(overrides)}
         else:
@@ -228,9 +236,13 @@ def demo(
     from rich.markup import escape
     from rich.table import Table
 
-    from unetkit.config import ConfigError
+    from unetkit.config import ConfigError, parse_duration
     from unetkit.demo import run_demo
 
+    try:
+        parse_duration(time_budget, "--time")
+    except ValueError as error:
+        fail(escape(str(error)), code=2)
     log_to_console()
     progress = _TrainProgress()
     sizes = {"n_train": 6, "n_test": 2, "size": 48} if quick else {}

@@ -5,6 +5,8 @@ No torch here; nothing is built.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +20,36 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and what is allowed."""
 
 
-def _format_errors(error: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
+def _format_errors(error: ValidationError, source: str, names: dict[str, str] | None = None
+                   ) -> str:
+    """One line naming every bad field (as ``--option (field)`` where ``names`` maps the field
+    to the command-line option that set it) and what is wrong with it."""
+    parts = []
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"]) or "<root>"
         message = item["msg"]
-        if item["type"] == "literal_error":
-            message = f"got {item['input']!r}; {message.lower()}"
+        label = f"{names[field]} ({field})" if names and field in names else field
+        if item["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
         elif item["type"] == "extra_forbidden":
             message = "unknown field (check its spelling and section)"
-        lines.append(f"  {field}: {message}")
-    return "\n".join(lines)
+        elif isinstance(item.get("input"), (str, int, float)):
+            message = f"got {item['input']!r}; {message[:1].lower()}{message[1:]}"
+        parts.append(f"{label}: {message}")
+    return f"invalid configuration ({source}): " + "; ".join(parts)
 
 
-def config_from_dict(data: dict[str, Any] | None, source: str = "dict") -> Config:
-    """Validate a plain dict into a ``Config``; raises ``ConfigError`` naming each bad field."""
+def config_from_dict(data: dict[str, Any] | None, source: str = "dict",
+                     names: dict[str, str] | None = None) -> Config:
+    """Validate a plain dict into a ``Config``; raises ``ConfigError`` naming each bad field
+    (and the command-line option that set it, ``names``: ``{"train.lr": "--lr"}``)."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration ({source}): expected a mapping with sections "
+                          f"model/data/train/infer, got {type(data).__name__}")
     try:
         return Config.model_validate(data or {})
     except ValidationError as error:
-        raise ConfigError(_format_errors(error, source)) from None
+        raise ConfigError(_format_errors(error, source, names)) from None
 
 
 def load_config(path: str | Path) -> Config:
@@ -69,27 +82,61 @@ def overrides_to_values(overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(
-                f"override {item!r}: expected section.field=value, e.g. train.lr=3e-4"
+                f"--set {item!r}: expected section.field=value, e.g. train.lr=3e-4"
             )
         key, raw = item.split("=", 1)
-        values[key.strip()] = parse_value(raw, f"override {item!r}")
+        values[key.strip()] = parse_value(raw, f"--set {item!r}")
     return values
 
 
-def apply_overrides(config: Config, overrides: list[str]) -> Config:
-    """Apply ``section.field=value`` overrides (value parsed as YAML) and re-validate."""
+def apply_overrides(config: Config, overrides: list[str], fields: Sequence[str] | None = None,
+                    user: str = "this command") -> Config:
+    """Apply ``section.field=value`` overrides (value parsed as YAML) and re-validate.
+
+    Args:
+        fields: what ``user`` reads (``"infer.*"``: a section, ``"data.image_offset"``: one
+            field; see ``check_fields``): a field elsewhere would be accepted and silently do
+            nothing, so it is refused. None: every field.
+    """
+    values = overrides_to_values(overrides)
+    check_fields(values, fields, user, "--set")
     data = config_to_dict(config)
-    for key, value in overrides_to_values(overrides).items():
+    for key, value in values.items():
         parts = key.split(".")
         node = data
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
-                raise ConfigError(f"override {key}={value!r}: {part!r} is not a config section")
+                raise ConfigError(f"--set {key}={value!r}: {part!r} is not a config section")
             node = node[part]
         if parts[-1] not in node:
-            raise ConfigError(f"override {key}={value!r}: unknown field {key!r}")
+            raise ConfigError(f"--set {key}={value!r}: unknown field {key!r}")
         node[parts[-1]] = value
-    return config_from_dict(data, source="overrides")
+    return config_from_dict(data, source="--set")
+
+
+def check_fields(values: dict[str, Any], fields: Sequence[str] | None, user: str,
+                 what: str) -> None:
+    """Refuse ``{"section.field": value}`` entries that ``user`` does not read.
+
+    Args:
+        fields: what ``user`` reads: ``"infer.*"`` (a section and everything in it) or
+            ``"data.image_offset"`` (one field); None: everything.
+        what: how the values were given, for the message (``--set``).
+
+    Raises:
+        ConfigError: naming every unread field and what ``user`` reads.
+    """
+    if fields is None:
+        return
+    def read(key: str) -> bool:
+        return any(key.startswith(f[:-1]) if f.endswith(".*") else key == f for f in fields)
+
+    unused = [key for key in values if not read(key)]
+    if unused:
+        shown = ", ".join(f"{key}={values[key]!r}" for key in unused)
+        example = fields[0].replace("*", "<field>")
+        raise ConfigError(f"{what} {shown}: {user} does not use {', '.join(unused)}; it reads "
+                          f"only {', '.join(fields)} (e.g. {what} {example}=<value>)")
 
 
 def parse_value(text: str, what: str) -> Any:
@@ -125,6 +172,23 @@ def parse_size(text: str, name: str = "--patch-size") -> list[int]:
     return [int(p) for p in parts]
 
 
+def parse_spacing(text: str, name: str = "--spacing") -> list[float]:
+    """``'0.8,0.8,2.5'`` -> ``[0.8, 0.8, 2.5]``: positive, finite voxel sizes.
+
+    Raises:
+        ConfigError: a value that is not a positive number; the message names ``name``.
+    """
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(f"{name} {text!r}: expected positive numbers separated by commas, "
+                          "one per spatial axis, e.g. 0.8,0.8,2.5")
+    return values
+
+
 def build_config(
     config_file: str | Path | None = None,
     values: dict[str, Any] | None = None,
@@ -145,8 +209,11 @@ def build_config(
     return config
 
 
-def apply_values(config: Config, values: dict[str, Any], source: str = "options") -> Config:
+def apply_values(config: Config, values: dict[str, Any], source: str = "options",
+                 names: dict[str, str] | None = None) -> Config:
     """Set ``{"section.field": value}`` (already typed, e.g. from CLI options; None skipped).
+
+    ``names`` maps fields to the command-line options that set them, for the messages.
 
     Raises:
         ConfigError: unknown field, or a value the field does not allow (named in the message).
@@ -164,4 +231,4 @@ def apply_values(config: Config, values: dict[str, Any], source: str = "options"
         if name not in node:
             raise ConfigError(f"{source}: unknown field {key!r}")
         node[name] = value
-    return config_from_dict(data, source=source)
+    return config_from_dict(data, source=source, names=names)

@@ -8,7 +8,7 @@ commented YAML; ``configs/default.yaml`` is that output). Invalid values raise `
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -20,20 +20,24 @@ __all__ = ["AugmentConfig", "Config", "DataConfig", "InferConfig", "LossConfig",
            "NormalizationConfig", "PostprocessConfig", "Section", "TrainConfig", "parse_duration"]
 
 
+MAX_WIDTH = 1024  # first-stage channels; nnU-Net uses 32 and caps every stage at 320-512
+MAX_CHANNELS = 4096  # image channels (2.5D: slices x channels) and classes
+
+
 class ModelConfig(Section):
     """Which network to build; options are passed to ``unetkit.nn.build_model``."""
 
     name: Literal["unet", "resunet", "attention_unet", "unetplusplus"] = Field(
         "unet", description="the architecture (docs/models.md)")
     spatial_dims: Literal[2, 3] = Field(2, description="2D images or 3D volumes")
-    in_channels: int = Field(1, ge=1, description="image channels (taken from the images "
-                             "when they differ)")
+    in_channels: int = Field(1, ge=1, le=MAX_CHANNELS, description="image channels (taken "
+                             "from the images when they differ)")
     out_channels: int | None = Field(
-        None, ge=1, description="output channels; None: derived from data.labels (one per "
-        "label, 1 with a sigmoid for two labels and a binary loss)")
-    base_width: int = Field(32, ge=1, description="channels of the first stage, doubled at "
-                            "every level")
-    widths: list[int] | None = Field(
+        None, ge=1, le=MAX_CHANNELS, description="output channels; None: derived from "
+        "data.labels (one per label, 1 with a sigmoid for two labels and a binary loss)")
+    base_width: int = Field(32, ge=1, le=MAX_WIDTH, description="channels of the first "
+                            "stage, doubled at every level")
+    widths: list[Annotated[int, Field(ge=1, le=MAX_WIDTH * 2**6)]] | None = Field(
         None, description="channels per stage (depth + 1 entries); overrides base_width")
     depth: int = Field(4, ge=1, le=6, description="number of poolings")
     strides: list[list[int]] | None = Field(

@@ -34,13 +34,14 @@ def check_consistency(
     """Every check of this module on the records of the readable cases."""
     if not records:
         return
-    channels = {r["channels"] for r in records}
+    channels = _groups(records, lambda r: r["channels"])
     if len(channels) > 1:
-        report.errors.append(f"{report.root}: cases have different channel counts "
-                             f"{sorted(channels)}")
-    dims = {len(r["shape"]) for r in records}
+        report.errors.append(f"{report.root}: cases have different channel counts: "
+                             + _listing(channels, report.root, "{} channel(s)"))
+    dims = _groups(records, lambda r: len(r["shape"]))
     if len(dims) > 1:
-        report.errors.append(f"{report.root}: cases mix 2-D and 3-D images")
+        report.errors.append(f"{report.root}: cases mix 2-D and 3-D images: "
+                             + _listing(dims, report.root, "{}-D"))
     else:
         check_spacings(records, report)
         check_orientations(records, report)
@@ -55,6 +56,20 @@ def check_consistency(
         if found != list(range(len(found))):
             report.warnings.append(f"{report.root}: mask values {found} are not consecutive "
                                    "0..K-1; declare the labels (--labels) to confirm them")
+
+
+def _groups(records: list[dict[str, Any]], key: Any) -> dict[Any, list[Path]]:
+    """``{key(record): [image paths]}``, the most common key first."""
+    groups: dict[Any, list[Path]] = {}
+    for record in records:
+        groups.setdefault(key(record), []).append(record["path"])
+    return dict(sorted(groups.items(), key=lambda item: -len(item[1])))
+
+
+def _listing(groups: dict[Any, list[Path]], root: Path, label: str) -> str:
+    """``"2-D: 3 cases (a.png, ...); 3-D: 1 case (b.npy)"``: every group with its files."""
+    return "; ".join(f"{label.format(key)}: {len(paths)} case(s) ({_names(paths, root)})"
+                     for key, paths in groups.items())
 
 
 def _names(paths: list[Path], root: Path) -> str:

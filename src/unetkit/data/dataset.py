@@ -15,7 +15,6 @@ another folder; ``Case.roi_path`` is the case's file (``unetkit.data.roi`` reads
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -23,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from unetkit.data.channels import channel_problems, split_numbered
+from unetkit.data.dataset_json import read_dataset_json
+from unetkit.data.geometry import DatasetError
 from unetkit.data.io import Geometry, is_supported, read_image, read_mask, split_suffix
 
 logger = logging.getLogger(__name__)
@@ -30,10 +32,6 @@ logger = logging.getLogger(__name__)
 CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")  # nnU-Net's case_0000
 _LAYOUTS = (("images", "masks"), ("images", "labels"), ("imagesTr", "labelsTr"))
 ROI_FOLDERS = ("roi", "fov")  # found inside a data folder without being named
-
-
-class DatasetError(ValueError):
-    """The data folder is missing, has no recognised layout or holds an inconsistent case."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +61,7 @@ class DatasetScan:
     roi_dir: Path | None = None
     unpaired_rois: list[Path] = field(default_factory=list)
     duplicate_rois: list[Path] = field(default_factory=list)
+    channel_problems: list[str] = field(default_factory=list)  # see ``channel_problems``
 
     @property
     def unpaired_images(self) -> list[Case]:
@@ -115,28 +114,6 @@ def find_roi_dir(root: str | Path, roi_dir: str | Path | None = None) -> Path | 
     return found[0] if found else None
 
 
-def read_dataset_json(root: str | Path) -> tuple[dict[int, str] | None, list[str] | None]:
-    """Labels ``{value: name}`` and channel names from an nnU-Net ``dataset.json`` (v1 or v2)."""
-    path = Path(root) / "dataset.json"
-    if not path.is_file():
-        return None, None
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise DatasetError(f"{path}: not valid JSON ({error})") from None
-    labels = None
-    raw = meta.get("labels")
-    if isinstance(raw, dict) and raw:
-        first_key = next(iter(raw))
-        if str(first_key).lstrip("-").isdigit():  # v1: {"0": "background"}
-            labels = {int(k): str(v) for k, v in raw.items()}
-        else:  # v2: {"background": 0}; region lists are not label values
-            labels = {int(v): str(k) for k, v in raw.items() if isinstance(v, int)}
-    channels = meta.get("channel_names") or meta.get("modality")
-    names = [str(channels[k]) for k in sorted(channels, key=int)] if channels else None
-    return labels, names
-
-
 def _group_by_stem(folder: Path) -> tuple[dict[str, list[tuple[int, Path]]], list[Path]]:
     """``{case_id: [(channel, path), ...]}`` plus files that are not images."""
     groups: dict[str, list[tuple[int, Path]]] = {}
@@ -179,6 +156,7 @@ def scan_dataset(root: str | Path, roi_dir: str | Path | None = None) -> Dataset
     root = Path(root)
     image_dir, mask_dir = find_layout(root)
     images, ignored = _group_by_stem(image_dir)
+    split_numbered(images, mask_dir)
     masks, duplicates = _pair_with_images(mask_dir, images, ignored)
     roi_folder = find_roi_dir(root, roi_dir)
     rois, duplicate_rois = _pair_with_images(roi_folder, images, ignored)
@@ -190,7 +168,7 @@ def scan_dataset(root: str | Path, roi_dir: str | Path | None = None) -> Dataset
     labels, channel_names = read_dataset_json(root)
     return DatasetScan(root, image_dir, mask_dir, cases, sorted(masks.values()), ignored,
                        duplicates, labels, channel_names, roi_folder, sorted(rois.values()),
-                       duplicate_rois)
+                       duplicate_rois, channel_problems(images, channel_names))
 
 
 def discover_cases(root: str | Path, require_masks: bool = True,
@@ -203,9 +181,14 @@ def discover_cases(root: str | Path, require_masks: bool = True,
         roi_dir: folder of regions of interest (see ``find_roi_dir``; default ``roi/``/``fov/``).
 
     Raises:
-        DatasetError: no layout, no case at all, or an unusable ``roi_dir``.
+        DatasetError: no layout, no case at all, a case missing a channel file (or with more
+            than the others), an unusable ``roi_dir`` or ``dataset.json``.
     """
     scan = scan_dataset(root, roi_dir)
+    if scan.channel_problems:
+        more = len(scan.channel_problems) - 1
+        raise DatasetError(scan.channel_problems[0] + (f" (and {more} more case(s); run "
+                                                       f"`unetkit check {root}`)" if more else ""))
     for path in scan.unpaired_masks:
         logger.warning("%s: mask without an image; ignored", path)
     cases = scan.cases
@@ -216,6 +199,23 @@ def discover_cases(root: str | Path, require_masks: bool = True,
     if not cases:
         raise DatasetError(f"{root}: no cases found (run `unetkit check {root}` for details)")
     return cases
+
+
+def require_same_layout(case: Case, image: np.ndarray, first: Case, first_image: np.ndarray
+                        ) -> None:
+    """Refuse a case ``(C, *spatial)`` whose spatial axes or channels differ from the first
+    case's (a folder mixing 2-D and 3-D images), naming both files.
+
+    Raises:
+        DatasetError: the layouts differ.
+    """
+    if image.ndim != first_image.ndim or image.shape[0] != first_image.shape[0]:
+        def layout(array: np.ndarray) -> str:
+            return f"{array.ndim - 1}-D, {array.shape[0]} channel(s)"
+
+        raise DatasetError(f"{case.image_paths[0]}: {layout(image)}, but "
+                           f"{first.image_paths[0]} is {layout(first_image)}; every case of a "
+                           "data set needs the same (run `unetkit check` for all of them)")
 
 
 def evenly_spaced(count: int, limit: int) -> list[int]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from unetkit.data.consistency import check_consistency, class_totals
 from unetkit.data.dataset import Case, DatasetError, scan_dataset
-from unetkit.data.geometry import format_tuple, geometry_mismatch, length_unit
+from unetkit.data.geometry import format_tuple, geometry_mismatch, length_unit, unreadable
 from unetkit.data.io import Geometry, read_image, read_mask, split_suffix
 from unetkit.data.mask_checks import looks_antialiased
 from unetkit.data.roi import check_roi
@@ -114,8 +114,11 @@ def check_dataset(
                              f"{scan.roi_dir}")
     for path in scan.duplicate_rois:
         report.errors.append(f"{path}: a second region of interest for the same case; keep one")
+    report.errors.extend(scan.channel_problems)
     for path in scan.ignored:
-        report.warnings.append(f"{path}: not a supported image file; ignored")
+        why = "its name starts with '.' (a hidden file)" if path.name.startswith(".") else \
+            "not a supported image file"
+        report.warnings.append(f"{path}: {why}; ignored")
     records = []
     for case in scan.cases:
         record = _check_case(case, declared_set, palette, report)
@@ -162,7 +165,7 @@ def _check_case(
         try:
             array, geom = read_image(path)
         except (ValueError, ImportError, OSError) as error:
-            report.errors.append(f"{path}: unreadable image: {error}")
+            report.errors.append(unreadable(path, "image", error))
             return None
         if arrays and array.shape[1:] != arrays[0].shape[1:]:
             report.errors.append(f"{path}: channel file shape {array.shape[1:]} differs from "
@@ -198,7 +201,7 @@ def _check_mask(
     try:
         mask, mask_geom = read_mask(path, palette=palette)
     except (ValueError, ImportError, OSError) as error:
-        report.errors.append(f"{path}: unreadable mask: {error}")
+        report.errors.append(unreadable(path, "mask", error))
         return None, None
     if mask_geom.extra.get("scaled_255"):
         report.warnings.append(f"{path}: binary mask stored as 0/255; read as labels 0/1")

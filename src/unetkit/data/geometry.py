@@ -13,6 +13,11 @@ class ImageFormatError(ValueError):
     """A file cannot be read or written as asked; the message names the file."""
 
 
+class DatasetError(ValueError):
+    """The data folder is missing, has no recognised layout or holds an inconsistent case
+    (``unetkit.data.dataset``)."""
+
+
 @dataclass
 class Geometry:
     """Where an array lives in space and how to write it back.
@@ -33,6 +38,31 @@ class Geometry:
     def spatial_dims(self) -> int:
         """Number of spatial axes (2 or 3)."""
         return len(self.spacing)
+
+
+def unreadable(path: Path, what: str, error: BaseException) -> str:
+    """``"<path>: unreadable <what>: <reason>"`` with the reason's own leading ``<path>: `` (the
+    readers name the file) left out, so the file is named once."""
+    reason = str(error)
+    for prefix in (f"{path}: ", f"{path.name}: "):
+        reason = reason.removeprefix(prefix)
+    return f"{path}: unreadable {what}: {reason}"
+
+
+def check_voxels(path: Path, shape: tuple[int, ...], limit: int) -> None:
+    """Refuse a file whose header declares more than ``limit`` values (all channels), before
+    any pixel is decoded: a few hundred bytes of compressed PNG or NIfTI can declare
+    60000 x 60000 pixels (a decompression bomb).
+
+    Raises:
+        ImageFormatError: naming the file, the declared shape and the limit.
+    """
+    count = int(np.prod([int(n) for n in shape], dtype=np.float64))
+    if count > limit:
+        raise ImageFormatError(
+            f"{path}: declares {'x'.join(str(int(n)) for n in shape)} = {count:.3g} values, more "
+            f"than unetkit reads ({limit:.3g}; unetkit.data.io.MAX_VOXELS); a decompression "
+            "bomb or a file too large to hold in memory: refused before decoding")
 
 
 def split_suffix(path: str | Path) -> tuple[str, str]:

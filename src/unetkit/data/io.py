@@ -28,6 +28,12 @@ NUMPY_SUFFIXES = (".npy", ".npz")
 __all__ = ["Geometry", "ImageFormatError", "is_supported", "read_image", "read_mask",
            "split_suffix", "write_image", "write_mask"]
 
+# The most values (all channels) one file may declare: ~1.07e9, 4 GiB as float32, above any
+# image unetkit can train or predict on in memory; a header asking for more is refused before
+# decoding (decompression bombs). Pillow refuses 2-D images over 2 x PIL.Image.MAX_IMAGE_PIXELS
+# (~358 million pixels) itself.
+MAX_VOXELS = 2**30
+
 SUPPORTED_SUFFIXES = (
     PIL_SUFFIXES + TIFF_SUFFIXES + NUMPY_SUFFIXES + io_medical.NIFTI_SUFFIXES
     + io_medical.SITK_SUFFIXES + (".dcm",)
@@ -42,30 +48,36 @@ def is_supported(path: str | Path) -> bool:
     return split_suffix(path)[1] in SUPPORTED_SUFFIXES
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
+def read_image(path: str | Path, max_voxels: int | None = None) -> tuple[np.ndarray, Geometry]:
     """Read an image as a channel-first array ``(C, *spatial)`` in its stored dtype.
 
+    Args:
+        max_voxels: the most values (all channels) a file may declare; its header is read
+            first, and a larger file is refused before decoding. None: ``MAX_VOXELS``.
+
     Raises:
-        ImageFormatError: unknown suffix or unreadable file (the message names the file).
+        ImageFormatError: unknown suffix, unreadable file, or a header declaring more than
+            ``max_voxels`` values (the message names the file).
         ImportError: DICOM/NRRD/MHA without the ``unetkit[dicom]`` extra.
     """
     path = Path(path)
     if not path.exists():
         raise ImageFormatError(f"{path}: file not found")
     suffix = split_suffix(path)[1]
+    limit = MAX_VOXELS if max_voxels is None else max_voxels
     try:
         if path.is_dir() or suffix == ".dcm":
-            return io_medical.read_sitk(path, dicom=True)
+            return io_medical.read_sitk(path, dicom=True, max_voxels=limit)
         if suffix in PIL_SUFFIXES:
-            return io_formats.read_pil(path, keep_palette=False)
+            return io_formats.read_pil(path, keep_palette=False, max_voxels=limit)
         if suffix in TIFF_SUFFIXES:
-            return io_formats.read_tiff(path)
+            return io_formats.read_tiff(path, limit)
         if suffix in NUMPY_SUFFIXES:
-            return io_formats.read_numpy(path)
+            return io_formats.read_numpy(path, limit)
         if suffix in io_medical.NIFTI_SUFFIXES:
-            return io_medical.read_nifti(path)
+            return io_medical.read_nifti(path, limit)
         if suffix in io_medical.SITK_SUFFIXES:
-            return io_medical.read_sitk(path, dicom=False)
+            return io_medical.read_sitk(path, dicom=False, max_voxels=limit)
     except (ImageFormatError, ImportError):
         raise
     except Exception as error:  # decoders raise many types for corrupt files
@@ -76,7 +88,8 @@ def read_image(path: str | Path) -> tuple[np.ndarray, Geometry]:
 
 
 def read_mask(
-    path: str | Path, palette: dict[tuple[int, int, int], int] | None = None
+    path: str | Path, palette: dict[tuple[int, int, int], int] | None = None,
+    max_voxels: int | None = None,
 ) -> tuple[np.ndarray, Geometry]:
     """Read a label mask as an integer array ``(*spatial)``.
 
@@ -86,13 +99,21 @@ def read_mask(
 
     Raises:
         ImageFormatError: colour mask without (or not matching) ``palette``, non-integer values,
-            or more than one channel that is not RGB.
+            more than one channel that is not RGB, or too large (``read_image``'s
+            ``max_voxels``).
     """
     path = Path(path)
     if split_suffix(path)[1] == ".png" and path.is_file():
-        array, geometry = io_formats.read_pil(path, keep_palette=True)
+        limit = MAX_VOXELS if max_voxels is None else max_voxels
+        try:
+            array, geometry = io_formats.read_pil(path, keep_palette=True, max_voxels=limit)
+        except ImageFormatError:
+            raise
+        except Exception as error:  # Pillow raises many types for corrupt files
+            raise ImageFormatError(f"{path}: cannot read ({type(error).__name__}: "
+                                   f"{error})") from error
     else:
-        array, geometry = read_image(path)
+        array, geometry = read_image(path, max_voxels)
     if array.shape[0] >= 3 and geometry.extra.get("rgb", array.shape[0] in (3, 4)):
         array = _rgb_to_labels(array[:3], palette, path)
     elif array.shape[0] != 1:

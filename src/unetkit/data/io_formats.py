@@ -9,13 +9,20 @@ from pathlib import Path
 
 import numpy as np
 
-from unetkit.data.geometry import Geometry, ImageFormatError, split_suffix
+from unetkit.data.geometry import Geometry, ImageFormatError, check_voxels, split_suffix
 
 
-def read_pil(path: Path, keep_palette: bool) -> tuple[np.ndarray, Geometry]:
+def read_pil(path: Path, keep_palette: bool, max_voxels: int) -> tuple[np.ndarray, Geometry]:
+    """PNG/JPEG/BMP/GIF; the header's size is checked before decoding (``check_voxels``;
+    Pillow itself refuses images over twice ``PIL.Image.MAX_IMAGE_PIXELS`` at opening)."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    try:
+        opened = Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise ImageFormatError(f"{path}: refused before decoding: {error}") from None
+    with opened as image:
+        check_voxels(path, (len(image.getbands()), image.height, image.width), max_voxels)
         mode = image.mode
         if mode == "P" and not keep_palette:
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -40,7 +47,7 @@ def write_pil(path: Path, array: np.ndarray) -> None:
         raise ImageFormatError(f"{path}: PNG/JPEG/BMP hold 2-D grey (1, H, W) or RGB (3, H, W) "
                                f"images, got {array.shape}; use .tif, .npy or .nii.gz")
     if array.dtype == np.uint16 and array.shape[0] == 1 and path.suffix.lower() == ".png":
-        Image.fromarray(array[0]).save(path)
+        Image.fromarray(array[0]).save(path, format="PNG")
         return
     if array.dtype != np.uint8:
         if not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() > 255:
@@ -48,14 +55,24 @@ def write_pil(path: Path, array: np.ndarray) -> None:
                                    f"got {array.dtype}; use .tif, .npy or .nii.gz for others")
         array = array.astype(np.uint8)
     image = array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
-    Image.fromarray(np.ascontiguousarray(image)).save(path)
+    Image.fromarray(np.ascontiguousarray(image)).save(path, format=pil_format(path))
 
 
-def read_tiff(path: Path) -> tuple[np.ndarray, Geometry]:
+def pil_format(path: Path) -> str:
+    """Pillow's format name for ``path``'s suffix, passed explicitly: Pillow guesses it with
+    ``os.path.splitext``, which finds no extension in a name such as ``..png``."""
+    from PIL import Image
+
+    return Image.registered_extensions().get(split_suffix(path)[1], "PNG")
+
+
+def read_tiff(path: Path, max_voxels: int) -> tuple[np.ndarray, Geometry]:
+    """TIFF (first series); its shape is checked before decoding (``check_voxels``)."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
+        check_voxels(path, tuple(series.shape), max_voxels)
         array = series.asarray()
         axes = series.axes
         meta = (tif.shaped_metadata or [{}])[0] or {}
@@ -92,10 +109,13 @@ def write_tiff(path: Path, array: np.ndarray, geometry: Geometry) -> None:
     tifffile.imwrite(path, data, photometric="minisblack", metadata={**metadata, "axes": axes})
 
 
-def read_numpy(path: Path) -> tuple[np.ndarray, Geometry]:
+def read_numpy(path: Path, max_voxels: int) -> tuple[np.ndarray, Geometry]:
+    """``.npy`` or ``.npz`` (``data`` or the first array); shapes are read from the array
+    headers and checked before the data (``check_voxels``)."""
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             key = "data" if "data" in archive.files else archive.files[0]
+            check_voxels(path, _npz_shape(archive, key), max_voxels)
             array = archive[key]
             spacing = archive["spacing"] if "spacing" in archive.files else None
             affine = archive["affine"] if "affine" in archive.files else None
@@ -104,7 +124,10 @@ def read_numpy(path: Path) -> tuple[np.ndarray, Geometry]:
         if not channel_first:
             array = array[None]
     else:
-        array = np.load(path, allow_pickle=False)
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)  # the header only
+        check_voxels(path, mapped.shape, max_voxels)
+        array = np.array(mapped)
+        del mapped
         spacing, affine = None, None
         array = array if array.ndim == 4 else array[None]
     spatial = array.ndim - 1
@@ -115,6 +138,16 @@ def read_numpy(path: Path) -> tuple[np.ndarray, Geometry]:
     fmt = path.suffix.lower().lstrip(".")
     extra = {"dtype": str(array.dtype), "channels": array.shape[0]}
     return array, Geometry(spacing=spacing, affine=affine, format=fmt, extra=extra)
+
+
+def _npz_shape(archive: np.lib.npyio.NpzFile, key: str) -> tuple[int, ...]:
+    """The shape in the header of member ``key`` of an ``.npz`` (nothing decompressed beyond
+    the header)."""
+    with archive.zip.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        return tuple(read(member)[0])
 
 
 def write_numpy(path: Path, array: np.ndarray, geometry: Geometry) -> None:

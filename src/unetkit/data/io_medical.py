@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unetkit.data.geometry import Geometry
+from unetkit.data.geometry import Geometry, check_voxels
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -44,11 +44,13 @@ def looks_like_dicom_dir(path: Path) -> bool:
     return False
 
 
-def read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
-    """NIfTI -> ``(C, X, Y[, Z])`` in the stored dtype, spacing from the header zooms."""
+def read_nifti(path: Path, max_voxels: int) -> tuple[np.ndarray, Geometry]:
+    """NIfTI -> ``(C, X, Y[, Z])`` in the stored dtype, spacing from the header zooms; the
+    header's shape is checked before the data is read (``check_voxels``)."""
     import nibabel as nib
 
     image = nib.load(str(path))
+    check_voxels(path, tuple(image.shape), max_voxels)
     array = np.asarray(image.dataobj)
     if array.ndim == 5 and array.shape[3] == 1:
         array = array[:, :, :, 0]
@@ -97,13 +99,23 @@ def keep_locale() -> Iterator[None]:
         locale.setlocale(locale.LC_ALL, saved)
 
 
-def read_sitk(path: Path, dicom: bool) -> tuple[np.ndarray, Geometry]:
-    """DICOM series folder (or one ``.dcm``), NRRD or MHA -> ``(C, X, Y[, Z])`` plus RAS affine."""
+def read_sitk(path: Path, dicom: bool, max_voxels: int) -> tuple[np.ndarray, Geometry]:
+    """DICOM series folder (or one ``.dcm``), NRRD or MHA -> ``(C, X, Y[, Z])`` plus RAS affine;
+    the headers' sizes are checked before any pixel is read (``check_voxels``)."""
     with keep_locale():
-        return _read_sitk(path, dicom)
+        return _read_sitk(path, dicom, max_voxels)
 
 
-def _read_sitk(path: Path, dicom: bool) -> tuple[np.ndarray, Geometry]:
+def _declared_shape(sitk, files: list[str]) -> tuple[int, ...]:  # noqa: ANN001 - the module
+    """Components x size of the first file's header, times the number of files (a series)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(files[0])
+    reader.ReadImageInformation()
+    size = tuple(reader.GetSize())
+    return (reader.GetNumberOfComponents(), *size) + ((len(files),) if len(files) > 1 else ())
+
+
+def _read_sitk(path: Path, dicom: bool, max_voxels: int) -> tuple[np.ndarray, Geometry]:
     sitk = _import_sitk(path)
     if dicom and path.is_dir():
         reader = sitk.ImageSeriesReader()
@@ -112,9 +124,12 @@ def _read_sitk(path: Path, dicom: bool) -> tuple[np.ndarray, Geometry]:
             raise ValueError(f"{path}: no DICOM series found in this folder")
         if len(series) > 1:
             raise ValueError(f"{path}: {len(series)} DICOM series in one folder; keep one per case")
-        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+        files = list(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+        check_voxels(path, _declared_shape(sitk, files), max_voxels)
+        reader.SetFileNames(files)
         image = reader.Execute()
     else:
+        check_voxels(path, _declared_shape(sitk, [str(path)]), max_voxels)
         image = sitk.ReadImage(str(path))
     dims = image.GetDimension()
     array = sitk.GetArrayFromImage(image)  # (Z, Y, X[, components])

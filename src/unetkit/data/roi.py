@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from unetkit.data.dataset import Case, DatasetError
-from unetkit.data.geometry import Geometry, geometry_mismatch
+from unetkit.data.geometry import Geometry, geometry_mismatch, unreadable
 from unetkit.data.io import read_mask
 
 ROI_IGNORE = 255  # the label of training-mask pixels outside the region of interest
@@ -43,7 +43,7 @@ def load_roi(case: Case, shape: tuple[int, ...]) -> np.ndarray | None:
     try:
         roi, _ = read_roi(case.roi_path)
     except (ValueError, ImportError, OSError) as error:
-        raise DatasetError(f"{case.roi_path}: unreadable region of interest: {error}") from None
+        raise DatasetError(unreadable(case.roi_path, "region of interest", error)) from None
     if roi.shape != tuple(shape):
         raise DatasetError(f"{case.roi_path}: region of interest shape {roi.shape} differs from "
                            f"image shape {tuple(shape)} ({case.image_paths[0].name})")
@@ -73,7 +73,7 @@ def check_roi(case: Case, shape: tuple[int, ...], geometry: Geometry, mask: np.n
     try:
         values, roi_geometry = read_mask(path)
     except (ValueError, ImportError, OSError) as error:
-        report.errors.append(f"{path}: unreadable region of interest: {error}")
+        report.errors.append(unreadable(path, "region of interest", error))
         return
     if values.shape != tuple(shape):
         report.errors.append(f"{path}: region of interest shape {values.shape} differs from "

@@ -67,6 +67,12 @@ def foreground_probabilities(predictor: Predictor, images: Sequence[np.ndarray],
     return maps
 
 
+def check_beta(beta: float) -> None:
+    """Refuse a beta F-beta is not defined for (0, negative, NaN, infinite)."""
+    if not (np.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta {beta:g}: F-beta needs a positive beta (1 = F1, i.e. Dice)")
+
+
 def calibrate_threshold(predictor: Predictor, images: Sequence[np.ndarray],
                         masks: Sequence[np.ndarray], *, beta: float = 1.0, source: str = "training",
                         thresholds: np.ndarray = DEFAULT_THRESHOLDS,
@@ -88,6 +94,7 @@ def calibrate_threshold(predictor: Predictor, images: Sequence[np.ndarray],
     """
     if len(images) != len(masks) or not images:
         raise ValueError("threshold calibration needs at least one image and one mask per image")
+    check_beta(beta)
     maps = foreground_probabilities(predictor, images, preprocessed)
     masks = [np.asarray(mask) for mask in masks]
     valids = None if ignore_index is None else [mask != ignore_index for mask in masks]
@@ -127,6 +134,11 @@ def calibrate_checkpoint(path: str | Path, data_dir: str | Path, *, beta: float 
     from unetkit.data.dataset import discover_cases, evenly_spaced, load_case
     from unetkit.data.roi import ROI_IGNORE, load_roi, mark_outside
 
+    if beta is not None:  # refused before the model is loaded, never replaced by the default
+        check_beta(beta)
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images {max_images}: calibration needs at least one image")
+
     # the stored threshold is what is being replaced: not resolved (nor warned about) here
     predictor = Predictor.from_checkpoint(path, overrides=["infer.threshold=null"],
                                           device=device)
@@ -136,14 +148,16 @@ def calibrate_checkpoint(path: str | Path, data_dir: str | Path, *, beta: float 
                            else None)
     if not cases:
         raise ValueError(f"{data_dir}: no image/mask pairs to calibrate on")
-    chosen = [cases[i] for i in evenly_spaced(len(cases), max_images or infer.calibration_images)]
+    chosen = [cases[i] for i in evenly_spaced(
+        len(cases), infer.calibration_images if max_images is None else max_images)]
     images, masks = [], []
     for case in chosen:
         image, mask, _ = load_case(case)
         images.append(image)
         masks.append(mark_outside(mask, load_roi(case, mask.shape)))
     ignore = ROI_IGNORE if any(case.roi_path for case in chosen) else None
-    result = calibrate_threshold(predictor, images, masks, beta=beta or infer.calibration_beta,
+    result = calibrate_threshold(predictor, images, masks,
+                                 beta=infer.calibration_beta if beta is None else beta,
                                  source=str(data_dir), ignore_index=ignore)
     store_calibration(path, result.as_dict())
     return result

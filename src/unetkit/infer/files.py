@@ -108,6 +108,14 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return found
 
 
+def hidden_files(inputs: Sequence[str | Path]) -> list[Path]:
+    """Supported image files in the given folders that ``collect_inputs`` skips because their
+    names start with ``.`` (``..png``, macOS ``._a.png``): the caller says so; named one by one
+    they are predicted."""
+    return [p for item in map(Path, inputs) if item.is_dir() and not io.is_supported(item)
+            for p in sorted(item.iterdir()) if p.name.startswith(".") and io.is_supported(p)]
+
+
 def write_palette_png(path: Path, labels: np.ndarray) -> Path:
     """A 2-D label map as an indexed ('P' mode) PNG: pixel values are labels, colours shown."""
     from PIL import Image
@@ -119,7 +127,7 @@ def write_palette_png(path: Path, labels: np.ndarray) -> Path:
     flat = [v for i in range(256) for v in PALETTE[i % len(PALETTE)]]
     image.putpalette(flat)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    image.save(path, format="PNG")  # named, not guessed: Pillow finds no suffix in "..png"
     return path
 
 

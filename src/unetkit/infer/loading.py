@@ -41,8 +41,9 @@ def load_predictor(cls: type[Predictor], path: str | Path, *, infer: InferConfig
     target = pick_device(device)
     plan = resolve_precision(config.infer.precision, config.infer.channels_last, target)
     if onnx is not None:
-        from unetkit.runtime.onnx import onnx_network
+        from unetkit.runtime.onnx import check_weights, onnx_network
 
+        check_weights(None, onnx)
         network, plan, target, engine = (onnx_network(onnx), FP32, pick_device("cpu"),
                                          "onnxruntime")
     else:

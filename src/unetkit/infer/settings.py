@@ -8,24 +8,37 @@ from typing import Any
 
 import numpy as np
 
-from unetkit.config import Config, InferConfig, apply_overrides, apply_values
+from unetkit.config import Config, InferConfig, apply_overrides, apply_values, check_fields
 
 log = logging.getLogger("unetkit.infer.predictor")
+
+# What prediction reads of a config besides the network: the infer section and the data
+# fields of its preprocessing (``Preprocessor.from_config``, ``Predictor`` slicing).
+PREDICTION_FIELDS = ("infer.*", "data.image_offset", "data.target_spacing",
+                     "data.normalization.*", "data.slice_axis", "data.slice_context")
 
 
 def configure(config: Config, infer: InferConfig | None = None,
               settings: dict[str, Any] | None = None, overrides: Sequence[str] = ()) -> Config:
     """``config`` with ``infer`` replacing its inference section, then ``{"infer.field": value}``
-    settings (None values keep the stored ones), then ``section.field=value`` overrides."""
+    settings (None values keep the stored ones), then ``section.field=value`` overrides.
+
+    Raises:
+        ConfigError: a setting or override of a field prediction does not read (anything but
+            ``PREDICTION_FIELDS``: ``train.lr`` would be accepted and ignored), or an invalid
+            value; the message names the field.
+    """
     if infer is not None:
         config = config.model_copy(update={"infer": infer})
     settings = dict(settings or {})
     if settings.get("infer.tta_axes") == "all":  # every spatial axis of this model
         settings["infer.tta_axes"] = list(range(config.model.spatial_dims))
     if settings:
+        check_fields(settings, PREDICTION_FIELDS, "prediction", "inference options")
         config = apply_values(config, settings, source="inference options")
     if overrides:
-        config = apply_overrides(config, list(overrides))
+        config = apply_overrides(config, list(overrides), fields=PREDICTION_FIELDS,
+                                 user="prediction")
     return config
 
 

@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from unetkit.data.dataset import discover_cases, load_case, read_dataset_json
+from unetkit.data.dataset import (
+    discover_cases,
+    load_case,
+    read_dataset_json,
+    require_same_layout,
+)
 from unetkit.data.offset import MAX_SHIFT, case_offset, median_offset
 
 SAMPLES = 20_000  # intensity samples per case and channel
@@ -212,9 +217,11 @@ def fingerprint_dataset(data_dir: str | Path,
     """Read every case of a data folder once and summarise it (``progress(done, total)``)."""
     cases = discover_cases(data_dir)
     labels, channel_names = read_dataset_json(data_dir)
-    records = []
+    records, first = [], None
     for index, case in enumerate(cases):
         image, mask, geometry = load_case(case)
+        first = first or (case, image)
+        require_same_layout(case, image, *first)
         dtype = str(geometry.extra.get("dtype", image.dtype))
         records.append(case_fingerprint(image, mask, geometry.spacing, dtype,
                                         measure_offset=mask.ndim == 2 and index < OFFSET_CASES))

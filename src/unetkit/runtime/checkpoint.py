@@ -21,7 +21,9 @@ Every value is stored once. Loading never executes code from the file: ``torch.l
 ``weights_only=True`` (only tensors, containers and primitive values, plus NumPy arrays for
 checkpoints of format 1), so a pickle that calls a function is refused before anything runs.
 Format-1 checkpoints (``normalization``, ``epoch``/``step``/``metrics`` at the top level) are
-read into the same shape.
+read into the same shape. A file of a newer format, or whose weights hold NaN or infinity, is
+refused at load; a config describing a network too large to build is refused before anything is
+allocated (``unetkit.runtime.model_checks``).
 """
 
 from __future__ import annotations
@@ -30,14 +32,15 @@ import os
 import pickle
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from unetkit.config import Config, config_from_dict
+from unetkit.config import Config, ConfigError, config_from_dict
+from unetkit.runtime import model_checks
+from unetkit.runtime.training_state import TrainingState  # noqa: F401 - re-exported
 
 FORMAT_VERSION = 2
 REQUIRED_KEYS = ("format_version", "config", "model_state", "labels")
@@ -46,49 +49,6 @@ RESUME_KEYS = ("optimizer_state", "rng", "scaler_state")  # last.pt only
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, unsafe or not a unetkit checkpoint."""
-
-
-@dataclass
-class TrainingState:
-    """Where a training run stands; written into every training checkpoint, read on resume.
-
-    ``epoch`` counts completed epochs; ``step`` optimisation steps; ``step_in_epoch`` and
-    ``partial_loss`` locate a stop inside an epoch; ``total_steps`` / ``planned_epochs`` are the
-    schedule's current plan (``planned``: set by the time budget); ``lr`` caps the next step's
-    learning rate, and ``anchor_step``/``anchor_lr`` are where a re-plan re-started the poly
-    decay (``unetkit.train.loop.scheduled_lr``).
-    """
-
-    epoch: int = 0
-    step: int = 0
-    step_in_epoch: int = 0
-    partial_loss: float = 0.0
-    total_steps: int = 1
-    warmup_steps: int = 0
-    planned_epochs: int = 1
-    planned: bool = False
-    lr: float = 0.0
-    anchor_step: int = 0
-    anchor_lr: float = 0.0
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    elapsed_s: float = 0.0
-    data_dir: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict for the checkpoint."""
-        return asdict(self)
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> TrainingState:
-        """The state stored in ``checkpoint`` (format 1 or 2)."""
-        stored = dict(checkpoint.get("training") or {})
-        for key in ("metrics", "best_metric"):  # format 1 kept these at the top level
-            if key not in stored and key in checkpoint:
-                stored[key] = checkpoint[key]
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in stored.items() if k in names})
 
 
 def training_checkpoint(
@@ -233,12 +193,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                               f"({type(error).__name__}: {str(error)[:200]})") from None
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         raise CheckpointError(f"{path}: not a unetkit checkpoint (keys {REQUIRED_KEYS} expected)")
-    return upgrade(checkpoint)
+    checkpoint = upgrade(checkpoint, str(path))
+    problem = model_checks.unusable_weights(checkpoint["model_state"])
+    if problem:
+        raise CheckpointError(f"{path}: {problem}; refused")
+    return checkpoint
 
 
-def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
+def upgrade(checkpoint: dict[str, Any], source: str = "checkpoint") -> dict[str, Any]:
     """Format 1 -> 2 (checkpoints and export metadata): preprocessing from ``normalization``,
-    the training state in one place."""
+    the training state in one place.
+
+    Raises:
+        CheckpointError: a format this unetkit does not read (a newer one), naming ``source``.
+    """
+    problem = model_checks.newer_format(checkpoint.get("format_version", 1), FORMAT_VERSION)
+    if problem:
+        raise CheckpointError(f"{source}: {problem}")
     if checkpoint.get("format_version", 1) >= 2:
         return checkpoint
     out = {k: checkpoint[k] for k in ("config", "model_state", "labels") if k in checkpoint}
@@ -259,26 +230,43 @@ def checkpoint_config(checkpoint: dict[str, Any], source: str = "checkpoint") ->
     return config_from_dict(checkpoint["config"], source=source)
 
 
-def build_model_from_config(config: Config) -> torch.nn.Module:
-    """The network ``config.model`` describes (deep supervision as configured), untrained."""
+def build_model_from_config(config: Config, source: str = "model") -> torch.nn.Module:
+    """The network ``config.model`` describes (deep supervision as configured), untrained.
+
+    Raises:
+        ConfigError: the network would be too large to build (``model_checks.MAX_PARAMETERS``),
+            found on the meta device before anything is allocated; the message names ``source``.
+    """
     from unetkit.nn import build_model
 
-    return build_model(config.model.name, **config.model.build_options())
+    options = config.model.build_options()
+    problem = model_checks.too_large(model_checks.skeleton(config.model.name, options), options)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+    return build_model(config.model.name, **options)
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint"
                           ) -> torch.nn.Module:
-    """Rebuild a checkpoint's network and load its weights (eval mode).
+    """Rebuild a checkpoint's network and load its weights (eval mode). A network too large to
+    build, or weights that do not fit it, are refused before any memory is allocated.
 
     Raises:
-        CheckpointError: the weights do not fit the network its config describes.
+        CheckpointError: the network is too large, or the weights do not fit its config's.
     """
-    model = build_model_from_config(checkpoint_config(checkpoint, source))
+    config = checkpoint_config(checkpoint, source)
+    options = config.model.build_options()
     try:
-        model.load_state_dict(checkpoint["model_state"])
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:3])[:300]
+        layout = model_checks.skeleton(config.model.name, options)  # shapes only
+    except ValueError as error:
+        raise CheckpointError(f"{source}: its config describes no network ({error})") from None
+    too_large = model_checks.too_large(layout, options)
+    if too_large:
+        raise CheckpointError(f"{source}: its config: {too_large}")
+    problem = model_checks.shape_mismatch(layout, checkpoint["model_state"])
+    if problem:
         raise CheckpointError(f"{source}: the stored weights do not fit the network of its "
-                              f"config ({detail})") from None
+                              f"config ({problem})")
+    model = build_model_from_config(config)
+    model.load_state_dict(checkpoint["model_state"])
     return model.eval()

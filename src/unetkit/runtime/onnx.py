@@ -64,7 +64,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """The ``unetkit`` metadata written by ``unetkit.export.export_onnx``.
 
     Raises:
-        ValueError: the file has no unetkit metadata (not exported by unetkit).
+        ValueError: the file has no unetkit metadata (not exported by unetkit), was written by
+            a newer unetkit, or holds weights with NaN/inf (the message names the tensor).
     """
     try:
         import onnx
@@ -78,12 +79,38 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     except Exception as error:  # protobuf and onnx raise several types for corrupt files
         raise ValueError(f"{path}: not a readable ONNX model ({type(error).__name__})") \
             from None
+    check_weights(model, path)
     for prop in model.metadata_props:
         if prop.key == METADATA_KEY:
             data = json.loads(prop.value)
             data["labels"] = {int(k): v for k, v in data.get("labels", {}).items()}
             data["mask_values"] = {int(k): int(v)
                                    for k, v in (data.get("mask_values") or {}).items()}
-            return upgrade(data)
+            return upgrade(data, str(path))
     raise ValueError(f"{path}: no unetkit metadata; export it with `unetkit export`, or pass "
                      "the checkpoint together with --onnx")
+
+
+def check_weights(model: Any, path: str | Path) -> None:
+    """Refuse an ONNX model (a ``ModelProto``, or the path to load one from) whose weights hold
+    NaN or infinity, naming the first such initializer: it would predict garbage.
+
+    Raises:
+        ValueError: a non-finite weight, or an unreadable file; the message names ``path``.
+    """
+    import onnx
+    import onnx.numpy_helper
+
+    from unetkit.runtime.model_checks import first_non_finite
+
+    if model is None:
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as error:  # protobuf and onnx raise several types for corrupt files
+            raise ValueError(f"{path}: not a readable ONNX model ({type(error).__name__})") \
+                from None
+    problem = first_non_finite((init.name, onnx.numpy_helper.to_array(init))
+                               for init in model.graph.initializer
+                               if init.data_location != onnx.TensorProto.EXTERNAL)
+    if problem:
+        raise ValueError(f"{path}: {problem}; refused")
