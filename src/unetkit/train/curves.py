@@ -1,18 +1,18 @@
 """Training curves (``RUN/progress.png``), drawn from metrics.csv rows with Matplotlib (Agg).
 
-The file is written atomically (temporary file + rename), so a crash while drawing never leaves
-a half-written picture behind.
+The file is written atomically (``unetkit.runtime.atomic``: temporary file + rename, mode as the
+umask allows), so a crash while drawing never leaves a half-written picture behind.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from os import PathLike
 from pathlib import Path
 
 import matplotlib
+
+from unetkit.runtime.atomic import atomic_path
 
 matplotlib.use("Agg")
 
@@ -63,15 +63,9 @@ def plot_training_curves(rows: list[dict], path: str | PathLike) -> PathLike:
     if epochs:
         axes[2].set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, dpi=100, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
     return path
