@@ -17,7 +17,7 @@ test: $(STAMP)
 	PYTHONUTF8=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: $(STAMP)
-	$(VENV)/bin/unetkit demo --out demo_output
+	$(VENV)/bin/unetkit demo --out demo_output --force
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

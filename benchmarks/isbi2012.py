@@ -290,7 +290,8 @@ def main() -> None:
              "--beta", str(args.calibrate), "--max-images", "20"])
     predict_overrides = [item for value in args.predict_set for item in ("--set", value)]
     predict_seconds = run([*unetkit, "predict", str(run_dir / "best.pt"), str(heldout_images),
-                           "-o", str(pred_dir), "--quiet", *predict_overrides])
+                           "-o", str(pred_dir), "--quiet", "--force",  # --skip-train reruns
+                           *predict_overrides])
 
     per_image = {}
     for name in held_names:

@@ -68,3 +68,66 @@ def make_checkpoint(tmp_path: Path):
         return build_checkpoint(tmp_path / name, **options)
 
     return make
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)`` makes ``folder`` read-only for the test: mode 0555, which the
+    kernel enforces for a normal user. Root ignores the mode, so under root nothing may be
+    created, renamed or removed inside the folder the way the kernel refuses it to other users:
+    ``os.open`` with ``O_CREAT`` of a new file, ``open()`` (``io.open``) of a new file for
+    writing, ``os.mkdir``, ``os.replace``/``os.rename``/``os.unlink`` raise
+    ``PermissionError``."""
+    import builtins
+    import errno
+    import io
+    import os
+
+    folders: list[Path] = []
+    real = {"open": os.open, "mkdir": os.mkdir, "replace": os.replace, "rename": os.rename,
+            "unlink": os.unlink, "builtin_open": builtins.open}
+
+    def inside(path: Any) -> bool:
+        if isinstance(path, int):
+            return False
+        target = Path(os.fsdecode(path)).absolute()
+        return any(target.parent.resolve() == folder for folder in folders)
+
+    def refuse(path: Any) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+
+    def guarded_open(path, flags, mode=0o777, *, dir_fd=None):  # noqa: ANN001, ANN202
+        if flags & os.O_CREAT and inside(path) and not os.path.exists(path):
+            refuse(path)
+        return real["open"](path, flags, mode, dir_fd=dir_fd)
+
+    def guarded_builtin_open(file, mode="r", *args, **kwargs):  # noqa: ANN001, ANN202
+        if any(c in mode for c in "wax+") and inside(file) and not os.path.exists(file):
+            refuse(file)
+        return real["builtin_open"](file, mode, *args, **kwargs)
+
+    def guarded(name: str, *checked: int):  # noqa: ANN202
+        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            for index in checked:
+                if inside(args[index]):
+                    refuse(args[index])
+            return real[name](*args, **kwargs)
+        return call
+
+    def make(folder: Path) -> Path:
+        folder.chmod(0o555)
+        folders.append(folder.resolve())
+        if os.geteuid() == 0 and len(folders) == 1:
+            monkeypatch.setattr(os, "open", guarded_open)
+            monkeypatch.setattr(builtins, "open", guarded_builtin_open)
+            monkeypatch.setattr(io, "open", guarded_builtin_open)
+            monkeypatch.setattr(os, "mkdir", guarded("mkdir", 0))
+            monkeypatch.setattr(os, "replace", guarded("replace", 0, 1))
+            monkeypatch.setattr(os, "rename", guarded("rename", 0, 1))
+            monkeypatch.setattr(os, "unlink", guarded("unlink", 0))
+        return folder
+
+    yield make
+    monkeypatch.undo()
+    for folder in folders:
+        folder.chmod(0o755)

@@ -176,6 +176,6 @@ def test_overlays_without_their_image_say_so(tmp_path, caplog) -> None:
     caplog.clear()
     with caplog.at_level("WARNING", logger="unetkit.evaluate.folders"):
         evaluate_folders(pred_dir, gt_dir, tmp_path / "e", images_dir=images,
-                         report=write_html_report)
+                         report=write_html_report, force=True)
     assert [r.getMessage() for r in caplog.records] == [
         f"case1: no image in {images} for the overlay (drawn on black)"]

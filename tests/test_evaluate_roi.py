@@ -141,7 +141,7 @@ def test_missing_files_fail_by_name(tmp_path):
         " ".join(result.output.split())
     moved.rename(fov / "b.png")
     (pred / "probabilities" / "a.npz").unlink()
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, [*args, "--force"])  # the first run's report is replaced
     assert result.exit_code == 1 and "no probability map for a" in \
         " ".join(result.output.split())
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from unetkit.config import Config, apply_overrides
+from unetkit.runtime.atomic import write_atomic, write_text
+from unetkit.runtime.outputs import check_folder, refuse_existing
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,9 @@ DEMO_OVERRIDES = [
     "train.schedule=poly", "train.steps_per_epoch=20", "train.val_every=2",
     "train.epochs=1000", "infer.window=[256, 256]",
 ]
+# What the demo writes into its folder (replaced only with force=True).
+DEMO_OUTPUTS = ("data", "run", "predictions", "evaluation", "overlays.png", "curves.png",
+                "summary.json")
 # The reduced variant used by the tests: tiny images, a tiny network, a few steps.
 QUICK_OVERRIDES = [
     "model.base_width=4", "model.depth=2", "data.patch_size=[32, 32]", "data.batch_size=2",
@@ -68,9 +73,29 @@ def demo_config(time_budget: str | None = "2m", quick: bool = False) -> Config:
     """
     overrides = DEMO_OVERRIDES + (QUICK_OVERRIDES if quick else [])
     config = apply_overrides(Config(), overrides)
-    if time_budget is not None and not quick:
-        config = apply_overrides(config, [f"train.time_budget={time_budget}"])
+    if time_budget is not None:  # validated in both variants
+        timed = apply_overrides(config, [f"train.time_budget={time_budget}"])
+        config = config if quick else timed
     return config
+
+
+def claim_demo_folder(out: Path, force: bool = False) -> None:
+    """The output rule for the demo (``unetkit.runtime.outputs``): ``out`` a writable folder,
+    holding none of ``DEMO_OUTPUTS`` (an earlier demo's work) unless ``force``; with ``force``
+    those entries, and nothing else, are removed (a symbolic link is removed, not followed).
+
+    Raises:
+        OutputError: one line naming ``--out`` (nothing removed or written).
+    """
+    check_folder(out, "--out")
+    found = [out / name for name in DEMO_OUTPUTS if (out / name).exists()
+             or (out / name).is_symlink()]
+    refuse_existing(found, "--out", force)
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def overlay_montage(tiles: list[dict[str, Any]], path: Path, columns: int = 2) -> Path:
@@ -109,17 +134,22 @@ def run_demo(
     size: int = 256,
     quick: bool = False,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    force: bool = False,
 ) -> DemoResult:
     """Generate data, train, predict held-out images, evaluate; see the module docstring.
 
+    The budget and ``out_dir`` are checked before anything is written (``claim_demo_folder``).
+
     Args:
-        out_dir: output folder (created; an earlier demo's run in it is replaced).
+        out_dir: output folder (created); an earlier demo's outputs in it are refused, or
+            replaced with ``force``.
         time_budget: training budget such as ``"2m"``; None trains ``train.epochs`` epochs.
         n_train: synthetic training cases (a validation share is held out of them).
         n_test: synthetic held-out cases, predicted and evaluated.
         size: image side in pixels.
         quick: the reduced variant (tiny network, a few steps) used by the tests.
         on_step: progress callback passed to ``fit``.
+        force: replace an earlier demo's outputs in ``out_dir``.
 
     Returns:
         A ``DemoResult`` with the mean foreground Dice on the held-out images.
@@ -133,11 +163,11 @@ def run_demo(
     from unetkit.train.fit import fit
 
     out = Path(out_dir)
-    for stale in ("run", "predictions", "evaluation", "data"):
-        shutil.rmtree(out / stale, ignore_errors=True)
+    config = demo_config(time_budget, quick)  # an invalid budget fails before any change
+    claim_demo_folder(out, force)
     train_dir = write_cells_dataset(out / "data" / "train", n_train, (size, size), seed=0)
     test_dir = write_cells_dataset(out / "data" / "test", n_test, (size, size), seed=1)
-    result = fit(demo_config(time_budget, quick), train_dir, out / "run", on_step=on_step)
+    result = fit(config, train_dir, out / "run", on_step=on_step)
 
     predictor = Predictor.from_checkpoint(out / "run" / "best.pt")
     images = collect_inputs([test_dir / "images"])
@@ -159,8 +189,10 @@ def run_demo(
                       "dice": case_score(evaluation, name) if name in evaluation.per_case
                       else None, "names": evaluation.labels})
     files = {
-        "overlays": overlay_montage(tiles, out / "overlays.png"),
-        "curves": Path(shutil.copy(out / "run" / "progress.png", out / "curves.png")),
+        "overlays": write_atomic(out / "overlays.png",
+                                 lambda tmp: overlay_montage(tiles, tmp)),
+        "curves": write_atomic(out / "curves.png",
+                               lambda tmp: shutil.copyfile(out / "run" / "progress.png", tmp)),
         "report": evaluation.files.get("html", out / "evaluation"),
         "checkpoint": out / "run" / "best.pt",
     }
@@ -175,7 +207,7 @@ def run_demo(
         "files": {k: str(v) for k, v in files.items()},
     }
     files["summary"] = out / "summary.json"
-    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2))
+    write_text(out / "summary.json", json.dumps(_json_safe(summary), indent=2))
     log.info("demo: mean foreground Dice %.4f on %d held-out images", dice, len(images))
     return DemoResult(out, dice, summary, files)
 

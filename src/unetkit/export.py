@@ -27,10 +27,17 @@ import numpy as np
 import torch
 
 from unetkit.config import config_from_dict
-from unetkit.runtime.checkpoint import FORMAT_VERSION, load_checkpoint, model_from_checkpoint
+from unetkit.runtime.atomic import atomic_path
+from unetkit.runtime.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint_path,
+)
 from unetkit.runtime.network import fuse_conv_bn, output_differences
 from unetkit.runtime.onnx import onnx_network
 from unetkit.runtime.onnx_export import check_sizes, export_onnx, require_onnx_export
+from unetkit.runtime.outputs import check_file
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +87,10 @@ def export_torchscript(model: torch.nn.Module, path: str | Path, example: torch.
 
 
 def verify(model: torch.nn.Module, path: str | Path, fmt: Format,
-           sizes: Sequence[Sequence[int]], in_channels: int, seed: int = 0
-           ) -> dict[tuple[int, ...], float]:
-    """Max abs difference between the exported file and ``model`` on random ``(2, C, *size)``."""
+           sizes: Sequence[Sequence[int]], in_channels: int, seed: int = 0,
+           name: str | Path | None = None) -> dict[tuple[int, ...], float]:
+    """Max abs difference between the exported file and ``model`` on random ``(2, C, *size)``
+    (``name``: the file's name in messages, default ``path``)."""
     if fmt == "onnx":
         exported = onnx_network(path)
     else:
@@ -90,7 +98,7 @@ def verify(model: torch.nn.Module, path: str | Path, fmt: Format,
     try:
         return output_differences(model, exported, sizes, in_channels, seed)
     except ValueError as error:
-        raise ExportError(f"{path}: {error}") from None
+        raise ExportError(f"{name or path}: {error} (nothing written)") from None
 
 
 def export_checkpoint(
@@ -101,8 +109,14 @@ def export_checkpoint(
     tolerance: float = 1e-4,
     sizes: Sequence[Sequence[int]] | None = None,
     dynamo: bool = False,
+    force: bool = False,
 ) -> ExportResult:
     """Export a checkpoint's network (BatchNorm folded, deep supervision off) and verify it.
+
+    ``out`` is checked before any work (``unetkit.runtime.outputs``: never the checkpoint, an
+    existing file only with ``force``, a writable folder); the file is written under a
+    temporary name, verified there, and renamed to ``out`` only when it passes: a rejected
+    export leaves nothing behind.
 
     Args:
         checkpoint_path: checkpoint file or run folder.
@@ -111,10 +125,14 @@ def export_checkpoint(
         tolerance: largest accepted max abs difference to PyTorch.
         sizes: spatial sizes to verify on (default: two accepted sizes of the model).
         dynamo: ONNX only, use the ``torch.export``-based exporter.
+        force: replace an existing file at ``out`` (never the checkpoint itself).
 
     Raises:
         ValueError: an unknown format or a tolerance that is not a positive number.
         ExportError: the exported model differs from PyTorch by more than ``tolerance``.
+        OutputError: ``out`` is the checkpoint, exists (without ``force``) or cannot be
+            written (nothing written).
+        WriteError: the file could not be written (disk full); nothing left behind.
         ImportError: ONNX without the packages of ``unetkit[onnx]`` (the message says so).
     """
     if fmt not in ("onnx", "torchscript"):
@@ -122,6 +140,9 @@ def export_checkpoint(
     if not (np.isfinite(tolerance) and tolerance > 0):  # else every comparison is meaningless
         raise ValueError(f"tolerance {tolerance:g}: expected a positive number (the largest "
                          "accepted max abs difference to PyTorch)")
+    source = resolve_checkpoint_path(checkpoint_path)
+    out = Path(out) if out else source.with_suffix(".onnx" if fmt == "onnx" else ".ts")
+    check_file(out, "--out", reads=[source], force=force)
     if fmt == "onnx":  # before any work: writing and verifying need all of them
         require_onnx_export(dynamo, runtime=True)
     checkpoint = load_checkpoint(checkpoint_path)
@@ -130,20 +151,18 @@ def export_checkpoint(
     if hasattr(model, "deep_supervision"):
         model.deep_supervision = False
     fused = fuse_conv_bn(model)
-    source = Path(checkpoint_path)
-    base = source if source.is_file() else source / "best.pt"
-    out = Path(out) if out else base.with_suffix(".onnx" if fmt == "onnx" else ".ts")
     sizes = [tuple(s) for s in sizes] if sizes else check_sizes(model, config.model.spatial_dims)
     example = torch.randn(1, config.model.in_channels, *sizes[0])
     meta = metadata(checkpoint)
-    if fmt == "onnx":
-        export_onnx(fused, out, example, meta=meta, dynamo=dynamo)
-    else:
-        export_torchscript(fused, out, example, meta=meta)
-    diffs = verify(model, out, fmt, sizes, config.model.in_channels)
-    result = ExportResult(out, fmt, diffs)
-    if not np.isfinite(result.worst) or result.worst > tolerance:
-        raise ExportError(f"{out}: max abs difference to PyTorch {result.worst:.3g} exceeds "
-                          f"{tolerance:g} on sizes {list(diffs)}")
+    with atomic_path(out) as tmp:  # verified under its temporary name, then renamed
+        if fmt == "onnx":
+            export_onnx(fused, tmp, example, meta=meta, dynamo=dynamo)
+        else:
+            export_torchscript(fused, tmp, example, meta=meta)
+        diffs = verify(model, tmp, fmt, sizes, config.model.in_channels, name=out)
+        result = ExportResult(out, fmt, diffs)
+        if not np.isfinite(result.worst) or result.worst > tolerance:
+            raise ExportError(f"{out}: max abs difference to PyTorch {result.worst:.3g} exceeds "
+                              f"{tolerance:g} on sizes {list(diffs)} (nothing written)")
     log.info("exported %s (max abs diff %.3g)", out, result.worst)
     return result

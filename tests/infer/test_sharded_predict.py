@@ -211,3 +211,38 @@ def test_torchrun_refuses_a_clashing_batch_on_every_rank_before_writing(make_che
     assert done.returncode != 0
     assert output.count("is the input folder") == 1, output  # said once, by rank 0
     assert sorted(files_of(images)) == ["a.png", "b.png"]
+
+
+FULL_DISK_ON_RANK_1 = """
+import os
+if os.environ.get("RANK") == "1":  # a torchrun worker: its mask writer finds the disk full
+    import errno
+    import unetkit.data.io_formats as formats
+    def full(path, array):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    formats.write_pil = full
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_a_full_disk_on_one_rank_stops_every_rank(make_checkpoint, tmp_path) -> None:
+    """Rank 1 stops at its first case; rank 0 finishes its own, learns it at the gather, says
+    it in one line, and both exit 1 (no rank waits for the other forever)."""
+    ckpt = make_checkpoint()
+    images = write_pngs(tmp_path / "images", NAMES)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FULL_DISK_ON_RANK_1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get(
+               "PYTHONPATH")]), str(Path(__file__).resolve().parents[2] / "src")])}
+    out = tmp_path / "shared"
+    done = subprocess.run(torchrun("--standalone", "--nproc_per_node", "2", "-m", "unetkit",
+                                   "predict", str(ckpt), str(images), "-o", str(out)),
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode != 0, output
+    assert output.count("no space left on device: ") == 1, output  # said once, by rank 0
+    assert f"no space left on device: {out / 'case1.png'}" in output  # rank 1's first case
+    assert "unetkit/" not in output and "wrote" not in output  # torchrun's own traceback only
+    assert sorted(files_of(out)) == ["case0.png", "case2.png", "case4.png"]  # rank 0's

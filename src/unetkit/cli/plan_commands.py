@@ -66,16 +66,20 @@ def plan(
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                         help="fix a config field (repeatable); the candidates "
                                         "are timed with it, as unetkit train --set does"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out file"),
 ) -> None:
     """Fingerprint a data set and plan a run: every decision printed with its reason."""
     from rich.markup import escape
 
     from unetkit.config import ConfigError, parse_duration
     from unetkit.data.dataset import DatasetError
+    from unetkit.plan.plan_types import check_plan_file
     from unetkit.plan.planner import make_plan
     from unetkit.plan.user import UserChoices
 
     try:
+        if out:  # before the timing: an existing config is never replaced by surprise
+            check_plan_file(out, data_dir, force)
         if time_budget is not None:
             parse_duration(time_budget, "--time")
         user = UserChoices({"train.time_budget": time_budget}, overrides)
@@ -87,7 +91,11 @@ def plan(
     print_fingerprint(result.fingerprint)
     print_plan(result)
     if out:
-        console.print(f"wrote {result.write(out)}: unetkit train --data {escape(data_dir)} "
+        try:
+            written = result.write(out)
+        except OSError as error:  # disk full: no partial file left
+            fail(escape(str(error)))
+        console.print(f"wrote {written}: unetkit train --data {escape(data_dir)} "
                       f"--config {escape(out)}")
 
 

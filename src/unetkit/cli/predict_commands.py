@@ -53,6 +53,8 @@ def predict(
     checkpoint: str = typer.Argument(..., help="checkpoint .pt, run folder, or exported .onnx"),
     inputs: list[str] = typer.Argument(..., help="image files and/or folders of images"),
     out: str = typer.Option(..., "--out", "-o", help="output folder (created)"),
+    force: bool = typer.Option(False, "--force", help="replace files of an earlier run at the "
+                               "outputs (inputs and data folders are never written)"),
     onnx: str = typer.Option(None, "--onnx", help="run the network from this .onnx file in "
                              "onnxruntime (same windowing, TTA and post-processing)"),
     save_probabilities: bool = typer.Option(False, "--save-probabilities",
@@ -92,16 +94,17 @@ def predict(
     from rich.markup import escape
 
     from unetkit.infer.shards import check_part, process_group
+    from unetkit.runtime.atomic import sigterm_exits
 
     log_to_console(level=log_level(level, "warning"))
     try:
         shard_of = check_part(part, parts)
     except ValueError as error:
         fail(escape(str(error)), code=2)
-    with process_group() as info:
+    with sigterm_exits(), process_group() as info:
         _predict(checkpoint, inputs, out, onnx=onnx, save_probabilities=save_probabilities,
                  overlay=overlay, palette=palette, roi=roi, device=device, part=shard_of,
-                 info=info, quiet=quiet, overrides=overrides,
+                 info=info, quiet=quiet, overrides=overrides, force=force,
                  settings=(window, overlap, tta, precision, batch_size, keep_largest, min_size,
                            fill_holes))
 
@@ -109,7 +112,7 @@ def predict(
 def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
              save_probabilities: bool, overlay: bool, palette: bool, roi: str | None,
              device: str, part: tuple[int, int] | None, info, quiet: bool,  # noqa: ANN001
-             overrides: list[str], settings: tuple) -> None:
+             overrides: list[str], settings: tuple, force: bool = False) -> None:
     """Load the predictor on this process's device, predict its cases, report (rank 0)."""
     from pathlib import Path
 
@@ -121,6 +124,7 @@ def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
     from unetkit.infer.predictor import Predictor
     from unetkit.infer.shards import assigned, predict_sharded, rank_device_name
     from unetkit.report import save_overlay
+    from unetkit.runtime.atomic import WriteError
     from unetkit.runtime.checkpoint import CheckpointError
 
     rank = f"rank {info.rank}: " if info.enabled else ""
@@ -159,10 +163,12 @@ def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
 
             result = predict_sharded(
                 predictor, inputs, out, part=part, info=info, on_case=on_case, palette=palette,
-                save_probabilities=save_probabilities, roi_dir=roi,
+                save_probabilities=save_probabilities, roi_dir=roi, force=force,
                 overlay=save_overlay if overlay else None)
     except (OutputPathError, FileNotFoundError) as error:  # the same on every rank
         _stop(info, escape(str(error)), code=2)
+    except WriteError as error:  # disk full, permission: the batch stopped
+        _stop(info, escape(str(error)), code=1)
     shared = [f"part {part[0]} of {part[1]}"] if part else []
     shared += [f"{info.world_size} processes"] if info.enabled else []
     engine = "onnxruntime" if onnx or checkpoint.lower().endswith(".onnx") else "torch"
@@ -197,9 +203,15 @@ def _decision_line(predictor) -> str:  # noqa: ANN001 - a Predictor
 
 
 def _stop(info, message: str, code: int) -> None:  # noqa: ANN001 - a DistInfo
-    """Exit with ``code`` on every rank; rank 0 alone says why (the reason is the same)."""
-    if info.is_main:
-        fail(message, code=code)
+    """Exit with ``code`` on every rank; rank 0 alone says why (the reason is the same), and
+    the others wait until it has (torchrun stops the group when the first process exits)."""
+    from unetkit.runtime.distributed import barrier
+
+    try:
+        if info.is_main:
+            fail(message, code=code)
+    finally:
+        barrier(info)
     raise typer.Exit(code)
 
 
@@ -228,7 +240,9 @@ def calibrate(
         result = calibrate_checkpoint(checkpoint, data, beta=beta, max_images=max_images,
                                       device=device)
     except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as error:
-        fail(escape(str(error)), code=2)
+        fail(escape(str(error)), code=2)  # OutputError included: nothing written
+    except OSError as error:  # the checkpoint could not be written (disk full): it is intact
+        fail(escape(str(error)), code=1)
     at_half = result.curve.get("0.50", float("nan"))
     console.print(f"threshold {result.threshold:.2f}: mean F{result.beta:g} {result.score:.4f} "
                   f"on {result.images} image(s) (0.50: {at_half:.4f}); written to {checkpoint}")

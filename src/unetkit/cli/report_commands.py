@@ -111,6 +111,8 @@ def evaluate(
     probabilities: str = typer.Option(None, "--probabilities", help="probability maps for ROC/PR "
                                       "AUC of two-class tasks (default: PRED_DIR/probabilities "
                                       "when present)"),
+    force: bool = typer.Option(False, "--force", help="replace the tables and report of an "
+                               "earlier evaluation in --out"),
 ) -> None:
     """Score predictions against ground truth: CSV, summary JSON and an HTML report."""
     from pathlib import Path
@@ -131,9 +133,11 @@ def evaluate(
                                   labels=_parse_labels(labels) if labels else None,
                                   spacing=spacing_values, tau=tau, images_dir=images,
                                   report=write_html_report, roi_dir=roi,
-                                  probabilities_dir=probabilities)
-    except (FileNotFoundError, ValueError) as error:
+                                  probabilities_dir=probabilities, force=force)
+    except (FileNotFoundError, ValueError) as error:  # OutputError included
         fail(escape(str(error)), code=2)
+    except OSError as error:  # disk full, permission: no partial file left
+        fail(escape(str(error)), code=1)
     inside = " · inside the regions of interest" if roi else ""
     console.print(_metrics_table(result, inside, console.width))
     if result.probability is not None:
@@ -154,6 +158,8 @@ def export(
                             "checkpoint, .onnx or .ts)"),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="max abs difference allowed"),
     dynamo: bool = typer.Option(False, "--dynamo", help="ONNX via torch.export"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --out file (never "
+                               "the checkpoint)"),
 ) -> None:
     """Export to ONNX or TorchScript (dynamic axes), verified against PyTorch."""
     from rich.markup import escape
@@ -164,10 +170,11 @@ def export(
     require_positive(tolerance, "--tolerance", " (the largest max abs difference to PyTorch "
                      "accepted, e.g. 1e-4)")
     try:
-        result = export_checkpoint(checkpoint, out, format, tolerance=tolerance, dynamo=dynamo)
-    except (CheckpointError, ValueError, ImportError) as error:
+        result = export_checkpoint(checkpoint, out, format, tolerance=tolerance, dynamo=dynamo,
+                                   force=force)
+    except (CheckpointError, ValueError, ImportError) as error:  # OutputError included
         fail(escape(str(error)), code=2)
-    except ExportError as error:
+    except (ExportError, OSError) as error:  # OSError: disk full, permission (WriteError)
         fail(escape(str(error)))
     console.print(f"wrote {result.path} ({result.format})")
     for size, diff in result.max_abs_diff.items():

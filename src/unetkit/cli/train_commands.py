@@ -142,6 +142,7 @@ def train(
     from unetkit.data.dataset import DatasetError
     from unetkit.runtime.checkpoint import CheckpointError
     from unetkit.runtime.distributed import is_main_process
+    from unetkit.train.run_dir import check_run_dir
 
     started = time.monotonic()
     values = {
@@ -163,11 +164,13 @@ def train(
         if resume:
             changes = {**values, **overrides_to_values(overrides)}
         else:
+            if out is not None:  # before planning: a wrong --out fails in seconds
+                check_run_dir(out, data_dir=data)
             config, plan = _run_config(data, config_file, values, overrides, main_rank and
                                        not quiet)
     except ConfigError as error:
         fail(escape(str(error)), code=2)
-    except (DatasetError, ValueError) as error:
+    except (DatasetError, ValueError, OSError) as error:  # OutputError, FileExistsError
         fail(escape(str(error)), code=1)
     from unetkit.train.data import DataError
     from unetkit.train.fit import fit
@@ -231,6 +234,8 @@ def demo(
     out: str = typer.Option("demo_output", "--out", "-o", help="output folder"),
     time_budget: str = typer.Option("2m", "--time", help="training time budget, e.g. 2m"),
     quick: bool = typer.Option(False, "--quick", help="tiny data and network (for smoke tests)"),
+    force: bool = typer.Option(False, "--force", help="replace an earlier demo's outputs in "
+                               "--out (data/, run/, predictions/, ...)"),
 ) -> None:
     """Synthetic cells -> train a small U-Net (~2 min on CPU) -> predict -> evaluate -> report."""
     from rich.markup import escape
@@ -247,11 +252,14 @@ def demo(
     progress = _TrainProgress()
     sizes = {"n_train": 6, "n_test": 2, "size": 48} if quick else {}
     try:
-        result = run_demo(out, time_budget, quick=quick, on_step=progress, **sizes)
+        result = run_demo(out, time_budget, quick=quick, on_step=progress, force=force,
+                          **sizes)
     except KeyboardInterrupt:
         fail(f"interrupted; partial outputs are in {out}", code=130)
-    except (ConfigError, ValueError) as error:
+    except (ConfigError, ValueError) as error:  # OutputError included: nothing changed
         fail(escape(str(error)), code=2)
+    except OSError as error:  # disk full, permission
+        fail(escape(str(error)), code=1)
     finally:
         progress.finish()
     s = result.summary

@@ -27,8 +27,15 @@ from unetkit.evaluate.tables import EVAL_METRICS, write_csv, write_summary
 from unetkit.evaluate.units import common_unit, metric_units, quantity, spacing_unit
 from unetkit.metrics import aggregate, case_metrics, foreground_mean
 from unetkit.metrics.probability import ProbabilityScores
+from unetkit.runtime.outputs import (
+    check_folder,
+    check_outside,
+    protected_folders,
+    refuse_existing,
+)
 
 log = logging.getLogger(__name__)
+OUTPUT_FILES = ("per_case.csv", "summary.json", "report.html")  # what out_dir receives
 
 
 @dataclass
@@ -126,8 +133,14 @@ def evaluate_folders(
     report: Callable[..., Path] | None = None,
     roi_dir: str | Path | None = None,
     probabilities_dir: str | Path | None = None,
+    force: bool = False,
 ) -> EvaluationResult:
     """Score every prediction against its ground truth; write CSV, JSON (and HTML) outputs.
+
+    ``out_dir`` is checked first (``unetkit.runtime.outputs``): a writable folder, not one the
+    evaluation reads (nor inside one, ``pred_dir`` excepted: its ``evaluation/`` is the CLI's
+    default), not a folder of the ground truth's data set, and no earlier table or report in it
+    unless ``force``. The files are written atomically.
 
     Args:
         pred_dir: folder of predicted masks (and ``probabilities/`` when they were saved).
@@ -147,6 +160,7 @@ def evaluate_folders(
             count; a case without one fails. None: every pixel.
         probabilities_dir: probability maps for the threshold-free metrics (default:
             ``pred_dir/probabilities`` when present; used for two-class tasks).
+        force: replace the tables and report of an earlier evaluation in ``out_dir``.
 
     Returns:
         The ``EvaluationResult``; cases that failed (unreadable, shape mismatch, no region of
@@ -156,10 +170,16 @@ def evaluate_folders(
         FileNotFoundError: a folder is missing or no case matches.
         ValueError: no case could be evaluated, or ``probabilities_dir`` given for a task
             that is not two-class.
+        OutputError: ``out_dir`` breaks the output rule (nothing written).
+        WriteError: a file could not be written (disk full); no partial file is left.
     """
+    folder = prob.probability_folder(Path(pred_dir), probabilities_dir)
+    if out_dir is not None:
+        reads = [p for p in (gt_dir, images_dir, roi_dir, folder) if p is not None]
+        check_outputs(Path(out_dir), [Path(pred_dir), *map(Path, reads)],
+                      OUTPUT_FILES if report is not None else OUTPUT_FILES[:2], force)
     pairs, missing = match_cases(Path(pred_dir), Path(gt_dir))
     rois = case_files(Path(roi_dir), "regions of interest") if roi_dir is not None else None
-    folder = prob.probability_folder(Path(pred_dir), probabilities_dir)
     failed = [(key, "no prediction") for key in missing]
     loaded = _load(pairs, rois, roi_dir, spacing, failed)
     found = {int(v) for case in loaded.values() for v in np.unique(case.gt)}
@@ -198,6 +218,16 @@ def evaluate_folders(
             overlays = _overlay_cases(result, loaded, images)
             result.files["html"] = report(out, result, overlays)
     return result
+
+
+def check_outputs(out_dir: Path, reads: Sequence[Path], names: Sequence[str], force: bool
+                  ) -> None:
+    """The output rule for an evaluation: ``out_dir`` writable, outside the folders read
+    (``reads[0]``, the predictions, may hold it) and their data sets, ``names`` not there
+    unless ``force``."""
+    check_folder(out_dir, "--out")
+    check_outside(out_dir, "--out", protected_folders(reads), inside_ok=reads[:1])
+    refuse_existing([out_dir / name for name in names], "--out", force)
 
 
 def _as_labels(mask: np.ndarray) -> np.ndarray:

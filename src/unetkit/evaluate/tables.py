@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unetkit.evaluate.probability import PROBABILITY_COLUMNS, case_rows
+from unetkit.runtime.atomic import atomic_path, write_text
 
 if TYPE_CHECKING:
     from unetkit.evaluate.folders import EvaluationResult
@@ -52,7 +53,7 @@ def table_rows(result: EvaluationResult) -> list[dict[str, Any]]:
 def write_csv(result: EvaluationResult, path: Path) -> Path:
     """``per_case.csv``: one row per case and label (empty cell for NaN)."""
     rows = table_rows(result)
-    with path.open("w", newline="") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["case", "label", "name",
                                                      *metric_columns(result)])
         writer.writeheader()
@@ -79,5 +80,4 @@ def write_summary(result: EvaluationResult, path: Path) -> Path:
     data = {"labels": result.labels, "metrics": list(metric_columns(result)),
             "statistics": STATISTICS, **result.summary,
             "failed": [{"case": c, "error": e} for c, e in result.failed]}
-    path.write_text(json.dumps(_json_safe(data), indent=2))
-    return path
+    return write_text(path, json.dumps(_json_safe(data), indent=2))

@@ -133,23 +133,30 @@ def calibrate_checkpoint(path: str | Path, data_dir: str | Path, *, beta: float 
     """
     from unetkit.data.dataset import discover_cases, evenly_spaced, load_case
     from unetkit.data.roi import ROI_IGNORE, load_roi, mark_outside
+    from unetkit.runtime.checkpoint import resolve_checkpoint_path
 
+    path = resolve_checkpoint_path(path)
     if beta is not None:  # refused before the model is loaded, never replaced by the default
         check_beta(beta)
     if max_images is not None and max_images < 1:
-        raise ValueError(f"max_images {max_images}: calibration needs at least one image")
-
+        raise ValueError(f"--max-images {max_images}: calibration needs at least 1 image "
+                         f"(nothing written to {path})")
+    check_rewritable(path)
     # the stored threshold is what is being replaced: not resolved (nor warned about) here
     predictor = Predictor.from_checkpoint(path, overrides=["infer.threshold=null"],
                                           device=device)
     infer = predictor.infer
     roi_dir = predictor.config.data.roi_dir  # one relative to the data folder applies here too
-    cases = discover_cases(data_dir, roi_dir=roi_dir if roi_dir and not roi_dir.is_absolute()
-                           else None)
+    cases = discover_cases(data_dir, require_masks=False,
+                           roi_dir=roi_dir if roi_dir and not roi_dir.is_absolute() else None)
+    unlabelled = [case.image_paths[0] for case in cases if case.mask_path is None]
+    if unlabelled:
+        more = f" (and {len(unlabelled) - 1} more)" if len(unlabelled) > 1 else ""
+        raise ValueError(f"{unlabelled[0]}{more}: image without a mask; calibration needs a "
+                         f"mask for every image of {data_dir} (nothing written to {path})")
     if not cases:
         raise ValueError(f"{data_dir}: no image/mask pairs to calibrate on")
-    chosen = [cases[i] for i in evenly_spaced(
-        len(cases), infer.calibration_images if max_images is None else max_images)]
+    chosen = [cases[i] for i in evenly_spaced(len(cases), max_images or infer.calibration_images)]
     images, masks = [], []
     for case in chosen:
         image, mask, _ = load_case(case)
@@ -161,6 +168,25 @@ def calibrate_checkpoint(path: str | Path, data_dir: str | Path, *, beta: float 
                                  source=str(data_dir), ignore_index=ignore)
     store_calibration(path, result.as_dict())
     return result
+
+
+def check_rewritable(path: Path) -> None:
+    """``path`` can be replaced: its folder takes a new file (the atomic write's temporary
+    one) and the file itself is not write-protected (a user who made it read-only meant it).
+
+    Raises:
+        OutputError: one line naming the checkpoint; checked before any work.
+    """
+    import os
+
+    from unetkit.runtime.outputs import OutputError, folder_problem
+
+    problem = folder_problem(path.parent)
+    if problem is None and path.exists() and not os.access(path, os.W_OK):
+        problem = "the file is read-only"
+    if problem is not None:
+        raise OutputError(f"{path}: cannot store the calibration in this checkpoint "
+                          f"({problem}); copy it somewhere writable (nothing written)")
 
 
 def _at(curve: np.ndarray, thresholds: np.ndarray, value: float) -> float:

@@ -36,6 +36,7 @@ from unetkit.data.dataset import CHANNEL_SUFFIX
 from unetkit.infer.manifest import decision_record, write_manifest
 from unetkit.infer.outputs import OutputPathError, Outputs, check_outputs, outputs_for  # noqa: F401
 from unetkit.infer.predictor import Prediction, Predictor
+from unetkit.runtime.atomic import WriteError, remove_partials, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,8 @@ def write_palette_png(path: Path, labels: np.ndarray) -> Path:
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     flat = [v for i in range(256) for v in PALETTE[i % len(PALETTE)]]
     image.putpalette(flat)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG")  # named, not guessed: Pillow finds no suffix in "..png"
-    return path
+    return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))  # named, not
+    # guessed: Pillow finds no suffix in "..png"
 
 
 def write_prediction(
@@ -138,15 +138,16 @@ def write_prediction(
     if palette and path.suffix.lower() == ".png":
         return write_palette_png(path, prediction.labels)
     values = predictor.write_values(prediction.labels)
-    return io.write_mask(path, values, prediction.geometry)
+    return write_atomic(path, lambda tmp: io.write_mask(tmp, values, prediction.geometry))
 
 
 def write_probabilities(prediction: Prediction, path: Path) -> Path | None:
     """Probabilities ``(K, *spatial)`` at ``path`` (``Outputs.probabilities``) with geometry."""
     if prediction.probabilities is None:
         return None
-    return io.write_image(path, prediction.probabilities.astype(np.float32),
-                          prediction.geometry)
+    probabilities = prediction.probabilities.astype(np.float32)
+    return write_atomic(path, lambda tmp: io.write_image(tmp, probabilities,
+                                                         prediction.geometry))
 
 
 def predict_files(
@@ -160,8 +161,12 @@ def predict_files(
     on_case: Callable[[Path, str | None], None] | None = None,
     roi_dir: str | Path | None = None,
     select: Callable[[list[InputCase]], Sequence[InputCase]] | None = None,
+    force: bool = False,
+    cover: Callable[[list[InputCase]], Sequence[InputCase]] | None = None,
 ) -> BatchResult:
     """Predict each input and write its mask (plus probabilities / overlay PNG) to ``out_dir``.
+
+    Every file is written atomically (``unetkit.runtime.atomic``): a mask is whole or absent.
 
     Args:
         predictor: the loaded predictor.
@@ -178,15 +183,21 @@ def predict_files(
             each case's; a case without one fails. None: the whole image.
         select: given every case once all their outputs are checked, before anything is
             written, returns the cases to predict here (``unetkit.infer.shards``). None: all.
+        force: replace files that exist at the outputs (earlier work); without it they are
+            refused.
+        cover: the cases this job writes, whose existing outputs are refused (one part of a
+            job array, ``unetkit.infer.shards``); None: all.
 
     Returns:
         Written mask paths and the failed inputs with their error messages.
 
     Raises:
-        OutputPathError: the outputs would touch an input or a symbolic link (nothing written).
+        OutputPathError: the outputs break the output rule (nothing written).
+        WriteError: a file could not be written (disk full, permission): the batch stops,
+            the files of the case in progress are removed; the message names the file.
     """
     from unetkit.data.dataset import Case, load_case
-    from unetkit.infer.roi import find_roi, restrict_to_roi_file, roi_files
+    from unetkit.infer.roi import find_roi, roi_files
 
     out_dir = Path(out_dir)
     rois = roi_files(roi_dir) if roi_dir is not None else None
@@ -197,33 +208,68 @@ def predict_files(
             for case in cases}
     given = [*inputs, *([roi_dir] if roi_dir is not None else [])]  # never written into
     check_outputs([Path(p) for p in given], plan, out_dir,
-                  [p for case in cases for p in case.paths])
+                  [p for case in cases for p in case.paths], force=force,
+                  covered=None if cover is None else [c.source for c in cover(cases)])
     batch = [(plan[case.source].mask, case.paths) for case in cases]
     cases = list(cases if select is None else select(cases))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(out_dir, batch, decision_record(predictor.infer))
+    _remove_partials([plan[case.source] for case in cases])
     result = BatchResult()
     for case in cases:
-        source, outputs, error = case.source, plan[case.source], None
+        source, outputs, error, done = case.source, plan[case.source], None, []
         try:
             roi = find_roi(rois, case.case_id, source, roi_dir) if rois is not None else None
             image, _, geometry = load_case(Case(case.case_id, case.paths, None))
-            prediction = predictor.predict(image, probabilities=save_probabilities,
-                                           source=str(source), spacing=geometry.spacing)
-            prediction.geometry = geometry
-            if roi is not None:
-                restrict_to_roi_file(prediction, roi, int(predictor.label_values[0]))
-            result.written.append(write_prediction(predictor, prediction, outputs.mask,
-                                                   palette=palette))
-            if outputs.probabilities is not None:
-                write_probabilities(prediction, outputs.probabilities)
-            if overlay is not None and outputs.overlay is not None:
-                overlay(outputs.overlay, image, prediction.labels, affine=geometry.affine,
-                        names=predictor.labels, title=case.case_id)
+            _predict_case(predictor, case, image, geometry, roi, outputs, done,
+                          save_probabilities=save_probabilities, overlay=overlay,
+                          palette=palette)
+        except WriteError as failure:  # the disk, not the case: every later case would fail
+            for path in done:  # this run's files of the case: a case is whole or absent
+                path.unlink(missing_ok=True)
+            raise WriteError(f"{failure} (prediction stopped after {len(result.written)} "
+                             f"mask(s); the files of {source.name} removed)", failure.errno,
+                             failure.reason) from None
         except Exception as exc:  # one bad file must not stop the batch
             error = f"{type(exc).__name__}: {exc}"
             log.warning("%s: skipped (%s)", source, error)
             result.failed.append((source, error))
+        result.written += done[:1]  # the mask, when it was written
         if on_case is not None:
             on_case(source, error)
     return result
+
+
+def _predict_case(predictor: Predictor, case: InputCase, image: np.ndarray, geometry: io.Geometry,
+                  roi: Path | None, outputs: Outputs, done: list[Path], *,
+                  save_probabilities: bool, overlay: Callable[..., object] | None,
+                  palette: bool) -> None:
+    """Predict one loaded case and write its files (mask, probabilities, overlay), each
+    appended to ``done`` once it is written."""
+    from unetkit.infer.roi import restrict_to_roi_file
+
+    prediction = predictor.predict(image, probabilities=save_probabilities,
+                                   source=str(case.source), spacing=geometry.spacing)
+    prediction.geometry = geometry
+    if roi is not None:
+        restrict_to_roi_file(prediction, roi, int(predictor.label_values[0]))
+    done.append(write_prediction(predictor, prediction, outputs.mask, palette=palette))
+    if outputs.probabilities is not None:
+        maps = write_probabilities(prediction, outputs.probabilities)
+        done += [maps] if maps is not None else []
+    if overlay is not None and outputs.overlay is not None:
+        done.append(write_atomic(outputs.overlay, lambda tmp: overlay(
+            tmp, image, prediction.labels, affine=geometry.affine, names=predictor.labels,
+            title=case.case_id)))
+
+
+def _remove_partials(plans: Sequence[Outputs]) -> None:
+    """Remove temporary files an interrupted earlier run left for these outputs (only these
+    names: other processes may be writing other cases into the same folders)."""
+    names: dict[Path, set[str]] = {}
+    for outputs in plans:
+        for path in outputs.paths():
+            names.setdefault(path.parent, set()).add(path.name)
+    for folder, wanted in names.items():
+        for path in remove_partials(folder, wanted):
+            log.info("%s: removed the temporary file of an interrupted write", path)

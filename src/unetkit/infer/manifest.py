@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from unetkit.infer.outputs import OutputPathError
+from unetkit.runtime.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +71,7 @@ def write_manifest(out_dir: Path, cases: Iterable[tuple[Path, Sequence[Path]]],
                     for mask, files in cases})
     text = json.dumps({"format": FORMAT, "decision": decision,
                        "cases": {k: [str(p) for p in v] for k, v in entries.items()}}, indent=1)
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, text)
 
 
 def _parse(path: Path) -> Manifest:

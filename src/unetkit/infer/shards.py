@@ -15,8 +15,10 @@ The assignment is a pure function of the batch's sorted case list (``input_cases
 belongs to part ``i % parts`` (``shard``), and the ``j``-th case of a part to rank
 ``j % world_size``. Every process checks the outputs of the *whole* batch (``check_outputs``:
 an output that would replace an input or another case's output is refused even when the two
-cases belong to different processes); under torchrun the ranks agree on that check before any of
-them writes, so a refused batch leaves nothing behind.
+cases belong to different processes); existing files count for the job's own part only (another
+task of a job array may have written its part already). Under torchrun the ranks agree on that
+check before any of them writes, so a refused batch leaves nothing behind; a write error (disk
+full) on one rank is raised on every rank after the final gather.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 
 from unetkit.infer.files import BatchResult, InputCase, OutputPathError, predict_files
 from unetkit.infer.predictor import Predictor
+from unetkit.runtime.atomic import WriteError
 from unetkit.runtime.device import pick_device
 from unetkit.runtime.distributed import (
     DistInfo,
@@ -151,6 +154,8 @@ def predict_sharded(predictor: Predictor, inputs: Sequence[str | Path], out_dir:
     Raises:
         OutputPathError, FileNotFoundError: on every rank when any rank refused the batch;
             then no rank has written anything.
+        WriteError: on every rank when a file could not be written on any rank (disk full):
+            that rank stopped at once, the others after their cases.
     """
     info = info or DistInfo()
     state = {"agreed": False, "cases": 0}
@@ -164,15 +169,26 @@ def predict_sharded(predictor: Predictor, inputs: Sequence[str | Path], out_dir:
                  len(mine), state["cases"])
         return mine
 
+    stopped = None
     try:
-        local = predict_files(predictor, inputs, out_dir, select=select, **options)
+        local = predict_files(predictor, inputs, out_dir, select=select,
+                              cover=lambda cases: cases if part is None else shard(cases, *part),
+                              **options)
     except (OutputPathError, FileNotFoundError) as error:
         if not state["agreed"]:
             _agree(error, info)
         raise
+    except WriteError as error:  # the other ranks learn it at the gather, then all stop
+        local, stopped = BatchResult(), error
     outcomes = all_gather_object(
-        (len(local.written), [(str(path), message) for path, message in local.failed]), info)
-    failed = sorted(f for _, rank_failed in outcomes for f in rank_failed)
+        (len(local.written), [(str(path), message) for path, message in local.failed],
+         None if stopped is None else (str(stopped), stopped.errno)), info)
+    if stopped is not None:
+        raise stopped
+    for _, _, problem in outcomes:
+        if problem is not None:
+            raise WriteError(problem[0], problem[1])
+    failed = sorted(f for _, rank_failed, _ in outcomes for f in rank_failed)
     return ShardedResult(local, cases=int(state["cases"]),
-                         written=sum(count for count, _ in outcomes), failed=failed,
+                         written=sum(count for count, _, _ in outcomes), failed=failed,
                          processes=info.world_size)

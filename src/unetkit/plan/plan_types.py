@@ -12,6 +12,8 @@ import yaml
 from unetkit.config import Config, config_to_dict
 from unetkit.plan.fingerprint import Fingerprint
 from unetkit.plan.rules import Decision
+from unetkit.runtime.atomic import write_text
+from unetkit.runtime.outputs import check_file, check_outside, protected_folders
 
 
 def size_text(sizes: list[int]) -> str:
@@ -96,8 +98,16 @@ class Plan:
         return "\n".join(lines) + "\n\n" + body
 
     def write(self, path: str | Path) -> Path:
-        """Write ``yaml_text()`` to ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.yaml_text())
-        return path
+        """Write ``yaml_text()`` to ``path`` (atomically; ``check_plan_file`` first)."""
+        return write_text(path, self.yaml_text())
+
+
+def check_plan_file(path: str | Path, data_dir: str | Path, force: bool = False) -> None:
+    """Before planning: ``path`` is a file name in a writable folder outside the data set's
+    folders, and no existing file (a hand-written config) unless ``force``.
+
+    Raises:
+        OutputError: one line naming ``--out`` and the path (nothing written).
+    """
+    check_outside(path, "--out", protected_folders([], [data_dir]))
+    check_file(path, "--out", force=force)

@@ -235,6 +235,6 @@ def write_html_report(out_dir: str | PathLike, result: Any,
     """Write ``render_html_report`` to ``out_dir/report.html``; returns the path."""
     from pathlib import Path
 
-    path = Path(out_dir) / "report.html"
-    path.write_text(render_html_report(result, overlays), encoding="utf-8")
-    return path
+    from unetkit.runtime.atomic import write_text
+
+    return write_text(Path(out_dir) / "report.html", render_html_report(result, overlays))

@@ -28,10 +28,8 @@ allocated (``unetkit.runtime.model_checks``).
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ import torch
 
 from unetkit.config import Config, ConfigError, config_from_dict
 from unetkit.runtime import model_checks
+from unetkit.runtime.atomic import WriteError, atomic_path, remove_partials, write_error
 from unetkit.runtime.training_state import TrainingState  # noqa: F401 - re-exported
 
 FORMAT_VERSION = 2
@@ -106,47 +105,25 @@ def plain(value: Any) -> Any:
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
-    """Write ``checkpoint`` to ``path`` atomically: a crash never leaves a truncated file.
+    """Write ``checkpoint`` to ``path`` atomically (``unetkit.runtime.atomic``): a crash never
+    leaves a truncated file, the mode follows the umask (0644 under the usual 022), and a
+    temporary file an earlier writer of ``path`` left behind (kill -9) is removed first.
 
     Raises:
-        OSError: the file could not be written (disk full, no permission): one error naming
+        WriteError: the file could not be written (disk full, no permission): one error naming
             ``path`` and the reason, with its ``errno``; a file already at ``path`` is intact.
     """
     path = Path(path)
     checkpoint = plain({"format_version": FORMAT_VERSION, **checkpoint})
-    tmp = None
+    remove_partials(path.parent, [path.name])
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        cause = _os_error(error) if isinstance(error, Exception) else None  # not Ctrl-C
-        if cause is not None:
-            raise _write_error(path, cause) from None
-        raise
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+    except WriteError as error:
+        kept = " (the previous file there is unchanged)" if path.exists() else ""
+        raise write_error(path, error, f"{path}: checkpoint not saved: "
+                          f"{error.reason}{kept}") from None
     return path
-
-
-def _os_error(error: BaseException | None) -> OSError | None:
-    """The OSError behind ``error``: on a full disk torch.save raises a RuntimeError
-    ("unexpected pos ...") whose context is the OSError of the failed write."""
-    while error is not None and not isinstance(error, OSError):
-        error = error.__cause__ or error.__context__
-    return error
-
-
-def _write_error(path: Path, error: OSError) -> OSError:
-    """One clear error for a checkpoint that could not be written (errno kept)."""
-    kept = " (the previous file there is unchanged)" if path.exists() else ""
-    failure = OSError(f"{path}: checkpoint not saved: {error.strerror or error}{kept}")
-    failure.errno = error.errno
-    return failure
 
 
 def _numpy_globals() -> list[Any]:

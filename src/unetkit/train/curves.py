@@ -2,20 +2,20 @@
 
 Only curves with data are drawn and named in the legend; a run without validation says why in
 the picture instead of showing an empty Dice axis (``no_validation_reason``). The file is
-written atomically (temporary file + rename), so a crash while drawing never leaves a
-half-written picture behind.
+written atomically (``unetkit.runtime.atomic``: temporary file + rename, mode as the umask
+allows), so a crash while drawing never leaves a half-written picture behind.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+
+from unetkit.runtime.atomic import atomic_path
 
 matplotlib.use("Agg")
 
@@ -114,14 +114,9 @@ def plot_training_curves(rows: list[dict], path: str | PathLike,
     path = Path(path)
     fig = training_figure(rows, note)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, dpi=100, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
     return path

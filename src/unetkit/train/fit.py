@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from unetkit.config import Config, apply_values, parse_duration
+from unetkit.runtime.atomic import write_text
 from unetkit.runtime.checkpoint import (
     TrainingState,
     check_resumable,
@@ -104,7 +105,7 @@ def fit(
         run.started = started  # elapsed time (saved in checkpoints) counts from the same start
     if run.run_dir is not None:
         for name, text in (extra_files or {}).items():
-            (run.run_dir / name).write_text(text)
+            write_text(run.run_dir / name, text)
     if run.config.train.time_budget:
         budget_s = parse_duration(run.config.train.time_budget)
         start = time.monotonic() - run.state.elapsed_s if checkpoint else started

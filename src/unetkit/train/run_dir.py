@@ -18,11 +18,13 @@ import csv
 import json
 import logging
 import math
-import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from unetkit.runtime.atomic import atomic_path, remove_partials, write_text
+from unetkit.runtime.outputs import check_outside, folder_problem, protected_folders
 
 LOGGER_NAME = "unetkit"
 
@@ -39,18 +41,18 @@ def default_run_dir(root: str | Path = "runs") -> Path:
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "config.yaml")  # what marks a run
 
 
-def claim_run_dir(out_dir: str | Path, resume: bool = False) -> tuple[Path, bool]:
-    """Check and create ``out_dir`` before any data is loaded (rank 0).
+def check_run_dir(out_dir: str | Path, resume: bool = False,
+                  data_dir: str | Path | None = None) -> Path:
+    """The checks of ``claim_run_dir`` without creating anything (``unetkit train`` runs them
+    before it plans the run).
 
-    A folder holding any of ``RUN_FILES`` is never written into unless resuming, and a folder
-    that cannot be written fails now, not after the data has been loaded.
-
-    Returns:
-        ``(out_dir, created)``: ``created`` when this call made the folder
-        (``release_run_dir`` removes it again if the run never starts).
+    A folder holding any of ``RUN_FILES`` is never written into unless resuming, a new run
+    never goes into the data (``data_dir`` itself or its ``images/``, ``masks/``, ... folders,
+    ``unetkit.runtime.outputs``), and the folder must be writable.
 
     Raises:
         FileExistsError: ``out_dir`` already holds a run and ``resume`` is False.
+        OutputError: ``out_dir`` lies in the data (a new run only).
         OSError: ``out_dir`` cannot be created or written (one line naming it).
     """
     out = Path(out_dir)
@@ -59,17 +61,52 @@ def claim_run_dir(out_dir: str | Path, resume: bool = False) -> tuple[Path, bool
         hint = (f"use --resume {out} or another folder" if "last.pt" in found else
                 "choose another folder (a run is never overwritten)")
         raise FileExistsError(f"--out {out}: already holds a run ({', '.join(found)}); {hint}")
+    if data_dir is not None and not resume:
+        check_outside(out, "--out", protected_folders([], [data_dir]))
+    problem = folder_problem(out)
+    if problem is not None:
+        raise OSError(f"--out {out}: cannot write the run there ({problem})")
+    return out
+
+
+def claim_run_dir(out_dir: str | Path, resume: bool = False,
+                  data_dir: str | Path | None = None) -> tuple[Path, bool]:
+    """Check (``check_run_dir``) and create ``out_dir`` before any data is loaded (rank 0).
+    Resuming removes the temporary files a killed writer left behind.
+
+    Returns:
+        ``(out_dir, created)``: ``created`` when this call made the folder
+        (``release_run_dir`` removes it again if the run never starts).
+
+    Raises:
+        FileExistsError, OutputError, OSError: as ``check_run_dir``.
+    """
+    out = check_run_dir(out_dir, resume, data_dir)
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
     except OSError as error:
         failure = OSError(f"--out {out}: cannot write the run there "
                           f"({error.strerror or error})")
         failure.errno = error.errno
         raise failure from None
+    if resume:
+        _remove_stale_temporaries(out)
     return out, created
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Temporary files of a writer killed mid-write (kill -9): ours, and those of unetkit
+    versions that wrote ``.last.pt.XXXX.tmp`` / ``.progress.XXXX.png``."""
+    removed = remove_partials(run_dir)
+    for pattern in (".last.pt.*.tmp", ".best.pt.*.tmp", ".progress.*.png"):
+        for path in run_dir.glob(pattern):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        logging.getLogger(__name__).info("removed %d temporary file(s) of an interrupted "
+                                         "write: %s", len(removed),
+                                         ", ".join(p.name for p in removed))
 
 
 def release_run_dir(out: Path, created: bool) -> None:
@@ -112,20 +149,23 @@ class MetricsLog:
         """Write ``row`` (missing columns left empty, NaN written as empty)."""
         new = not self.path.exists()
         with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _cell(v) for k, v in row.items()})
+            self._write(handle, [row], header=new)
 
     def truncate_after(self, epoch: int) -> None:
-        """Drop rows of epochs after ``epoch`` (a resumed run re-does them)."""
+        """Drop rows of epochs after ``epoch`` (a resumed run re-does them); the file is
+        replaced atomically, so a crash keeps the old rows rather than none."""
         rows = read_metrics(self.path)
         if not rows:
             return
-        self.path.unlink()
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as handle:
+            self._write(handle, [row for row in rows if row["epoch"] <= epoch], header=True)
+
+    def _write(self, handle: Any, rows: list[dict[str, Any]], header: bool) -> None:
+        writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
+        if header:
+            writer.writeheader()
         for row in rows:
-            if row["epoch"] <= epoch:
-                self.append(row)
+            writer.writerow({k: _cell(v) for k, v in row.items()})
 
 
 def _cell(value: Any) -> Any:
@@ -188,4 +228,4 @@ def store_end_of_run(run_dir: Path, store: Callable[[Path, dict[str, Any]], None
     last = run_dir / "last.pt"
     if last.is_file() and TrainingState.from_checkpoint(load_checkpoint(last)).step == step:
         store(last, record)
-    (run_dir / json_name).write_text(json.dumps(record, indent=2))
+    write_text(run_dir / json_name, json.dumps(record, indent=2))

@@ -155,7 +155,7 @@ def set_up_run(
     config = broadcast_object(config, info)
     device = rank_device(device, info)
     seed_everything(config.train.seed + info.rank)
-    run_dir, created = _claim_run_dir(out_dir, checkpoint is not None, info)
+    run_dir, created = _claim_run_dir(out_dir, checkpoint is not None, info, data_dir)
     try:
         if data is None:
             data = prepare(config, data_dir, check=check_data)
@@ -172,15 +172,16 @@ def set_up_run(
     return run
 
 
-def _claim_run_dir(out_dir: str | Path | None, resume: bool, info: DistInfo
-                   ) -> tuple[Path | None, bool]:
+def _claim_run_dir(out_dir: str | Path | None, resume: bool, info: DistInfo,
+                   data_dir: str | Path | None) -> tuple[Path | None, bool]:
     """Rank 0 checks and creates the run folder; every rank raises its refusal together."""
     claimed: tuple[Path | None, bool] = (None, False)
     problem = None
     if info.is_main:
         try:
-            claimed = claim_run_dir(out_dir or default_run_dir(), resume=resume)
-        except OSError as error:
+            claimed = claim_run_dir(out_dir or default_run_dir(), resume=resume,
+                                    data_dir=data_dir)
+        except (OSError, ValueError) as error:  # OutputError included
             problem = error
     problem = broadcast_object(problem, info)
     if problem is not None:
