@@ -262,7 +262,8 @@ def test_predict_stopped_by_sigterm_leaves_no_truncated_mask(make_checkpoint, tm
                           env={**os.environ, "PYTHONPATH": SRC}, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # b.png never half there
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "predict.json"]  # b.png never
+    # half there
     with Image.open(out / "a.png") as mask:
         assert mask.size == (20, 24)
 
@@ -290,7 +291,8 @@ def test_predict_stops_on_a_full_disk_and_removes_partial_files(make_checkpoint,
             "prediction stopped after 1 mask(s)", code=1)
     assert "wrote" not in result.output and "input(s) failed" not in result.output
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == \
-        ["a.png", "probabilities/a.npz"]  # b's mask removed with its map, c never started
+        ["a.png", "predict.json", "probabilities/a.npz"]  # b's mask removed with its map, c
+    # never started; predict.json, written before the first mask, names the batch's inputs
     assert np.load(out / "probabilities" / "a.npz")["data"].shape == (3, 24, 20)
 
 

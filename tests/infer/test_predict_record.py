@@ -120,6 +120,6 @@ def test_without_a_record_or_images_the_overlays_say_they_are_on_black(make_chec
         overlays=v) or o / "report.html")
     assert not seen["overlays"][0]["image"].any()
     (out / "predict.json").unlink()
-    result = evaluate_folders(out, truth, tmp_path / "e")
+    result = evaluate_folders(out, truth, tmp_path / "e", force=True)
     assert result.images_note.startswith("Overlays drawn on black") and "--images" in \
         result.images_note

@@ -235,7 +235,7 @@ def calibrate(
     log_to_console(verbose=False)
     require_positive(beta, "--beta", " (1 = F1, i.e. Dice; below 1 favours precision)")
     if max_images is not None and max_images < 1:
-        fail(f"--max-images {max_images}: expected at least 1", code=2)
+        fail(f"--max-images {max_images}: expected at least 1 (nothing written)", code=2)
     try:
         result = calibrate_checkpoint(checkpoint, data, beta=beta, max_images=max_images,
                                       device=device)
