@@ -13,6 +13,7 @@ from unetkit.runtime.compile import (
     TimingCache,
     candidate_modes,
     choose_mode,
+    decide,
     run_cost,
     step_key,
     support,
@@ -106,3 +107,18 @@ def test_step_key_tells_steps_apart():
     a = step_key(cpu, {"patch": [32, 32], "batch": 2})
     assert a == step_key(cpu, {"batch": 2, "patch": [32, 32]})
     assert a != step_key(cpu, {"patch": [32, 32], "batch": 4})
+
+
+def test_a_short_budget_tries_no_compile_it_never_measured():
+    eager = {"eager": Timing(0.02)}
+    assert decide("auto", "auto", GPU, eager, budget_s=180.0) == (
+        ["eager", "graphs"], None, [])  # graphs still tried, compile not
+    assert decide("auto", "auto", GPU, eager, budget_s=3600.0)[:2] == (
+        ["eager", "compile", "graphs", "compile+graphs"], None)
+    assert decide("auto", "auto", GPU, eager, steps=5000)[1] is None  # no budget: tried
+    measured = {**eager, "compile": Timing(0.004, 60.0), "graphs": Timing(0.005, 0.5)}
+    # a measured compile counts with its set-up: in 180 s graphs does 35,900 steps, compile
+    # (180 - 60) / 0.004 = 30,000
+    assert decide("auto", "auto", GPU, measured, budget_s=180.0)[:2] == (
+        ["eager", "compile", "graphs"], "graphs")
+    assert decide("on", "off", GPU, {}, budget_s=60.0)[:2] == (["compile"], "compile")

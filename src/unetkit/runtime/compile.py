@@ -140,6 +140,26 @@ def choose_mode(candidates: list[str], timings: dict[str, Timing], device_type: 
     return "eager" if "eager" in candidates else candidates[0]
 
 
+COMPILE_TRIAL_MIN_S = 600.0  # auto tries torch.compile (a minute or more) only in longer runs
+
+
+def decide(compile: str, graphs: str, allowed: StepSupport, timings: dict[str, Timing], *,
+           steps: int | None = None, budget_s: float | None = None
+           ) -> tuple[list[str], str | None, list[str]]:
+    """``(candidates, chosen, reasons)`` of a run: ``candidate_modes``, then ``choose_mode``;
+    when the candidates must be tried and the time budget is under ``COMPILE_TRIAL_MIN_S``,
+    ``compile: auto`` leaves out the compile modes never measured (their trial would cost more
+    than such a run can win back)."""
+    candidates, reasons = candidate_modes(compile, graphs, allowed)
+    chosen = choose_mode(candidates, timings, allowed.device_type, steps=steps,
+                         budget_s=budget_s)
+    if chosen is None and compile == "auto" and budget_s is not None \
+            and budget_s < COMPILE_TRIAL_MIN_S:
+        candidates = [m for m in candidates if "compile" not in m or m in timings]
+        chosen = choose_mode(candidates, timings, allowed.device_type, budget_s=budget_s)
+    return candidates, chosen, reasons
+
+
 def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model name (what a step's speed depends on)."""
     if device.type == "cuda":

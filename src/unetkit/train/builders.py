@@ -133,13 +133,10 @@ def augment_generator(device: torch.device, seed: int, epoch: int, rank: int) ->
     return generator
 
 
-COMPILE_TRIAL_MIN_S = 600.0  # auto tries torch.compile (a minute or more) only in longer runs
-
-
 def build_step_runner(config: Config, pieces: Any, info: DistInfo, world_size: int = 1) -> Any:
     """The ``StepRunner`` of a run: candidate modes from ``train.compile`` /
     ``train.cuda_graphs`` and the device, decided from cached timings or tried on the first
-    steps (rank 0 decides for every rank)."""
+    steps (``runtime.compile.decide``; rank 0 decides for every rank)."""
     from unetkit.config import parse_duration
     from unetkit.runtime import compile as modes
     from unetkit.runtime.distributed import broadcast_object
@@ -147,16 +144,15 @@ def build_step_runner(config: Config, pieces: Any, info: DistInfo, world_size: i
 
     t, device = config.train, pieces.device
     allowed = modes.support(device, scaler=pieces.scaler is not None, distributed=info.enabled)
-    candidates, reasons = modes.candidate_modes(t.compile, t.cuda_graphs, allowed)
-    for reason in reasons:
-        log.warning("%s", reason)
-    budget = parse_duration(t.time_budget) if t.time_budget else None
-    if t.compile == "auto" and budget is not None and budget < COMPILE_TRIAL_MIN_S \
-            and len(candidates) > 1:
-        candidates = [m for m in candidates if "compile" not in m] or candidates
     cache = modes.TimingCache()
     key = modes.step_key(device, step_signature(config, pieces.plan.name, world_size))
-    chosen = broadcast_object(modes.choose_mode(candidates, cache.get(key), device.type), info)
+    budget = parse_duration(t.time_budget) if t.time_budget else None
+    candidates, chosen, reasons = modes.decide(
+        t.compile, t.cuda_graphs, allowed, cache.get(key), budget_s=budget,
+        steps=None if budget else t.epochs * t.steps_per_epoch)
+    for reason in reasons:
+        log.warning("%s", reason)
+    chosen = broadcast_object(chosen, info)
     if chosen is not None and chosen != "eager":
         log.info("train step: %s (measured faster for this step on this device)", chosen)
 

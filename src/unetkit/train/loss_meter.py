@@ -44,7 +44,9 @@ class LossMeter:
         # (sum of losses, first non-finite step or -1, its loss), in float64 where the device
         # has it: step numbers stay exact
         dtype = torch.float32 if self.device.type == "mps" else torch.float64
-        self._pending = torch.tensor([0.0, -1.0, 0.0], dtype=dtype, device=self.device)
+        # (made on the device: a copy from the host would wait for the device)
+        self._pending = torch.zeros(3, dtype=dtype, device=self.device)
+        self._pending[1] = -1.0
         self._count = 0
         self._first_step = self._last_step = -1
 

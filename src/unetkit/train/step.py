@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 
 from unetkit.losses.targets import unchecked_labels
 from unetkit.runtime.compile import Timing, TimingCache
-from unetkit.runtime.device import PrecisionPlan, autocast
+from unetkit.runtime.device import PrecisionPlan
 from unetkit.runtime.graphs import CudaBackend, GraphedFunction
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,11 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def forward_loss(p: StepPieces, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The loss of ``image (B, C, *patch)`` against ``mask (B, *patch)``, in float32."""
-    with autocast(p.plan, p.device):
+    # Without autocast's cast cache: a CUDA graph must not keep casts that autocast frees when
+    # its region ends (PyTorch's CUDA graph notes); a U-Net uses each weight once anyway.
+    precision = nullcontext() if p.plan.dtype is None else torch.autocast(
+        device_type=p.device.type, dtype=p.plan.dtype, cache_enabled=False)
+    with precision:
         output = p.model(image)
     # The loss is computed in float32 whatever the network's precision.
     output = [o.float() for o in output] if isinstance(output, list | tuple) else output.float()
