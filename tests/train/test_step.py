@@ -169,3 +169,30 @@ def test_compile_on_the_cpu_trains_like_eager(tmp_path):
     assert runner.mode == "compile" and not runner.warming
     timing = cache.get("c")["compile"]
     assert timing.setup_s > timing.step_s
+
+
+def test_a_run_decides_its_mode_from_this_devices_cached_timings(tmp_path, monkeypatch, caplog):
+    """``build_step_runner``: eager on a CPU with nothing measured; compile once a measurement
+    of this step on this device says it is faster; an impossible ``on`` only warns."""
+    from unetkit.config import Config, apply_overrides
+    from unetkit.runtime import compile as modes
+    from unetkit.runtime.distributed import DistInfo
+    from unetkit.train.builders import build_step_runner, step_signature
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    config = apply_overrides(Config(), ["train.device=cpu", "train.epochs=10"])
+    pieces = _pieces()
+    monkeypatch.setattr(modes, "support", lambda device, **_: modes.StepSupport("cpu", True))
+    assert build_step_runner(config, pieces, DistInfo()).mode == "eager"
+    key = modes.step_key(pieces.device, step_signature(config, pieces.plan.name, 1))
+    TimingCache().put(key, {"eager": Timing(0.02), "compile": Timing(0.01, 2.0)})
+    runner = build_step_runner(config, pieces, DistInfo())
+    assert runner.mode == "compile" and not runner.trial
+    # 10 epochs of 50 steps: 500 * 0.01 + 2 = 7 s against 10 s eager, so it compiles; 2 epochs
+    # (100 steps) do not win the compile back: 1 + 2 = 3 s against 2 s
+    short = apply_overrides(config, ["train.epochs=2"])
+    assert build_step_runner(short, pieces, DistInfo()).mode == "eager"
+    with caplog.at_level(logging.WARNING):
+        off = apply_overrides(config, ["train.cuda_graphs=on", "train.compile=off"])
+        assert build_step_runner(off, pieces, DistInfo()).mode == "eager"
+    assert "train.cuda_graphs: on, but CUDA graphs need a CUDA device" in caplog.text

@@ -152,7 +152,9 @@ def build_step_runner(config: Config, pieces: Any, info: DistInfo, world_size: i
         steps=None if budget else t.epochs * t.steps_per_epoch)
     for reason in reasons:
         log.warning("%s", reason)
-    chosen = broadcast_object(chosen, info)
+    # every rank runs rank 0's candidates and choice (their caches may differ); rank 0 records
+    candidates, chosen = broadcast_object((candidates, chosen), info)
+    cache = cache if info.is_main else None
     if chosen is not None and chosen != "eager":
         log.info("train step: %s (measured faster for this step on this device)", chosen)
 
