@@ -9,6 +9,14 @@ Timed steps alternate between the two so that both see the same machine load. Pe
 the peak resident set size of a separate process running a few steps of each variant.
 
     python benchmarks/bench_train.py [--steps 3] [--json benchmarks/results/train.json]
+
+``--loop`` measures instead the training loop against the bare step, per step mode, on
+``--device`` (``benchmarks/loop_bench.py``: eager, torch.compile, CUDA graphs; loop before and
+after issue 27), for ``--plan hippocampus`` (the zero-config GPU plan of Task04) or ``demo``:
+
+    python benchmarks/bench_train.py --loop --device cuda --plan hippocampus
+        [--steps 200] [--epochs 3] [--modes eager,graphs] [--config RUN/config.yaml]
+        [--json benchmarks/results/train_loop_cuda.json]
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unetkit.config import Config, LossConfig
+from unetkit.config import Config, LossConfig, apply_values
 from unetkit.losses import build_loss
 from unetkit.nn import UNet
 from unetkit.runtime.device import (
@@ -135,9 +143,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant")
-    parser.add_argument("--json", default="benchmarks/results/train.json")
+    parser.add_argument("--json", default=None, help="default benchmarks/results/train.json, "
+                        "with --loop train_loop_<device>.json")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--loop", action="store_true", help="loop vs bare step, per step mode")
+    parser.add_argument("--device", default="cpu", help="--loop: cpu, cuda, cuda:N")
+    parser.add_argument("--plan", default="hippocampus", choices=["hippocampus", "demo", "small"])
+    parser.add_argument("--config", default=None, help="--loop: a run's config.yaml instead")
+    parser.add_argument("--epochs", type=int, default=3, help="--loop: timed epochs")
+    parser.add_argument("--steps-per-epoch", type=int, default=50)
+    parser.add_argument("--modes", default=None, help="--loop: e.g. eager,graphs (default: "
+                        "every mode the device allows)")
     args = parser.parse_args()
+    if args.loop:
+        loop_main(args)
+        return
+    args.json = args.json or "benchmarks/results/train.json"
     if args.memory_child:
         step, _ = make_variant(args.memory_child)
         for _ in range(args.steps):
@@ -174,6 +195,23 @@ def main() -> None:
     path.write_text(json.dumps({"batch": BATCH, "rows": rows, "speedup": speedup,
                                 "threads": torch.get_num_threads(),
                                 "fast_bf16": cpu_has_fast_bf16()}, indent=2))
+
+
+def loop_main(args: argparse.Namespace) -> None:
+    """``--loop``: ``loop_bench.run`` and its JSON."""
+    import loop_bench
+
+    config = loop_bench.plan_config(args.plan, args.device, args.config)
+    config = apply_values(config, {"train.steps_per_epoch": args.steps_per_epoch},
+                          source="bench_train")
+    modes = args.modes.split(",") if args.modes else None
+    rows = loop_bench.run(config, max(args.steps, 20), args.epochs, modes)
+    rows["plan"] = args.config or args.plan
+    kind = torch.device(args.device).type
+    path = Path(args.json or f"benchmarks/results/train_loop_{kind}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -131,3 +131,48 @@ def read_only(monkeypatch):
     monkeypatch.undo()
     for folder in folders:
         folder.chmod(0o755)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """The tests' own ``$XDG_CACHE_HOME`` (one per session): training records step timings
+    there (``unetkit.runtime.compile``) and no test may read or write the user's cache. A test
+    whose outcome depends on cached timings sets a folder of its own."""
+    import os
+
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
+class RecordingBackend:
+    """Warm-up calls run ``fn``; a capture records ``fn`` (computing nothing, as a CUDA graph's
+    capture) and its replay calls it again on the static buffers it closed over."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.fail, self.warmed, self.captures, self.replays = fail, 0, 0, 0
+
+    def warm(self, fn):
+        self.warmed += 1
+        return fn()
+
+    def capture(self, fn):
+        self.captures += 1
+        if self.fail is not None:
+            raise self.fail
+
+        def replay():
+            self.replays += 1
+            return fn()
+
+        return replay
+
+
+@pytest.fixture
+def recording_backend():
+    """``RecordingBackend``: a CUDA graph's capture and replay as the CPU can run them."""
+    return RecordingBackend

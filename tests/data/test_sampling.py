@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from unetkit.data.sampling import PatchSampler, extract_patch, patch_start
-from unetkit.train.builders import epoch_batches
+from unetkit.train.batches import BatchStream
 
 
 def _cases(n=3, shape=(40, 50), seed=0):
@@ -97,14 +97,61 @@ def test_state_dict_resume():
     assert all(torch.equal(a, b[0]) for a, b in zip(expected, resumed, strict=True))
 
 
-def test_dataloader_with_workers_is_reproducible():
+def _epoch(sampler, epoch, start=0, workers=0):
+    stream = BatchStream(sampler, epoch, start, workers)
+    batches = list(stream.take(len(sampler) - start))
+    stream.close()
+    return batches
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1])
+                                    for x, y in zip(a, b, strict=True))
+
+
+def test_workers_draw_the_same_batches_as_the_training_process():
     images, masks = _cases()
     sampler = PatchSampler(images, masks, (8, 8), 2, seed=0, batches_per_epoch=5)
-    first = [b[0] for b in epoch_batches(sampler, 2, num_workers=2)]
-    second = [b[0] for b in epoch_batches(sampler, 2, num_workers=2)]
-    assert len(first) == 5 and len(sampler) == 5
-    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
-    assert not torch.equal(first[0], first[1])  # the two workers draw different streams
+    alone = _epoch(sampler, 2)
+    assert _same(_epoch(sampler, 2, workers=2), alone)
+    assert len(alone) == 5 and len(sampler) == 5
+    assert not torch.equal(alone[0][0], alone[1][0])
+
+
+def test_a_resumed_epoch_starts_at_its_batch_without_drawing_the_others():
+    images, masks = _cases()
+    sampler = PatchSampler(images, masks, (8, 8), 2, seed=0, batches_per_epoch=5)
+    whole = _epoch(sampler, 1)
+    assert _same(_epoch(sampler, 1, start=3), whole[3:])
+    assert _same(_epoch(sampler, 1, start=3, workers=2), whole[3:])
+    with pytest.raises(ValueError, match="start batch 6"):
+        sampler.set_epoch(1, 6)
+
+
+def test_one_stream_runs_on_into_the_next_epochs():
+    images, masks = _cases()
+    sampler = PatchSampler(images, masks, (8, 8), 2, seed=0, batches_per_epoch=3)
+    expected = _epoch(sampler, 0)[2:] + _epoch(sampler, 1) + _epoch(sampler, 2)[:1]
+    for workers in (0, 2):
+        stream = BatchStream(sampler, 0, 2, workers)
+        assert _same(list(stream.take(5)), expected) and stream.position == (2, 1)
+        stream.close()
+
+
+def test_augmentation_where_batches_are_drawn_is_seeded_by_the_batch():
+    from unetkit.config import AugmentConfig
+    from unetkit.data.augment import Augmenter
+
+    images, masks = _cases()
+    config = AugmentConfig(affine_prob=1.0, noise_prob=1.0, elastic_prob=0.0)
+    plain = PatchSampler(images, masks, (16, 16), 2, seed=4, batches_per_epoch=4)
+    augmented = PatchSampler(images, masks, (16, 16), 2, seed=4, batches_per_epoch=4,
+                             augment=Augmenter(config, 2))
+    raw, alone = _epoch(plain, 0), _epoch(augmented, 0)
+    assert _same(_epoch(augmented, 0, workers=2), alone)
+    assert _same(_epoch(augmented, 0, start=2), alone[2:])
+    assert not any(torch.equal(a[0], b[0]) for a, b in zip(raw, alone, strict=True))
+    assert alone[0][0].shape == raw[0][0].shape and alone[0][1].dtype == torch.int64
 
 
 def test_3d_sampling():

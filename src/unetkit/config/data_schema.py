@@ -79,6 +79,12 @@ class AugmentConfig(Section):
         "nearest", description="how rotation/scaling/elastic resample masks: nearest label, or "
         "linear interpolation of each label's indicator then the most covered label (edges stay "
         "where the linearly interpolated image has them)")
+    device: Literal["auto", "cpu", "train"] = Field(
+        "auto", description="where batches are augmented: cpu = where they are drawn (in the "
+        "data.num_workers processes, in parallel, batch by batch with its own seed; in the "
+        "training process when there are none), train = on the training device inside the "
+        "training step; auto: cpu when worker processes draw the batches, else train (the run "
+        "records the choice)")
     padding_mode: Literal["zeros", "border", "reflection"] = Field(
         "zeros", description="what rotation/scaling/elastic show where they look outside the "
         "patch: zeros (image 0 = the mean, mask = background), border, or reflection (mirrored "
@@ -117,8 +123,10 @@ class DataConfig(Section):
     fold: int | None = Field(None, ge=0, description="k-fold: the fold that validates "
                              "(0 .. folds-1); None: split by val_fraction")
     folds: int = Field(5, ge=2, description="k-fold: number of folds")
-    num_workers: int = Field(0, ge=0, description="background processes drawing patches; "
-                             "0: in the training process")
+    num_workers: int | Literal["auto"] = Field(
+        "auto", description="background processes drawing (and with augment.device cpu, "
+        "augmenting) the batches; the batches are the same for any number; 0: in the training "
+        "process; auto: one per spare core (at most 8) when training on a GPU, 0 on a CPU")
     image_offset: list[float] | Literal["auto"] | None = Field(
         None, description="voxels by which the masks lie off the images, per spatial axis "
         "(mask(u) marks image(u + offset)); images are resampled by it in training and before "
@@ -150,6 +158,13 @@ class DataConfig(Section):
         if isinstance(data, dict) and "cache" in data:
             data = {k: v for k, v in data.items() if k != "cache"}
         return data
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers_not_negative(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("num_workers must be 0 or more, or auto")
+        return value
 
     @field_validator("patch_size")
     @classmethod

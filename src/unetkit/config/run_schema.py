@@ -77,6 +77,16 @@ class TrainConfig(Section):
     channels_last: Literal["auto", "on", "off"] = Field(
         "auto", description="channels-last memory format of training; auto: on for CPU and "
         "CUDA (a planned run writes the layout its timing found faster on this CPU)")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="torch.compile the forward and loss (inductor; compiling takes tens "
+        "of seconds, charged to the time budget); auto: used when measured faster for this step "
+        "on this device (timings cached in ~/.cache/unetkit/step_timings.json; a GPU tries it "
+        "on the run's first steps unless a time budget is under 10 minutes, a CPU never unasked)")
+    cuda_graphs: Literal["auto", "on", "off"] = Field(
+        "auto", description="capture the whole training step in a CUDA graph and replay it (one "
+        "launch per step: for small patches, whose steps are bound by kernel launches); CUDA "
+        "only, not with fp16's GradScaler or DDP; auto: used when measured faster (tried on the "
+        "run's first steps, cached like compile)")
     grad_clip: float | None = Field(12.0, gt=0, description="largest gradient norm; None: "
                                     "no clipping")
     val_every: int = Field(1, ge=1, description="validate every this many epochs (and after "
@@ -90,7 +100,8 @@ class TrainConfig(Section):
                               "RUN/tensorboard (pip install 'unetkit[tensorboard]')")
     loss: LossConfig = Field(default_factory=LossConfig)
 
-    _yaml_on_off = field_validator("channels_last", mode="before")(_on_off)
+    _yaml_on_off = field_validator("channels_last", "compile", "cuda_graphs",
+                                   mode="before")(_on_off)
 
     @field_validator("time_budget")
     @classmethod

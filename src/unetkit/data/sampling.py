@@ -2,14 +2,17 @@
 
 A ``PatchSampler`` is an ``IterableDataset`` of ready batches: use it directly
 (``for image, mask in sampler``) or in a ``DataLoader(sampler, batch_size=None, num_workers=n)``
-(as ``unetkit.train.builders.epoch_batches`` does).  Its random stream depends only on
-``(seed, epoch, rank, worker)``, so ``set_epoch`` makes an epoch reproducible and a resumed run
-draws the same batches.
+(as ``unetkit.train.builders.batch_stream`` does).  Batch ``i`` of an epoch is a function of
+``(seed, epoch, rank, i)`` alone: any number of worker processes (a DataLoader hands out its
+workers' batches round-robin, worker ``w`` drawing batches ``w, w + n, ...``) yields the same
+batches in the same order as the training process alone, and a run resumed in the middle of an
+epoch starts at its batch without drawing the ones before. An ``augment`` callable, when given,
+augments each batch there (on the CPU, in the workers), seeded by the same four numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +20,9 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 _MAX_LOCATIONS = 10_000  # stored foreground voxels per class and case (nnU-Net keeps 10k too)
+Batch = tuple[torch.Tensor, torch.Tensor]
+#: ``augment(image, mask, generator) -> (image, mask)`` on a batch (``unetkit.data.augment``)
+AugmentFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], Batch]
 
 
 def foreground_locations(
@@ -75,11 +81,12 @@ class PatchSampler(IterableDataset):
         batch_size: patches per batch.
         foreground_fraction: share of each batch (rounded, nnU-Net style) whose patch is centred on
             a voxel of a random foreground class present in the case.
-        seed: base seed; the stream is a function of ``(seed, epoch, rank, worker)``.
+        seed: base seed; batch ``i`` of an epoch is a function of ``(seed, epoch, rank, i)``.
         rank, world_size: DDP process; each rank draws its own stream.
         batches_per_epoch: finite epochs (split across DataLoader workers); None: endless.
         pad_value, mask_pad_value: fill for images smaller than the patch.
         ignore_index: a mask value never used as a foreground centre.
+        augment: augments each batch where it is drawn (None: batches leave unaugmented).
 
     Yields:
         ``(image (B, C, *patch) float32 tensor, mask (B, *patch) int64 tensor)``.
@@ -90,7 +97,7 @@ class PatchSampler(IterableDataset):
         patch_size: Sequence[int], batch_size: int, foreground_fraction: float = 0.33,
         seed: int = 0, *, rank: int = 0, world_size: int = 1,
         batches_per_epoch: int | None = None, pad_value: float = 0.0, mask_pad_value: int = 0,
-        ignore_index: int | None = None,
+        ignore_index: int | None = None, augment: AugmentFn | None = None,
     ):
         if not images or len(images) != len(masks):
             raise ValueError(f"PatchSampler needs as many masks as images (got {len(images)} "
@@ -107,12 +114,21 @@ class PatchSampler(IterableDataset):
         self.foreground_fraction = float(foreground_fraction)
         self.seed, self.rank, self.world_size, self.epoch = int(seed), rank, world_size, 0
         self.batches_per_epoch = batches_per_epoch
+        self.start, self.following = 0, False
+        self.augment = augment
         self.pad_value, self.mask_pad_value = pad_value, mask_pad_value
         self.locations = [foreground_locations(m, ignore_index) for m in self.masks]
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the random stream of ``epoch`` (call before iterating each epoch)."""
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start: int = 0, *, following: bool = False) -> None:
+        """Select epoch ``epoch`` from its batch ``start`` (call before iterating).
+
+        ``following``: go on into the next epochs (batch 0 of ``epoch + 1`` after the last of
+        ``epoch``), so that one DataLoader and its workers serve a whole run.
+        """
+        if start < 0 or (self.batches_per_epoch is not None and start > self.batches_per_epoch):
+            raise ValueError(f"PatchSampler: start batch {start} outside the epoch of "
+                             f"{self.batches_per_epoch} batches")
+        self.epoch, self.start, self.following = int(epoch), int(start), following
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run needs to draw the same batches."""
@@ -122,11 +138,22 @@ class PatchSampler(IterableDataset):
         """Restore ``state_dict()``."""
         self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
 
-    def rng(self, worker: int = 0) -> np.random.Generator:
-        """The generator of this (seed, epoch, rank, worker)."""
-        return np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+    def rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
+        """The generator of batch ``index`` of ``epoch`` (default: the selected epoch)."""
+        epoch = self.epoch if epoch is None else epoch
+        return np.random.default_rng([self.seed, epoch, self.rank, index])
 
-    def sample_batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, index: int, epoch: int | None = None) -> Batch:
+        """Batch ``index`` of ``epoch`` (default: the selected one), augmented when the sampler
+        augments: ``(B, C, *patch) float32, (B, *patch) int64``."""
+        rng = self.rng(index, epoch)
+        image, mask = self.sample_batch(rng)
+        if self.augment is not None:
+            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            image, mask = self.augment(image, mask, generator)
+        return image, mask
+
+    def sample_batch(self, rng: np.random.Generator) -> Batch:
         """One batch ``(B, C, *patch) float32, (B, *patch) int64`` drawn with ``rng``."""
         forced = self.batch_size - int(round(self.batch_size * (1 - self.foreground_fraction)))
         images, masks = [], []
@@ -151,16 +178,18 @@ class PatchSampler(IterableDataset):
         coords = locations[labels[int(rng.integers(len(labels)))]]
         return coords[int(rng.integers(len(coords)))]
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        rng = self.rng(worker)
-        if self.batches_per_epoch is None:
-            while True:
-                yield self.sample_batch(rng)
-        count = self.batches_per_epoch // workers + (worker < self.batches_per_epoch % workers)
-        for _ in range(count):
-            yield self.sample_batch(rng)
+        per_epoch = self.batches_per_epoch
+        position = self.start + worker  # counted from batch 0 of the selected epoch
+        while True:
+            epoch, index = (self.epoch, position) if per_epoch is None else (
+                self.epoch + position // per_epoch, position % per_epoch)
+            if epoch != self.epoch and not self.following:
+                return
+            yield self.batch(index, epoch)
+            position += workers
 
     def __len__(self) -> int:
         if self.batches_per_epoch is None:

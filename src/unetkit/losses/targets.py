@@ -13,6 +13,8 @@ with ``C > 1`` have no ignore label (there is no channel for it).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -45,7 +47,27 @@ def _label_map(target: Tensor, logits: Tensor) -> Tensor | None:
     return None
 
 
+_CHECKING = [True]
+
+
+@contextmanager
+def unchecked_labels() -> Iterator[None]:
+    """Inside, label maps are not checked against the logits' classes.
+
+    The check reads the labels' range back to the host: on a GPU that waits for every queued
+    kernel, and a CUDA graph cannot hold it. The training step uses this once the data were
+    checked when loaded (every mask value maps to a label) and its first batch passed the check.
+    """
+    _CHECKING[0] = False
+    try:
+        yield
+    finally:
+        _CHECKING[0] = True
+
+
 def _check_labels(labels: Tensor, num_channels: int, ignore_index: int | None) -> None:
+    if not _CHECKING[0]:
+        return
     num_classes = max(num_channels, 2)
     checked = labels if ignore_index is None else labels[labels != ignore_index]
     if checked.numel() and (checked.min() < 0 or checked.max() >= num_classes):

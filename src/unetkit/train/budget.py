@@ -73,6 +73,7 @@ class TimeBudget:
     val_estimate_s: float = 0.0  # used until a validation has been timed
     final_s: float = 0.0  # work after the last epoch inside the budget (threshold calibration)
     overhead_s: float = 0.0
+    warmup_s: float = 0.0  # compile and capture steps (already in elapsed; not in step_s)
     _timed_steps: int = 0
     _timed_seconds: float = 0.0
 
@@ -91,12 +92,27 @@ class TimeBudget:
         return self.remaining() <= reserve
 
     def record_step(self, seconds: float, global_step: int) -> None:
-        """Add one training iteration's duration (ignored for the first ``warmup_steps``)."""
+        """Add one training iteration's duration (ignored for the first ``warmup_steps``).
+
+        Steps are timed on the host without waiting for the device: a GPU step's host time can
+        be shorter than its device time, and the difference shows in the step that waits (every
+        few steps the losses are read back), so the mean over the steps stays right."""
         if global_step < self.warmup_steps:
             return
         self._timed_steps += 1
         self._timed_seconds += seconds
         self.step_s = self._timed_seconds / self._timed_steps
+
+    def record_warmup(self, seconds: float) -> None:
+        """A step that compiled or captured the training step (``unetkit.train.step``): its
+        time is spent (``elapsed`` holds it, so the plan leaves it out of what remains) but it
+        says nothing about the steps to come, so ``step_s`` leaves it out."""
+        self.warmup_s += seconds
+
+    def restart_steps(self) -> None:
+        """The step changed (the trial of step modes settled): time steps afresh; the last
+        ``step_s`` stands until the first new step is timed."""
+        self._timed_steps, self._timed_seconds = 0, 0.0
 
     def record_validation(self, seconds: float) -> None:
         """Keep the slowest validation seen: planning with it never overruns the budget."""

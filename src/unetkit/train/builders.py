@@ -1,9 +1,9 @@
-"""Build the pieces of a run from the config: network, optimizer, loss, patch stream, augmenter."""
+"""Build the pieces of a run from the config: network, optimizer, loss, patch stream, augmenter,
+and the training step's runner (its mode measured, ``unetkit.runtime.compile``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -97,37 +97,19 @@ def build_loss_fn(config: Config) -> torch.nn.Module:
 
 
 def build_sampler(config: Config, data: TrainData, info: DistInfo) -> Any:
-    """This rank's patch sampler over the training cases (one epoch = ``steps_per_epoch``)."""
+    """This rank's patch sampler over the training cases (one epoch = ``steps_per_epoch``);
+    it augments the batches it draws when ``data.augment.device`` is ``cpu``."""
     from unetkit.data.sampling import PatchSampler
 
     d = config.data
+    augment = build_augmenter(config) if d.augment.device == "cpu" else None
     return PatchSampler(
         data.train_images, data.train_masks, d.patch_size, d.batch_size,
         d.foreground_fraction, config.train.seed, rank=info.rank, world_size=info.world_size,
         batches_per_epoch=config.train.steps_per_epoch,
         ignore_index=config.train.loss.ignore_index,  # never a foreground centre
+        augment=augment,
     )
-
-
-def epoch_batches(
-    sampler: Any, epoch: int, skip: int = 0, num_workers: int = 0
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches of epoch ``epoch``; the first ``skip`` are drawn and dropped.
-
-    The sampler's stream is a function of (seed, epoch, rank, worker), and a DataLoader hands out
-    its workers' batches in a fixed round-robin order, so the same epoch always yields the same
-    batches: this is what makes resuming in the middle of an epoch exact.
-    """
-    sampler.set_epoch(epoch)
-    if num_workers > 0:
-        stream = iter(torch.utils.data.DataLoader(
-            sampler, batch_size=None, num_workers=num_workers, pin_memory=torch.cuda.is_available()
-        ))
-    else:
-        stream = iter(sampler)
-    for index, batch in enumerate(stream):
-        if index >= skip:
-            yield batch
 
 
 def build_augmenter(config: Config) -> Any:
@@ -139,8 +121,55 @@ def build_augmenter(config: Config) -> Any:
     return Augmenter(config.data.augment, config.model.spatial_dims)
 
 
+def step_augmenter(config: Config) -> Any:
+    """The augmenter of the training step (``data.augment.device: train``), else None."""
+    return build_augmenter(config) if config.data.augment.device == "train" else None
+
+
 def augment_generator(device: torch.device, seed: int, epoch: int, rank: int) -> torch.Generator:
     """The augmentation generator of one epoch (on the batch's device)."""
     generator = torch.Generator(device=device)
     generator.manual_seed(epoch_seed(seed, epoch, rank))
     return generator
+
+
+def build_step_runner(config: Config, pieces: Any, info: DistInfo, world_size: int = 1) -> Any:
+    """The ``StepRunner`` of a run: candidate modes from ``train.compile`` /
+    ``train.cuda_graphs`` and the device, decided from cached timings or tried on the first
+    steps (``runtime.compile.decide``; rank 0 decides for every rank)."""
+    from unetkit.config import parse_duration
+    from unetkit.runtime import compile as modes
+    from unetkit.runtime.distributed import broadcast_object
+    from unetkit.train.step import StepRunner
+
+    t, device = config.train, pieces.device
+    allowed = modes.support(device, scaler=pieces.scaler is not None, distributed=info.enabled)
+    cache = modes.TimingCache()
+    key = modes.step_key(device, step_signature(config, pieces.plan.name, world_size))
+    budget = parse_duration(t.time_budget) if t.time_budget else None
+    candidates, chosen, reasons = modes.decide(
+        t.compile, t.cuda_graphs, allowed, cache.get(key), budget_s=budget,
+        steps=None if budget else t.epochs * t.steps_per_epoch)
+    for reason in reasons:
+        log.warning("%s", reason)
+    # every rank runs rank 0's candidates and choice (their caches may differ); rank 0 records
+    candidates, chosen = broadcast_object((candidates, chosen), info)
+    cache = cache if info.is_main else None
+    if chosen is not None and chosen != "eager":
+        log.info("train step: %s (measured faster for this step on this device)", chosen)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return StepRunner(pieces, candidates, chosen, cache=cache, key=key, sync=sync,
+                      agree=lambda mode: broadcast_object(mode, info))
+
+
+def step_signature(config: Config, precision: str, world_size: int) -> dict[str, Any]:
+    """What a training step's speed depends on, besides the device and torch."""
+    t, d = config.train, config.data
+    return {"model": config.model.model_dump(mode="json"), "patch": list(d.patch_size),
+            "batch": d.batch_size, "precision": precision, "channels_last": t.channels_last,
+            "optimizer": t.optimizer, "loss": t.loss.model_dump(mode="json"),
+            "grad_clip": t.grad_clip, "processes": world_size}

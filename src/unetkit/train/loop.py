@@ -21,11 +21,13 @@ import torch
 
 from unetkit.config import TrainConfig
 from unetkit.runtime.checkpoint import TrainingState, save_checkpoint, training_checkpoint
-from unetkit.runtime.device import autocast, to_memory_format
+from unetkit.runtime.device import to_memory_format
 from unetkit.runtime.distributed import all_reduce_mean, broadcast_object
 from unetkit.train import builders
+from unetkit.train.batches import BatchStream
 from unetkit.train.budget import format_seconds, inference_estimate_s
 from unetkit.train.calibrate import calibration_cases, wants_calibration
+from unetkit.train.loss_meter import NonFiniteLoss
 from unetkit.train.schedule import lr_at, poly_lr
 from unetkit.train.setup import Run
 from unetkit.train.state import capture_rng, model_state_cpu
@@ -36,42 +38,37 @@ StepCallback = Callable[[dict[str, Any]], None]
 FIRST_PLAN_STEPS = 5  # timed iterations (after the warm-up ones) before the first plan
 
 
-def train_step(run: Run, image: torch.Tensor, mask: torch.Tensor) -> float:
-    """One optimisation step on a batch ``(B, C, *patch)`` / ``(B, *patch)``; returns the loss."""
+def train_step(run: Run, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """One optimisation step on a batch ``(B, C, *patch)`` / ``(B, *patch)``; returns the loss
+    as a 0-d tensor on the device, not read back (``run.losses`` reads it a few steps later)."""
     image, mask = image.to(run.device, non_blocking=True), mask.to(run.device, non_blocking=True)
-    if run.augmenter is not None:
+    if run.augmenter is not None:  # data.augment.device: train
         image, mask = run.augmenter(image, mask, run.generator)
     image = to_memory_format(image, run.plan)
     lr = scheduled_lr(run.config.train, run.state)
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    with autocast(run.plan, run.device):
-        output = run.ddp_model(image)
-    # The loss is computed in float32 whatever the network's precision.
-    output = [o.float() for o in output] if isinstance(output, list | tuple) else output.float()
-    loss = run.loss_fn(output, mask)
-    if not torch.isfinite(loss):
+    loss = run.stepper(image, mask, lr)  # forward, loss, backward, clip, optimizer: train.step
+    run.state.lr = lr
+    return loss
+
+
+def read_losses(run: Run) -> None:
+    """Read the pending losses back into ``state.partial_loss``; stop on a non-finite one.
+
+    Raises:
+        FloatingPointError: naming the first step whose loss was not finite, and the last good
+            checkpoint (losses are read before anything is saved, so ``last.pt`` is good).
+    """
+    try:
+        run.losses.read()
+    except NonFiniteLoss as error:
         where = f"last good checkpoint: {run.run_dir / 'last.pt'}" if run.run_dir is not None \
             and (run.run_dir / "last.pt").is_file() else "no checkpoint was written yet"
         fp32 = "" if run.plan.dtype is None else " or use train.precision=fp32"
-        raise FloatingPointError(f"training loss is {loss.item()} at step {run.state.step}; "
-                                 f"lower train.lr{fp32} ({where})")
-    run.optimizer.zero_grad(set_to_none=True)
-    clip = run.config.train.grad_clip
-    if run.scaler is not None:
-        run.scaler.scale(loss).backward()
-        run.scaler.unscale_(run.optimizer)
-        if clip:
-            torch.nn.utils.clip_grad_norm_(run.ddp_model.parameters(), clip)
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-    else:
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(run.ddp_model.parameters(), clip)
-        run.optimizer.step()
-    run.state.lr = lr
-    return float(loss.detach())
+        read = "" if error.first == error.last else \
+            f"; found when the losses of steps {error.first}-{error.last} were read back"
+        raise FloatingPointError(f"training loss is {error.value} at step {error.step}; "
+                                 f"lower train.lr{fp32} ({where}){read}") from None
+    run.state.partial_loss = run.losses.total
 
 
 def scheduled_lr(train: TrainConfig, s: TrainingState) -> float:
@@ -110,17 +107,29 @@ def train_one_epoch(run: Run, on_step: StepCallback | None = None) -> float:
     if s.step_in_epoch == 0:
         run.generator = builders.augment_generator(
             run.device, run.config.train.seed, s.epoch, run.info.rank)
-    batches = builders.epoch_batches(run.sampler, s.epoch, skip=s.step_in_epoch,
-                                     num_workers=run.config.data.num_workers)
+    if run.batches is None or run.batches.position != (s.epoch, s.step_in_epoch):
+        if run.batches is not None:
+            run.batches.close()
+        run.batches = BatchStream(run.sampler, s.epoch, s.step_in_epoch, run.workers,
+                                  pin=run.device.type == "cuda")
+    run.losses.reset(s.partial_loss, s.step_in_epoch)
     tick = time.monotonic()
-    for image, mask in batches:
-        s.partial_loss += train_step(run, image, mask)
+    for image, mask in run.batches.take(run.config.train.steps_per_epoch - s.step_in_epoch):
+        run.losses.add(train_step(run, image, mask), s.step)
         s.step += 1
         s.step_in_epoch += 1
+        if run.losses.due():
+            read_losses(run)
         if run.budget is not None:
-            # A step's cost includes drawing its batch, hence timing from the previous step's end.
+            # A step's cost includes drawing its batch, hence timing from the previous step's end;
+            # warm-up and compile steps count as time spent, not as the cost of a step.
             now = time.monotonic()
-            run.budget.record_step(now - tick, s.step - run.first_step)
+            if run.stepper.warming:
+                run.budget.record_warmup(now - tick)
+            else:
+                run.budget.record_step(now - tick, s.step - run.first_step)
+            if run.stepper.switched:
+                run.budget.restart_steps()
             tick = now
             _budget_tick(run)
         if on_step is not None:
@@ -134,6 +143,7 @@ def train_one_epoch(run: Run, on_step: StepCallback | None = None) -> float:
             run.stop_signal = broadcast_object(run.signals.requested, run.info)
         if run.budget_stop or run.stop_signal is not None:
             break
+    read_losses(run)
     mean_loss = s.partial_loss / max(s.step_in_epoch, 1)
     return all_reduce_mean(mean_loss, run.info, run.device)
 
@@ -187,7 +197,7 @@ def _step_info(run: Run) -> dict[str, Any]:
     known = budget is None or s.planned
     return {"step": s.step, "total_steps": s.total_steps if known else None, "epoch": s.epoch,
             "epochs": s.planned_epochs if known else None, "estimated": budget is not None,
-            "loss": s.partial_loss / max(s.step_in_epoch, 1), "lr": s.lr, "dice": s.best_metric,
+            "loss": run.losses.mean(), "lr": s.lr, "dice": s.best_metric,
             "validates": bool(run.data.val_images),
             "eta_s": budget.remaining() if budget is not None else None,
             "budget_s": budget.budget_s if budget is not None else None,

@@ -31,8 +31,15 @@ from unetkit.runtime.distributed import (
     unused_parameters,
 )
 from unetkit.train import builders
+from unetkit.train.batches import (
+    BatchStream,
+    local_processes,
+    resolve_augment_device,
+    resolve_workers,
+)
 from unetkit.train.budget import TimeBudget
 from unetkit.train.data import TrainData
+from unetkit.train.loss_meter import LossMeter
 from unetkit.train.run_dir import (
     MetricsLog,
     TensorBoardLog,
@@ -45,6 +52,7 @@ from unetkit.train.run_dir import (
 )
 from unetkit.train.signals import StopSignals
 from unetkit.train.state import restore_rng, seed_everything
+from unetkit.train.step import StepPieces
 
 log = logging.getLogger(__name__)
 CURVES_EVERY_S = 10.0  # redraw progress.png at most this often (and always at the end)
@@ -107,8 +115,12 @@ class Run:
     loss_fn: torch.nn.Module
     val_loss_fn: torch.nn.Module
     sampler: Any
-    augmenter: Any
+    augmenter: Any  # the training step's (data.augment.device: train), else None
     generator: torch.Generator
+    stepper: Any = None  # train.step.StepRunner: forward, loss, backward, optimizer
+    losses: LossMeter | None = None
+    workers: int = 0  # processes drawing batches (data.num_workers resolved)
+    batches: BatchStream | None = None  # the batches from where the run stands
     data_dir: Path | None = None
     run_dir: Path | None = None
     logs: RunLogs | None = None
@@ -128,7 +140,10 @@ class Run:
         return self.elapsed_before + time.monotonic() - self.started
 
     def close(self) -> None:
-        """Flush the logs (rank 0)."""
+        """Stop the batch workers; flush the logs (rank 0)."""
+        if self.batches is not None:
+            self.batches.close()
+            self.batches = None
         if self.logs is not None:
             self.logs.close()
             self.logs = None
@@ -193,6 +208,8 @@ def _build_run(config: Config, data: TrainData, device: torch.device, info: Dist
                data_dir: str | Path | None, checkpoint: dict[str, Any] | None) -> Run:
     """Network, optimizer, loss, sampler and state for ``data`` (resumed from ``checkpoint``)."""
     config = builders.resolve_data_config(builders.resolve_model_config(config, data), data)
+    workers = resolve_workers(config.data.num_workers, device, local_processes(info))
+    config = resolve_augment_device(config, workers)
     plan = resolve_precision(config.train.precision, config.train.channels_last, device)
     model = build_model_from_config(config).to(device)
     model_to_memory_format(model, plan, config.model.spatial_dims)
@@ -207,8 +224,9 @@ def _build_run(config: Config, data: TrainData, device: torch.device, info: Dist
         ddp_model=model, optimizer=optimizer, scaler=scaler,
         loss_fn=builders.build_loss_fn(config), val_loss_fn=builders.build_loss_fn(val_config),
         sampler=builders.build_sampler(config, data, info),
-        augmenter=builders.build_augmenter(config),
+        augmenter=builders.step_augmenter(config),
         generator=builders.augment_generator(device, config.train.seed, 0, info.rank),
+        losses=LossMeter(device), workers=workers,
     )
     run.data_dir = Path(data_dir).resolve() if data_dir is not None else None
     t = config.train
@@ -227,6 +245,9 @@ def _build_run(config: Config, data: TrainData, device: torch.device, info: Dist
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=unused is None or bool(unused),
         )
+    pieces = StepPieces(run.ddp_model, optimizer, run.loss_fn, plan, device,
+                        config.train.grad_clip, scaler)
+    run.stepper = builders.build_step_runner(config, pieces, info, info.world_size)
     return run
 
 
@@ -245,9 +266,11 @@ def _open_run_dir(run: Run, run_dir: Path, checkpoint: dict[str, Any] | None) ->
     run.run_dir = run_dir
     if checkpoint is not None:
         run.logs.metrics.truncate_after(run.state.epoch)
-    log.info("training on %s (%s, %s, channels_last=%s, %d process(es)) into %s",
-             run.device, run.config.model.name, run.plan.name, run.plan.channels_last,
-             run.info.world_size, run_dir)
+    augment = run.config.data.augment
+    log.info("training on %s (%s, %s, channels_last=%s, %d process(es), %d batch worker(s), "
+             "augmentation %s) into %s", run.device, run.config.model.name, run.plan.name,
+             run.plan.channels_last, run.info.world_size, run.workers,
+             f"on {augment.device}" if augment.enabled else "off", run_dir)
     if note is not None:
         log.info("%s", note)
 
