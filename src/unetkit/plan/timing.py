@@ -27,7 +27,8 @@ from unetkit.train import builders
 def time_steps(config: Config, steps: int = 3, warmup: int = 2) -> float:
     """Median seconds per training step of ``config`` (``model.out_channels`` must be set)."""
     device = pick_device(config.train.device)
-    plan = resolve_precision(config.train.precision, config.train.channels_last, device)
+    plan = resolve_precision(config.train.precision, config.train.channels_last, device,
+                             config.model.norm)
     torch.manual_seed(0)
     model = build_model_from_config(config).to(device)
     model_to_memory_format(model, plan, config.model.spatial_dims)
@@ -45,7 +46,6 @@ def time_steps(config: Config, steps: int = 3, warmup: int = 2) -> float:
         x, y = augmenter(image, mask, generator) if augmenter is not None else (image, mask)
         with autocast(plan, device):
             output = model(to_memory_format(x, plan))
-        output = [o.float() for o in output] if isinstance(output, list) else output.float()
         loss = loss_fn(output, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -47,8 +47,8 @@ def train_step(run: Run, image: torch.Tensor, mask: torch.Tensor) -> float:
         group["lr"] = lr
     with autocast(run.plan, run.device):
         output = run.ddp_model(image)
-    # The loss is computed in float32 whatever the network's precision.
-    output = [o.float() for o in output] if isinstance(output, list | tuple) else output.float()
+    # Every loss computes in float32 from the logits as the network returned them (a float32
+    # copy made here would be what autograd keeps: unetkit.losses.fused).
     loss = run.loss_fn(output, mask)
     if not torch.isfinite(loss):
         where = f"last good checkpoint: {run.run_dir / 'last.pt'}" if run.run_dir is not None \
