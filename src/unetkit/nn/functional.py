@@ -41,19 +41,22 @@ def native_dtype(x: Tensor) -> Any:
     return nullcontext()
 
 
-def instance_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+def instance_norm(x: Tensor, channels: int, weight: Tensor | None, bias: Tensor | None,
+                  eps: float) -> Tensor:
     """Instance norm (statistics per sample and channel over the spatial axes) in ``x``'s dtype.
 
-    On CUDA, ``F.instance_norm`` (cuDNN or the native batch-norm kernel, as nnU-Net runs it:
+    On CUDA, ``torch.instance_norm`` (cuDNN or the native batch-norm kernel, as nnU-Net runs it:
     float32 weights with a half-precision input are supported, the output has ``x``'s dtype and
     layout contiguous). Elsewhere a group norm with one group per channel, the same formula,
     which keeps a channels-last input channels-last (a 3D U-Net step on 2 CPU cores: 1.80 ->
-    1.59 s). ``(B, C, *S) -> (B, C, *S)``.
+    1.59 s). ``(B, C, *S) -> (B, C, *S)`` with ``C == channels`` (a Python int, so that an
+    ONNX trace sees a constant group count).
     """
     with native_dtype(x):
-        if x.device.type == "cuda":
-            return F.instance_norm(x, weight=weight, bias=bias, use_input_stats=True, eps=eps)
-        return F.group_norm(x, x.shape[1], weight, bias, eps)
+        if x.device.type == "cuda":  # (torch's op: F.instance_norm refuses 1-voxel maps)
+            return torch.instance_norm(x, weight, bias, None, None, True, 0.0, eps,
+                                       torch.backends.cudnn.enabled)
+        return F.group_norm(x, channels, weight, bias, eps)
 
 
 def group_norm(

@@ -29,7 +29,7 @@ class _LeanInstanceNorm:
     statistics)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return functional.instance_norm(x, self.weight, self.bias, self.eps)
+        return functional.instance_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
 
 class InstanceNorm2d(_LeanInstanceNorm, nn.InstanceNorm2d):
