@@ -6,11 +6,15 @@ STAMP  := $(VENV)/.unetkit-installed
 
 .PHONY: test demo lint bench bench-isbi gpu-check clean
 
-$(STAMP): pyproject.toml
+# dynamic-network-architectures is nnU-Net's network code, the reference of
+# tests/test_memory_vs_nnunet.py and benchmarks/gpu_bench.py. It needs only torch and numpy, but
+# declares timm, whose torchvision would replace torch 2.13.0 by a CUDA build: hence --no-deps.
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps dynamic-network-architectures==0.4.4
 	touch $(STAMP)
 
 test: $(STAMP)

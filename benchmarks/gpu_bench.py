@@ -1,13 +1,17 @@
 """Throughput rows of ``gpu_check.py``: training steps and sliding-window inference.
 
 * ``unetkit_training``: one step as ``unetkit train`` takes it (``precision=auto``: bf16 on
-  Ampere and later, fp16 + GradScaler before; channels-last; fused AdamW; Dice + CE with deep
-  supervision computed in float32; gradient clipping at 12), augmentation left out.
+  Ampere and later, fp16 + GradScaler before; ``channels_last: auto``, which on CUDA is
+  contiguous for these instance-norm plans; fused AdamW; Dice + CE with deep supervision computed
+  in float32 from the logits as the network returns them; gradient clipping at 12), augmentation
+  left out. ``layout`` forces the other memory layout for comparison.
 * ``nnunet_training``: nnU-Net v2's ``PlainConvUNet`` (dynamic-network-architectures) with the
   same stages, widths, strides, kernels, patch and batch, trained as ``nnUNetTrainer.train_step``
   does (fp16 autocast + GradScaler, SGD Nesterov 0.99, ``DC_and_CE_loss`` with its deep
-  supervision weights, clipping at 12), eager (``nnUNet_compile=false``). Imported only when
-  installed; else the row says "not installed".
+  supervision weights, clipping at 12; ``nnunet_reference.py``): eager (``nnUNet_compile=f``) or
+  compiled as nnU-Net runs by default (``torch.compile`` of the network and of the Dice term).
+  The loss is nnunetv2's when it is installed, else the reproduction (the row says which); the
+  row says "not installed" without dynamic-network-architectures.
 * ``inference``: unetkit's ``sliding_window_inference`` vs MONAI's on the same network callable,
   window, overlap and Gaussian weighting, on the device; the labels' agreement says that both
   decide the same.
@@ -20,15 +24,18 @@ products: what a GPU spends its time on), times iterations per second.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from unetkit.config import Config, apply_values
-from unetkit.runtime.device import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nnunet_reference  # noqa: E402
+from unetkit.config import Config, apply_values  # noqa: E402
+from unetkit.runtime.device import (  # noqa: E402
     autocast,
     model_to_memory_format,
     resolve_precision,
@@ -74,15 +81,16 @@ def unetkit_config(plan: Plan, device: torch.device) -> Config:
 
 
 def _measure(step: Callable[[], None], model: torch.nn.Module, device: torch.device,
-             steps: int, warmup: int) -> dict:
-    """it/s, GFLOP/s and peak memory of ``step`` (median of ``steps`` timed steps)."""
+             steps: int, warmup: int, flop_step: Callable[[], None] | None = None) -> dict:
+    """it/s, GFLOP/s and peak memory of ``step`` (median of ``steps`` timed steps); FLOPs are
+    counted on ``flop_step`` (the eager twin of a compiled step) when given."""
     from torch.utils.flop_counter import FlopCounterMode
 
     for _ in range(warmup):
         step()
     counter = FlopCounterMode(display=False)
     with counter:
-        step()
+        (flop_step or step)()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -107,13 +115,14 @@ def _batch(plan: Plan, device: torch.device) -> tuple[torch.Tensor, torch.Tensor
     return image.to(device), mask.to(device)
 
 
-def unetkit_training(plan: Plan, device: torch.device, steps: int = 10, warmup: int = 3) -> dict:
+def unetkit_training(plan: Plan, device: torch.device, steps: int = 10, warmup: int = 3,
+                     layout: str = "auto") -> dict:
     """unetkit's training step on ``plan`` (see the module docstring)."""
     from unetkit.runtime.checkpoint import build_model_from_config
     from unetkit.train import builders
 
     config = unetkit_config(plan, device)
-    precision = resolve_precision("auto", "auto", device)
+    precision = resolve_precision("auto", layout, device, config.model.norm)
     torch.manual_seed(0)
     model = build_model_from_config(config).to(device)
     model_to_memory_format(model, precision, plan.dims)
@@ -126,7 +135,7 @@ def unetkit_training(plan: Plan, device: torch.device, steps: int = 10, warmup: 
     def step() -> None:
         with autocast(precision, device):
             output = model(image)
-        loss = loss_fn([o.float() for o in output], mask)
+        loss = loss_fn(output, mask)
         optimizer.zero_grad(set_to_none=True)
         _update(loss, model, optimizer, scaler)
 
@@ -150,52 +159,40 @@ def _update(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.O
 
 
 def nnunet_installed() -> bool:
-    """True when both nnU-Net v2 and dynamic-network-architectures can be imported."""
-    return all(importlib.util.find_spec(name) is not None
-               for name in ("nnunetv2", "dynamic_network_architectures"))
+    """True when nnU-Net's network code (dynamic-network-architectures) can be imported."""
+    return nnunet_reference.network_installed()
 
 
-def nnunet_training(plan: Plan, device: torch.device, steps: int = 10, warmup: int = 3) -> dict:
-    """nnU-Net v2's network and trainer step on ``plan``; ``{"status": "not installed"}``
-    without nnU-Net."""
+def nnunet_training(plan: Plan, device: torch.device, steps: int = 10, warmup: int = 3,
+                    compiled: bool = False) -> dict:
+    """nnU-Net v2's network and trainer step on ``plan``, eager or ``compiled`` (its default);
+    ``{"status": "not installed"}`` without dynamic-network-architectures."""
     if not nnunet_installed():
         return {"status": "not installed"}
-    from dynamic_network_architectures.architectures.unet import PlainConvUNet
-    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
-    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
-    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
-
-    conv, norm = (torch.nn.Conv3d, torch.nn.InstanceNorm3d) if plan.dims == 3 else \
-        (torch.nn.Conv2d, torch.nn.InstanceNorm2d)
     torch.manual_seed(0)
-    model = PlainConvUNet(
-        1, len(plan.widths), list(plan.widths), conv, plan.kernels(),
-        [[1] * plan.dims, *plan.strides()], 2, plan.classes, 2, conv_bias=True, norm_op=norm,
-        norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=torch.nn.LeakyReLU,
-        nonlin_kwargs={"inplace": True}, deep_supervision=True).to(device)
-    weights = [1 / 2**i for i in range(len(plan.widths) - 1)]
-    weights[-1] = 0
-    weights = [w / sum(weights) for w in weights]
-    loss_fn = DeepSupervisionWrapper(DC_and_CE_loss(
-        {"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
-        weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss), weights)
+    model = nnunet_reference.plain_conv_unet(plan.widths, plan.dims, plan.classes).to(device)
+    image, mask = _batch(plan, device)
+    with torch.no_grad():
+        targets = nnunet_reference.nnunet_targets(mask, model(image[:1]))
+    loss_fn, source = nnunet_reference.nnunet_loss(len(targets), compiled=compiled)
+    network = torch.compile(model) if compiled else model
     optimizer = torch.optim.SGD(model.parameters(), 1e-2, weight_decay=3e-5, momentum=0.99,
                                 nesterov=True)
     cuda = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if cuda else None
-    image, mask = _batch(plan, device)
-    with torch.no_grad():
-        shapes = [o.shape[2:] for o in model(image[:1])]
-    targets = [F.interpolate(mask[:, None].float(), size=s, mode="nearest") for s in shapes]
 
-    def step() -> None:
+    def step(net: torch.nn.Module = network, loss_of: Callable = loss_fn) -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, enabled=cuda):  # fp16 on CUDA, as nnU-Net does
-            loss = loss_fn(model(image), targets)
+            loss = loss_of(net(image), targets)
         _update(loss, model, optimizer, scaler)
 
-    row = _measure(step, model, device, steps, warmup)
-    return {**row, "precision": "fp16 + GradScaler" if cuda else "fp32"}
+    eager_loss = nnunet_reference.nnunet_loss(len(targets))[0]
+    row = _measure(step, model, device, steps, warmup,
+                   (lambda: step(model, eager_loss)) if compiled else None)
+    precision = "fp16 + GradScaler" if cuda else "fp32"
+    return {**row, "precision": f"{precision}, {'compiled' if compiled else 'eager'}",
+            "loss": source}
 
 
 def inference(plan: Plan, device: torch.device, size: tuple[int, ...], overlap: float = 0.5,

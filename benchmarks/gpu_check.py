@@ -1,29 +1,32 @@
-"""GPU check: the GPU tests, two zero-config trainings and a throughput table on one CUDA GPU.
+"""GPU check: the GPU tests, training-step throughput against nnU-Net, a zero-config training on
+real data and sliding-window inference, on one CUDA GPU.
 
-    python benchmarks/gpu_check.py [--json benchmarks/results/gpu_check.json] [--train-time 60s]
+    python benchmarks/gpu_check.py [--json benchmarks/results/gpu_check.json] [--train-time 3m]
     make gpu-check
 
 In about 8 minutes at most (``--budget``; a part that no longer fits is skipped and says so):
 
 (a) ``pytest -m gpu tests/gpu``: device placement of a training run, bf16/fp16 autocast with and
-    without GradScaler, channels-last 2D/3D, identical weights from identical seeds, DDP over NCCL
-    through torchrun (2+ GPUs), sliding-window accumulation on the device and its CPU fallback
-    after an (injected) out-of-memory error, ONNX export of a CUDA model, a GPU checkpoint read
-    on the CPU;
-(b) ``unetkit train --data GENERATED --time 60s`` on generated 2D cells and 3D blobs (no config:
-    the planner times its candidate networks on this GPU);
-(c) throughput (``gpu_bench``): unetkit's training step vs nnU-Net v2's network + trainer step
-    on the same plans (it/s, GFLOP/s, peak memory; nnU-Net only if installed), and unetkit's
-    sliding-window inference vs MONAI's on the same network (time, label agreement).
+    without GradScaler, the layout per norm (contiguous for instance norm, channels-last for
+    batch norm), norms and pooling in the autocast dtype, the fused loss on the device,
+    identical weights from identical seeds, DDP over NCCL through torchrun (2+ GPUs),
+    sliding-window accumulation on the device and its CPU fallback after an (injected)
+    out-of-memory error, ONNX export of a CUDA model, a GPU checkpoint read on the CPU;
+(b) throughput (``gpu_bench``): unetkit's training step vs nnU-Net v2's (eager and compiled, as
+    nnU-Net runs by default) on nnU-Net's 3d_fullres and 2d plans (it/s, GFLOP/s, peak memory;
+    nnU-Net rows need dynamic-network-architectures), then unetkit in the other memory layout;
+(c) ``unetkit train --data hippocampus --time 3m`` with no config on a held-out split (every
+    fifth case; ``peers.py``), then ``unetkit predict`` on the held-out cases: Dice per label
+    (``--hippocampus``: the data folder; skipped when it is missing);
+(d) unetkit's sliding-window inference vs MONAI's on the same network (time, label agreement).
 
-Writes a JSON file, prints Markdown tables, exits 1 when a GPU test or a training failed.
+Writes a JSON file, prints Markdown tables, exits 1 when a GPU test or the training failed.
 Without a CUDA device it prints "no CUDA device: skipped" and exits 0 at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -34,7 +37,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("tests", "train", "throughput", "inference")
+PARTS = ("tests", "throughput", "train", "inference")
+TRAIN_RESERVE_S = 240.0  # a 3-minute training, its planning, prediction and scoring
+HOLDOUT = "every:5:4"
 
 
 class Deadline:
@@ -87,61 +92,85 @@ def run_gpu_tests(timeout_s: float) -> dict:
             "output_tail": (done.stdout + done.stderr)[-3000:] if done.returncode else ""}
 
 
-def generate(kind: str, root: Path) -> Path:
-    """Generated data: ``2d`` synthetic EM cells or ``3d`` blob volumes (nnU-Net layout)."""
-    from unetkit.data.synthetic import write_blobs_dataset, write_cells_dataset
+def find_hippocampus(given: Path | None) -> Path | None:
+    """The hippocampus data folder: ``given``, else ``shared/data/hippocampus`` in or above
+    the checkout."""
+    candidates = [given] if given is not None else [
+        base / "shared" / "data" / "hippocampus" for base in (ROOT, *ROOT.parents[:2])]
+    return next((c for c in candidates if c is not None and (c / "dataset.json").is_file()),
+                None)
 
-    if kind == "2d":
-        return write_cells_dataset(root / "cells", 12, size=(256, 256))
-    return write_blobs_dataset(root / "blobs", 8, (64, 64, 64))
 
-
-def train_generated(kind: str, work: Path, budget: str, timeout_s: float) -> dict:
-    """``unetkit train --data GENERATED --time BUDGET`` (zero config) and what it reached."""
-    data, run = generate(kind, work), work / f"run_{kind}"
+def train_hippocampus(data: Path, budget: str, work: Path, timeout_s: float) -> dict:
+    """``peers.py DATA --peers unetkit``: zero-config ``unetkit train --time BUDGET`` on the
+    training part of a hold-out split, ``unetkit predict`` and Dice on the held-out cases."""
+    name = "hippocampus_gpu_check"
     started = time.monotonic()
     try:
-        done = subprocess.run([sys.executable, "-m", "unetkit", "train", "--data", str(data),
-                               "--time", budget, "--out", str(run), "--quiet"], cwd=work,
-                              env=_env(), capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "peers.py"), str(data), "--time", budget,
+             "--holdout", HOLDOUT, "--peers", "unetkit", "--work", str(work), "--name", name],
+            cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return {"status": f"timed out after {timeout_s:.0f} s"}
     seconds = time.monotonic() - started
     if done.returncode != 0:
         return {"status": f"exit code {done.returncode}", "seconds": seconds,
                 "output_tail": (done.stdout + done.stderr)[-2000:]}
-    with (run / "metrics.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    dice = [float(r["val_dice"]) for r in rows if r.get("val_dice") not in (None, "", "nan")]
-    log = (run / "train.log").read_text()
-    device = next((line.split("training on ", 1)[1].split(" ")[0]
-                   for line in log.splitlines() if "training on " in line), "?")
-    return {"status": "ok", "seconds": seconds, "device": device, "epochs": len(rows),
-            "steps": int(rows[-1]["step"]) if rows else 0,
-            "best_val_dice": max(dice) if dice else None}
+    record = json.loads((ROOT / "benchmarks" / "results" / f"peers_{name}.json").read_text())
+    result = record["results"]["unetkit"]
+    dice = {record["labels"][str(k)]: v for k, v in result["mean_dice"].items()}
+    return {"status": "ok", "seconds": seconds, "holdout": HOLDOUT,
+            "test_cases": record["test_cases"], "steps": result["steps"],
+            "train_s": result["train_s"], "dice": dice,
+            "mean_dice": sum(dice.values()) / len(dice)}
 
 
-def throughput(deadline: Deadline) -> list[dict]:
-    """Training-step rows of unetkit and nnU-Net v2 on ``gpu_bench.PLANS``."""
+def _row(plan, name: str, measure) -> dict:  # noqa: ANN001
+    import torch
+
+    try:
+        row = measure()
+    except Exception as error:  # one failing row must not hide the others
+        row = {"status": f"failed: {type(error).__name__}: {str(error)[:200]}"}
+    torch.cuda.empty_cache()
+    return {"plan": plan.name, "implementation": name, **row}
+
+
+def throughput(deadline: Deadline, reserve_s: float = 0.0) -> list[dict]:
+    """Training-step rows on ``gpu_bench.PLANS``: unetkit, nnU-Net v2 eager and compiled, then
+    unetkit in the other layout; a row starts only with ``reserve_s`` + its own time left."""
     import torch
 
     import gpu_bench
 
     device, rows = torch.device("cuda"), []
+    runs = []  # eager pairs first, then compiled nnU-Net (minutes of compiling), then layouts
     for plan in gpu_bench.PLANS:
-        for name, measure in (("unetkit", gpu_bench.unetkit_training),
-                              ("nnU-Net v2", gpu_bench.nnunet_training)):
-            if deadline.left() < 30:
-                rows.append({"plan": plan.name, "implementation": name,
-                             "status": "skipped: out of time"})
-                continue
-            try:
-                row = measure(plan, device)
-            except Exception as error:  # one failing row must not hide the others
-                row = {"status": f"failed: {type(error).__name__}: {str(error)[:200]}"}
-            torch.cuda.empty_cache()
-            rows.append({"plan": plan.name, "implementation": name, **row})
+        runs += [(plan, "unetkit", 30, lambda p=plan: gpu_bench.unetkit_training(p, device)),
+                 (plan, "nnU-Net v2", 30, lambda p=plan: gpu_bench.nnunet_training(p, device))]
+    runs += [(plan, "nnU-Net v2 compiled", 150,
+              lambda p=plan: gpu_bench.nnunet_training(p, device, compiled=True))
+             for plan in gpu_bench.PLANS]
+    runs += [(plan, "unetkit, other layout", 30,
+              lambda p=plan: gpu_bench.unetkit_training(p, device, layout=_other(p)))
+             for plan in gpu_bench.PLANS]
+    for plan, name, needs, measure in runs:
+        if deadline.left() < reserve_s + needs:
+            rows.append({"plan": plan.name, "implementation": name,
+                         "status": "skipped: out of time"})
+            continue
+        rows.append(_row(plan, name, measure))
     return rows
+
+
+def _other(plan) -> str:  # noqa: ANN001
+    """The layout ``channels_last: auto`` does not choose for ``plan`` on CUDA."""
+    import torch
+
+    from unetkit.runtime.device import channels_last_auto
+
+    return "off" if channels_last_auto(torch.device("cuda"), "instance") else "on"
 
 
 def inference_rows() -> list[dict]:
@@ -173,13 +202,21 @@ def markdown(record: dict) -> str:
             "|---|---|---|"]
         lines += [f"| {t['test']} | {t['outcome']} | {t['detail']} |" for t in tests["tests"]]
         lines.append("")
-    if record.get("training"):
-        lines += [f"### Zero-config training (--time {record['train_time']})", "",
-                  "| data | status | device | epochs | steps | best val Dice | wall s |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {k} | {r['status']} | {r.get('device', '-')} | {r.get('epochs', '-')} | "
-                  f"{r.get('steps', '-')} | {_number(r.get('best_val_dice'), 4)} | "
-                  f"{_number(r.get('seconds'), 0)} |" for k, r in record["training"].items()]
+    training = record.get("training")
+    if training:
+        lines += [f"### Zero-config training on hippocampus (--time {record['train_time']}, "
+                  f"held out: {training.get('holdout', HOLDOUT)})", ""]
+        if training["status"] == "ok":
+            names = list(training["dice"])
+            lines += ["| test cases | steps | train s | " + " | ".join(
+                f"Dice {n}" for n in names) + " | mean Dice |",
+                "|---" * (4 + len(names)) + "|",
+                f"| {training['test_cases']} | {training['steps']} | "
+                f"{_number(training['train_s'], 0)} | " + " | ".join(
+                    _number(training["dice"][n], 4) for n in names)
+                + f" | {_number(training['mean_dice'], 4)} |"]
+        else:
+            lines.append(f"status: {training['status']}")
         lines.append("")
     if record.get("throughput"):
         lines += ["### Training step, same plan", "",
@@ -208,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" /
                         "gpu_check.json")
-    parser.add_argument("--train-time", default="60s", help="budget of each training")
+    parser.add_argument("--train-time", default="3m", help="budget of the hippocampus training")
+    parser.add_argument("--hippocampus", type=Path, default=None,
+                        help="the hippocampus data folder (default: shared/data/hippocampus)")
     parser.add_argument("--budget", type=float, default=480.0, help="seconds for everything")
     parser.add_argument("--parts", default=",".join(PARTS), help="subset of " + ",".join(PARTS))
     args = parser.parse_args(argv)
@@ -225,28 +264,29 @@ def main(argv: list[str] | None = None) -> int:
                               f"{torch.cuda.device_count()} GPU(s))",
                     "torch": f"{torch.__version__} (CUDA {torch.version.cuda})",
                     "train_time": args.train_time}
+    data = find_hippocampus(args.hippocampus) if "train" in parts else None
+    reserve = TRAIN_RESERVE_S if data is not None else 0.0
     if "tests" in parts:
-        record["tests"] = run_gpu_tests(timeout_s=min(180.0, deadline.left() - 60))
-    if "train" in parts:
-        record["training"] = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            for kind in ("2d", "3d"):
-                if deadline.left() < 100:
-                    record["training"][kind] = {"status": "skipped: out of time"}
-                    continue
-                record["training"][kind] = train_generated(kind, Path(tmp), args.train_time,
-                                                           timeout_s=deadline.left() - 20)
+        record["tests"] = run_gpu_tests(timeout_s=min(150.0, deadline.left() - reserve - 90))
     if "throughput" in parts:
-        record["throughput"] = throughput(deadline)
+        record["throughput"] = throughput(deadline, reserve + 20)
+    if "train" in parts:
+        if data is None:
+            record["training"] = {"status": "skipped: no hippocampus data (--hippocampus)"}
+        elif deadline.left() < TRAIN_RESERVE_S - 30:
+            record["training"] = {"status": "skipped: out of time"}
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                record["training"] = train_hippocampus(data, args.train_time, Path(tmp),
+                                                       timeout_s=deadline.left() - 15)
     if "inference" in parts and deadline.left() > 20:
         record["inference"] = inference_rows()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=2))
     print(markdown(record))
     print(f"\nwritten: {args.json}")
-    failed = record.get("tests", {}).get("status", "ok") != "ok" or any(
-        r["status"] not in ("ok", "skipped: out of time")
-        for r in record.get("training", {}).values())
+    failed = record.get("tests", {}).get("status", "ok") != "ok" or not record.get(
+        "training", {"status": "ok"})["status"].startswith(("ok", "skipped"))
     return 1 if failed else 0
 
 

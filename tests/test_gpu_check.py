@@ -63,10 +63,41 @@ def test_nnunet_row_says_not_installed_without_nnunet(monkeypatch) -> None:
     assert gpu_bench.nnunet_training(TINY_2D, CPU) == {"status": "not installed"}
 
 
-@pytest.mark.skipif(not gpu_bench.nnunet_installed(), reason="nnU-Net v2 is not installed")
+@pytest.mark.skipif(not gpu_bench.nnunet_installed(),
+                    reason="dynamic-network-architectures is not installed")
 def test_nnunet_row_on_the_cpu() -> None:
     row = gpu_bench.nnunet_training(TINY_2D, CPU, steps=2, warmup=1)
     assert row["status"] == "ok" and row["it_per_s"] > 0
+    assert row["precision"] == "fp32, eager" and row["loss"] in ("nnunetv2", "reproduced")
+
+
+@pytest.mark.skipif(not gpu_bench.nnunet_installed(),
+                    reason="dynamic-network-architectures is not installed")
+def test_the_compiled_nnunet_row_compiles_the_network_and_the_dice_term(monkeypatch) -> None:
+    # as nnUNetTrainer does by default: torch.compile(network) and loss.dc = torch.compile(...)
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module: compiled.append(module) or module)
+    row = gpu_bench.nnunet_training(TINY_2D, CPU, steps=1, warmup=1, compiled=True)
+    assert row["status"] == "ok" and row["precision"] == "fp32, compiled"
+    assert [type(m).__name__ for m in compiled] == ["MemoryEfficientSoftDiceLoss"
+                                                    if row["loss"] == "nnunetv2"
+                                                    else "ReproducedSoftDice", "PlainConvUNet"]
+
+
+def test_throughput_rows_that_do_not_fit_say_so_in_priority_order() -> None:
+    rows = gpu_check.throughput(gpu_check.Deadline(0.0), reserve_s=100.0)
+    assert [(r["plan"], r["implementation"]) for r in rows] == [
+        ("3d_fullres 128^3", "unetkit"), ("3d_fullres 128^3", "nnU-Net v2"),
+        ("2d 512^2", "unetkit"), ("2d 512^2", "nnU-Net v2"),
+        ("3d_fullres 128^3", "nnU-Net v2 compiled"), ("2d 512^2", "nnU-Net v2 compiled"),
+        ("3d_fullres 128^3", "unetkit, other layout"), ("2d 512^2", "unetkit, other layout")]
+    assert {r["status"] for r in rows} == {"skipped: out of time"}
+
+
+def test_the_hippocampus_folder_is_found_or_reported_missing(tmp_path) -> None:
+    assert gpu_check.find_hippocampus(tmp_path) is None
+    (tmp_path / "dataset.json").write_text("{}")
+    assert gpu_check.find_hippocampus(tmp_path) == tmp_path
 
 
 def test_inference_rows_agree_with_monai() -> None:
@@ -89,8 +120,9 @@ def test_junit_outcomes_and_markdown(tmp_path) -> None:
     assert tests[2]["detail"] == "assert 1 == 2"
     record = {"device": "GPU", "torch": "2", "train_time": "60s",
               "tests": {"status": "pytest exit code 1", "tests": tests},
-              "training": {"2d": {"status": "ok", "device": "cuda", "epochs": 3, "steps": 90,
-                                  "best_val_dice": 0.8, "seconds": 70.0}},
+              "training": {"status": "ok", "holdout": "every:5:4", "test_cases": 40,
+                           "steps": 900, "train_s": 181.0, "seconds": 200.0,
+                           "dice": {"Anterior": 0.88, "Posterior": 0.86}, "mean_dice": 0.87},
               "throughput": [{"plan": "p", "implementation": "unetkit", "status": "ok",
                               "precision": "bf16", "it_per_s": 5.0, "gflop_per_s": 900.0,
                               "peak_mb": 1000.0},
@@ -102,4 +134,7 @@ def test_junit_outcomes_and_markdown(tmp_path) -> None:
     assert "1 passed, 1 failed, 0 error, 1 skipped" in text
     assert "| p | unetkit | bf16 | 5.00 | 900 | 1000 |" in text
     assert "| p | nnU-Net v2 | not installed |" in text
-    assert "| 2d | ok | cuda | 3 | 90 | 0.8000 | 70 |" in text
+    assert "| 40 | 900 | 181 | 0.8800 | 0.8600 | 0.8700 |" in text
+    assert "held out: every:5:4" in text
+    record["training"] = {"status": "skipped: no hippocampus data (--hippocampus)"}
+    assert "status: skipped: no hippocampus data" in gpu_check.markdown(record)

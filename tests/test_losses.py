@@ -12,6 +12,7 @@ from unetkit.config import LossConfig
 from unetkit.losses import (
     CompoundLoss,
     DeepSupervisionLoss,
+    DiceCELoss,
     DiceLoss,
     bce_with_logits_loss,
     build_loss,
@@ -23,6 +24,7 @@ from unetkit.losses import (
     soft_jaccard_loss,
     tversky_loss,
 )
+from unetkit.losses.fused import compact_labels
 
 ALL_NAMES = ["dice_ce", "ce", "dice", "jaccard", "focal", "tversky"]
 BINARY_NAMES = [*ALL_NAMES, "bce", "dice_bce"]
@@ -318,3 +320,95 @@ def test_maxpool_targets_keep_thin_structures():
     assert torch.isfinite(value)
     with pytest.raises(ValueError, match="cannot carry an ignore label"):
         downsample_target(torch.full((1, 4, 4), 255), (2, 2), 3, "maxpool")
+
+
+# ---------------------------------------------------------------- fused Dice + CE
+
+
+FUSED_CASES = [
+    # (channels, spatial, batch_dice, include_background, squared, ignore, class weights,
+    #  dice_weight, ce_weight)
+    (3, (5, 6), True, False, False, None, None, 1.0, 1.0),
+    (3, (4, 5, 3), False, True, True, 255, [0.2, 1.0, 3.0], 0.3, 2.0),
+    (3, (5, 6), False, False, False, 255, None, 1.0, 0.0),
+    (4, (4, 3, 5), True, True, False, None, [1.0, 2.0, 0.5, 1.0], 0.0, 1.0),
+    (1, (5, 6), True, False, False, None, None, 1.0, 1.0),
+    (1, (4, 5, 3), False, True, True, 255, [0.5, 2.0], 0.25, 2.0),
+    (1, (6, 5), True, False, False, 255, None, 0.0, 1.0),
+]
+
+
+@pytest.mark.parametrize(("channels", "spatial", "batch_dice", "include_background", "squared",
+                          "ignore", "weights", "dice_weight", "ce_weight"), FUSED_CASES)
+def test_fused_dice_ce_has_the_compound_value_and_gradient(channels, spatial, batch_dice,
+                                                           include_background, squared, ignore,
+                                                           weights, dice_weight, ce_weight):
+    gen = torch.Generator().manual_seed(11)
+    labels = torch.randint(0, max(channels, 2), (2, *spatial), generator=gen)
+    if ignore is not None:
+        labels[torch.rand(labels.shape, generator=gen) < 0.3] = ignore
+    config = LossConfig(name="dice_ce", batch_dice=batch_dice,
+                        include_background=include_background, squared_denominator=squared,
+                        ignore_index=ignore, class_weights=weights, dice_weight=dice_weight,
+                        ce_weight=ce_weight)
+    fused = build_loss(config, channels)
+    compound = CompoundLoss(list(zip(fused.weights, fused.losses, strict=True)))
+    base = torch.randn(2, channels, *spatial, generator=gen, dtype=torch.float64)
+    results = []
+    for loss in (fused, compound):
+        logits = base.clone().requires_grad_()
+        value = loss(logits, labels)
+        value.backward()
+        results.append((value.item(), logits.grad))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5, abs=1e-6)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-7)
+
+
+def _kept_storages(run):
+    kept = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        kept[storage.data_ptr()] = (storage.nbytes(), tensor.dtype)
+        return tensor.detach()
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        value = run()
+    return value, sorted(kept.values(), key=lambda item: -item[0])
+
+
+def test_fused_loss_keeps_only_the_logits_and_one_byte_labels():
+    # The compound loss kept float32 probabilities, log-probabilities, two one-hot maps and a
+    # weight map (about 16 C + 4 bytes a voxel); the fused one keeps 2 C + 1 under bf16.
+    logits = torch.randn(2, 3, 6, 7, 5).bfloat16().requires_grad_()
+    labels = torch.randint(0, 3, (2, 6, 7, 5))
+    loss = build_loss(LossConfig(ignore_index=255), 3)
+    value, kept = _kept_storages(lambda: loss(logits, labels))
+    assert kept == [(logits.numel() * 2, torch.bfloat16), (labels.numel(), torch.uint8)]
+    value.backward()
+    assert logits.grad.dtype == torch.bfloat16 and torch.isfinite(logits.grad).all()
+
+
+def test_compact_labels_are_the_smallest_type_that_holds_every_value():
+    labels = torch.zeros(2, 3, dtype=torch.long)
+    assert compact_labels(labels, 3, None).dtype == torch.uint8
+    assert compact_labels(labels, 3, 255).dtype == torch.uint8
+    assert compact_labels(labels, 3, -1).dtype == torch.int16
+    assert compact_labels(labels, 300, None).dtype == torch.int16
+    assert compact_labels(labels, 3, 70000).dtype == torch.int32
+    assert compact_labels(torch.tensor([[0, 255]]), 3, 255).tolist() == [[0, 255]]
+
+
+def test_fused_loss_checks_labels_once_and_takes_one_hot_targets_the_compound_way():
+    loss = build_loss(LossConfig(), 3)
+    assert isinstance(loss, DiceCELoss) and isinstance(loss, CompoundLoss)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\].*got values in \[0, 5\]"):
+        loss(torch.zeros(1, 3, 2, 2), torch.tensor([[[0, 5], [1, 2]]]))
+    with pytest.raises(ValueError, match="ignore_index=255"):
+        build_loss(LossConfig(ignore_index=255), 3)(torch.zeros(1, 3, 2, 2),
+                                                     torch.tensor([[[0, 7], [255, 2]]]))
+    gen = torch.Generator().manual_seed(12)
+    logits = torch.randn(2, 3, 5, 5, generator=gen)
+    soft = torch.softmax(torch.randn(2, 3, 5, 5, generator=gen), 1)
+    expected = CompoundLoss(list(zip(loss.weights, loss.losses, strict=True)))(logits, soft)
+    assert loss(logits, soft).item() == pytest.approx(expected.item(), rel=1e-6)

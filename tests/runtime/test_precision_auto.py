@@ -81,3 +81,16 @@ def test_channels_last_auto_is_on_for_cuda_and_cpu_off_for_mps(gpu) -> None:
     assert resolve_precision("fp32", "auto", torch.device("cpu")).channels_last
     assert not resolve_precision("fp32", "auto", torch.device("mps")).channels_last
     assert not resolve_precision("auto", "off", CUDA).channels_last
+
+
+@pytest.mark.parametrize(("norm", "on_cuda"), [
+    ("instance", False), ("group", False), ("batch", True), ("none", True), (None, True)])
+def test_channels_last_auto_on_cuda_follows_the_norm(gpu, norm, on_cuda) -> None:
+    # PyTorch's CUDA instance/group norm copies a channels-last map to contiguous, forward and
+    # backward; batch norm has channels-last kernels. The CPU keeps channels-last for every norm
+    # (the planner measures both layouts there), an explicit choice always wins.
+    gpu(9, 0)
+    assert resolve_precision("auto", "auto", CUDA, norm).channels_last is on_cuda
+    assert resolve_precision("fp32", "auto", torch.device("cpu"), norm).channels_last
+    assert resolve_precision("auto", "on", CUDA, norm).channels_last
+    assert not resolve_precision("auto", "off", CUDA, norm).channels_last

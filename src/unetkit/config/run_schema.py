@@ -75,8 +75,9 @@ class TrainConfig(Section):
         "after every step) to fit it, validation and saving included; None: train epochs")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description=_PRECISION)
     channels_last: Literal["auto", "on", "off"] = Field(
-        "auto", description="channels-last memory format of training; auto: on for CPU and "
-        "CUDA (a planned run writes the layout its timing found faster on this CPU)")
+        "auto", description="channels-last memory format of training; auto: on for CPU (a "
+        "planned run writes the layout its timing found faster on this CPU), on for CUDA "
+        "except with instance or group norm (their CUDA kernels need contiguous maps)")
     compile: Literal["auto", "on", "off"] = Field(
         "auto", description="torch.compile the forward and loss (inductor; compiling takes tens "
         "of seconds, charged to the time budget); auto: used when measured faster for this step "
@@ -150,7 +151,8 @@ class InferConfig(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description=_PRECISION)
     channels_last: Literal["auto", "on", "off"] = Field(
         "auto", description="channels-last memory format of prediction and validation; auto: "
-        "on for CPU and CUDA (faster inference on every CPU measured, docs/inference.md)")
+        "on for CPU (faster inference on every CPU measured, docs/inference.md) and for CUDA "
+        "except with instance or group norm (their CUDA kernels need contiguous maps)")
     engine: Literal["auto", "torch", "onnxruntime"] = Field(
         "auto", description="what runs the network on a CPU: auto = the engine measured fastest "
         "on this kind of CPU (docs/inference.md); onnxruntime exports the checkpoint once "

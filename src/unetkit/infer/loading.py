@@ -39,7 +39,8 @@ def load_predictor(cls: type[Predictor], path: str | Path, *, infer: InferConfig
     config = configure(config_from_dict(checkpoint["config"], source=str(path)), infer,
                        settings, overrides)
     target = pick_device(device)
-    plan = resolve_precision(config.infer.precision, config.infer.channels_last, target)
+    plan = resolve_precision(config.infer.precision, config.infer.channels_last, target,
+                             config.model.norm)
     if onnx is not None:
         from unetkit.runtime.onnx import check_weights, onnx_network
 

@@ -21,6 +21,7 @@ from unetkit.losses.functional import (
 from unetkit.losses.modules import (
     CompoundLoss,
     CrossEntropyLoss,
+    DiceCELoss,
     DiceLoss,
     FocalLoss,
     JaccardLoss,
@@ -32,6 +33,7 @@ from unetkit.losses.targets import prepare_target, probabilities
 __all__ = [
     "CompoundLoss",
     "CrossEntropyLoss",
+    "DiceCELoss",
     "DeepSupervisionLoss",
     "DiceLoss",
     "FocalLoss",

@@ -15,7 +15,9 @@ from torch import Tensor, nn
 from unetkit.config import LossConfig
 from unetkit.config.run_schema import BINARY_LOSSES
 from unetkit.losses import functional as LF
+from unetkit.losses.fused import DiceCEOptions, dice_ce
 from unetkit.losses.skeleton import ClDiceLoss
+from unetkit.losses.targets import check_labels, check_target_shape
 
 
 class _WeightedLoss(nn.Module):
@@ -146,6 +148,34 @@ class CompoundLoss(nn.Module):
         return total
 
 
+class DiceCELoss(CompoundLoss):
+    """``dice_weight * Dice loss + ce_weight * (B)CE``, nnU-Net's loss, lean on label maps.
+
+    The value and gradient are those of ``CompoundLoss([(dice_weight, dice), (ce_weight,
+    ce)])``; for integer label maps they come from ``unetkit.losses.fused.dice_ce``, which keeps
+    only the logits and the labels for backward. One-hot and soft targets take the compound
+    path.
+    """
+
+    def __init__(self, dice: DiceLoss, ce: CrossEntropyLoss, dice_weight: float = 1.0,
+                 ce_weight: float = 1.0) -> None:
+        super().__init__([(dice_weight, dice), (ce_weight, ce)])
+        if dice.jaccard:
+            raise ValueError("DiceCELoss takes a Dice term, not a Jaccard one")
+        self.fused = DiceCEOptions(dice_weight=float(dice_weight), ce_weight=float(ce_weight),
+                                   **dice.options)  # type: ignore[arg-type]
+        if dice.options["ignore_index"] != ce.ignore_index:
+            raise ValueError("the Dice and CE terms must share one ignore_index")
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """``logits (B, C, *spatial)``, ``target`` labels or one-hot -> float32 scalar."""
+        labels = check_target_shape(logits, target)
+        if labels is None or labels.is_floating_point():
+            return super().forward(logits, target)
+        check_labels(labels, logits.shape[1], self.fused.ignore_index)
+        return dice_ce(logits, labels, self.fused, self.losses[1].class_weights)
+
+
 def _region_options(config: LossConfig) -> dict[str, object]:
     return {
         "smooth": config.smooth,
@@ -193,7 +223,7 @@ def build_loss(config: LossConfig, num_channels: int) -> nn.Module:
     dice = DiceLoss(**region, squared_denominator=config.squared_denominator)
     ce = CrossEntropyLoss(config.class_weights, config.ignore_index)
     if name in ("dice_ce", "dice_bce"):
-        return CompoundLoss([(config.dice_weight, dice), (config.ce_weight, ce)])
+        return DiceCELoss(dice, ce, config.dice_weight, config.ce_weight)
     if name in ("ce", "bce"):
         return ce
     if name == "dice":

@@ -38,7 +38,7 @@ class Target:
     labels: Tensor | None
 
 
-def _label_map(target: Tensor, logits: Tensor) -> Tensor | None:
+def label_map(target: Tensor, logits: Tensor) -> Tensor | None:
     """Return ``target`` as a ``(B, *spatial)`` label map if it is one, else None."""
     if target.ndim == logits.ndim - 1:
         return target
@@ -65,17 +65,39 @@ def unchecked_labels() -> Iterator[None]:
         _CHECKING[0] = True
 
 
-def _check_labels(labels: Tensor, num_channels: int, ignore_index: int | None) -> None:
+def check_labels(labels: Tensor, num_channels: int, ignore_index: int | None) -> None:
+    """Raise ``ValueError`` unless every label lies in ``[0, max(C, 2))`` or is ignored."""
     if not _CHECKING[0]:
         return
     num_classes = max(num_channels, 2)
+    values = labels if ignore_index is None else torch.where(labels == ignore_index, 0, labels)
+    if not values.numel():
+        return
+    low, high = (int(v) for v in torch.stack(torch.aminmax(values)).tolist())  # one host sync
+    if low >= 0 and high < num_classes:
+        return
     checked = labels if ignore_index is None else labels[labels != ignore_index]
-    if checked.numel() and (checked.min() < 0 or checked.max() >= num_classes):
+    raise ValueError(
+        f"target labels must lie in [0, {num_classes - 1}] for {num_channels} logit channel(s)"
+        f"{'' if ignore_index is None else f' (or equal ignore_index={ignore_index})'}; "
+        f"got values in [{int(checked.min())}, {int(checked.max())}]"
+    )
+
+
+def check_target_shape(logits: Tensor, target: Tensor) -> Tensor | None:
+    """Raise ``ValueError`` unless ``target`` fits ``logits`` (``(B, *S)``, ``(B, 1, *S)`` or
+    ``(B, C, *S)``); return it as a label map ``(B, *S)``, or None for a one-hot target."""
+    if target.shape[0] != logits.shape[0] or target.shape[-(logits.ndim - 2) :] != logits.shape[2:]:
         raise ValueError(
-            f"target labels must lie in [0, {num_classes - 1}] for {num_channels} logit channel(s)"
-            f"{'' if ignore_index is None else f' (or equal ignore_index={ignore_index})'}; "
-            f"got values in [{int(checked.min())}, {int(checked.max())}]"
+            f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}: "
+            "expected (B, *spatial), (B, 1, *spatial) or (B, C, *spatial)"
         )
+    labels = label_map(target, logits)
+    if labels is None and (target.ndim != logits.ndim or target.shape[1] != logits.shape[1]):
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}"
+        )
+    return labels
 
 
 def prepare_target(logits: Tensor, target: Tensor, ignore_index: int | None = None) -> Target:
@@ -93,22 +115,13 @@ def prepare_target(logits: Tensor, target: Tensor, ignore_index: int | None = No
         ValueError: if batch or spatial sizes differ, or labels are out of range.
     """
     num_channels = logits.shape[1]
-    if target.shape[0] != logits.shape[0] or target.shape[-(logits.ndim - 2) :] != logits.shape[2:]:
-        raise ValueError(
-            f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}: "
-            "expected (B, *spatial), (B, 1, *spatial) or (B, C, *spatial)"
-        )
-    labels = _label_map(target, logits)
-    if labels is None and (target.ndim != logits.ndim or target.shape[1] != num_channels):
-        raise ValueError(
-            f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}"
-        )
+    labels = check_target_shape(logits, target)
     if num_channels == 1:
         return _binary_target(labels, ignore_index)
     if labels is None:
         return Target(onehot=target.float(), valid=None, labels=None)
     labels = labels.long()
-    _check_labels(labels, num_channels, ignore_index)
+    check_labels(labels, num_channels, ignore_index)
     valid = None
     clean = labels
     if ignore_index is not None:
@@ -134,7 +147,7 @@ def _binary_target(labels: Tensor, ignore_index: int | None) -> Target:
         if values.numel() and (values.min() < 0 or values.max() > 1):
             raise ValueError("binary float targets must lie in [0, 1]")
     else:
-        _check_labels(labels, 1, ignore_index)
+        check_labels(labels, 1, ignore_index)
     onehot = values.float().unsqueeze(1)
     return Target(onehot=onehot, valid=valid, labels=None if soft else labels.long())
 

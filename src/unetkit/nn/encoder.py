@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from unetkit.nn import layers
+from unetkit.nn import functional, layers
 from unetkit.nn.blocks import PerAxis, make_block
 
 
@@ -77,5 +77,6 @@ class Encoder(nn.Module):
         """
         skips = [self.blocks[0](x)]
         for pool, block in zip(self.pools, self.blocks[1:], strict=True):
-            skips.append(block(pool(skips[-1])))
+            # block(pool(skip)), the pooled map recomputed in backward rather than kept
+            skips.append(functional.pool_then(block, pool, skips[-1]))
         return skips

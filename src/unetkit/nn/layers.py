@@ -10,40 +10,60 @@ from collections.abc import Sequence
 from numbers import Integral
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from unetkit.nn import functional
 
 NORMS = ("none", "batch", "instance", "group")
 SPATIAL_DIMS = (2, 3)
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
-_POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _BATCH = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
-class _LayoutKeeping:
-    """Instance norm computed as a group norm with one group per channel (the same formula).
-
-    torch's ``instance_norm`` returns a contiguous (NCDHW) tensor for a channels-last input, so
-    the next convolution converts it back, forward and backward; ``group_norm`` keeps the layout
-    (a 3D U-Net step on 2 CPU cores: 1.80 -> 1.59 s). Parameters and state dict are those of
-    ``nn.InstanceNorm2d/3d`` (affine, no running statistics).
-    """
+class _LeanInstanceNorm:
+    """Instance norm in its input's dtype (``unetkit.nn.functional.instance_norm``): under
+    autocast no float32 copy is made or saved; on the CPU channels-last stays channels-last.
+    Parameters and state dict are those of ``nn.InstanceNorm2d/3d`` (affine, no running
+    statistics)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+        return functional.instance_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
 
-class InstanceNorm2d(_LayoutKeeping, nn.InstanceNorm2d):
-    """``nn.InstanceNorm2d(affine=True)`` that keeps channels-last tensors channels-last."""
+class InstanceNorm2d(_LeanInstanceNorm, nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d(affine=True)`` computed by ``unetkit.nn.functional.instance_norm``."""
 
 
-class InstanceNorm3d(_LayoutKeeping, nn.InstanceNorm3d):
-    """``nn.InstanceNorm3d(affine=True)`` that keeps channels-last tensors channels-last."""
+class InstanceNorm3d(_LeanInstanceNorm, nn.InstanceNorm3d):
+    """``nn.InstanceNorm3d(affine=True)`` computed by ``unetkit.nn.functional.instance_norm``."""
+
+
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` in its input's dtype (``unetkit.nn.functional.group_norm``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return functional.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+class _LeanMaxPool:
+    """Max pooling (kernel = stride) that saves no indices (``unetkit.nn.functional.max_pool``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return functional.max_pool(x, self.kernel_size)
+
+
+class MaxPool2d(_LeanMaxPool, nn.MaxPool2d):
+    """``nn.MaxPool2d(k, k)`` computed by ``unetkit.nn.functional.max_pool``."""
+
+
+class MaxPool3d(_LeanMaxPool, nn.MaxPool3d):
+    """``nn.MaxPool3d(k, k)`` computed by ``unetkit.nn.functional.max_pool``."""
 
 
 _INSTANCE = {2: InstanceNorm2d, 3: InstanceNorm3d}
+_POOL = {2: MaxPool2d, 3: MaxPool3d}
 _DROPOUT = {2: nn.Dropout2d, 3: nn.Dropout3d}
 _INTERPOLATION = {2: "bilinear", 3: "trilinear"}
 
@@ -138,7 +158,7 @@ def norm(name: str, spatial_dims: int, channels: int, groups: int = 8) -> nn.Mod
                 f"norm='group' needs channels divisible by norm_groups: {channels} channels, "
                 f"norm_groups={groups}"
             )
-        return nn.GroupNorm(groups, channels)
+        return GroupNorm(groups, channels)
     raise ValueError(f"norm must be one of {', '.join(map(repr, NORMS))}; got {name!r}")
 
 

@@ -43,7 +43,8 @@ class StepTiming:
 def training_precision(config: Config, device: torch.device) -> PrecisionPlan:
     """The precision and memory layout a training run of ``config`` resolves on ``device``
     (what ``train.setup`` resolves: ``train.channels_last: auto`` is the runtime's rule there)."""
-    return resolve_precision(config.train.precision, config.train.channels_last, device)
+    return resolve_precision(config.train.precision, config.train.channels_last, device,
+                             config.model.norm)
 
 
 def time_steps(config: Config, steps: int = 3, warmup: int = 2) -> StepTiming:
@@ -88,7 +89,6 @@ def _median_step(config: Config, device: torch.device, steps: int, warmup: int) 
         x, y = augmenter(image, mask, generator) if augmenter is not None else (image, mask)
         with autocast(plan, device):
             output = model(to_memory_format(x, plan))
-        output = [o.float() for o in output] if isinstance(output, list) else output.float()
         loss = loss_fn(output, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

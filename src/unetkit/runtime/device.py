@@ -11,8 +11,13 @@
   ``avx512_bf16`` flags of ``/proc/cpuinfo``): bf16 autocast. Elsewhere fp32.
 - MPS: fp32 (autocast support there is partial).
 
-``channels_last="auto"`` is on for CPU and CUDA (convolutions run faster in NHWC there) and off on
-MPS. Losses are always computed in float32 (the trainer casts the logits).
+``channels_last="auto"`` (``channels_last_auto``): on for the CPU (convolutions run faster in
+NHWC there; a planned run measures both layouts and writes the faster one), off on MPS, and on
+CUDA on unless the network has instance or group norm: PyTorch's CUDA instance- and group-norm
+kernels take contiguous maps only and copy a channels-last one, forward and backward (pytorch
+issues #67976, #72341, #59168), so those networks run contiguous there; batch norm has
+channels-last CUDA kernels and is fastest channels-last. Losses compute in float32 from the
+logits as the network returns them.
 """
 
 from __future__ import annotations
@@ -91,8 +96,21 @@ class PrecisionPlan:
         return {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.dtype]
 
 
-def resolve_precision(precision: str, channels_last: str, device: torch.device) -> PrecisionPlan:
-    """Turn the config's ``precision`` / ``channels_last`` strings into a ``PrecisionPlan``.
+CONTIGUOUS_NORMS_ON_CUDA = ("instance", "group")
+
+
+def channels_last_auto(device: torch.device, norm: str | None = None) -> bool:
+    """What ``channels_last: auto`` means on ``device`` for a network with ``norm`` (the
+    model's ``norm``; None when unknown): see the module docstring."""
+    if device.type == "cuda":
+        return norm not in CONTIGUOUS_NORMS_ON_CUDA
+    return device.type == "cpu"
+
+
+def resolve_precision(precision: str, channels_last: str, device: torch.device,
+                      norm: str | None = None) -> PrecisionPlan:
+    """Turn the config's ``precision`` / ``channels_last`` strings into a ``PrecisionPlan``
+    (``norm``: the model's, for ``channels_last: auto``; see ``channels_last_auto``).
 
     Raises:
         ValueError: fp16 requested on CPU/MPS (too slow and unstable there) or bf16 on a GPU
@@ -111,7 +129,8 @@ def resolve_precision(precision: str, channels_last: str, device: torch.device) 
     if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("train.precision: this GPU has no bf16; use fp16 or fp32")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
-    use_cl = kind in ("cpu", "cuda") if channels_last == "auto" else channels_last == "on"
+    use_cl = channels_last_auto(device, norm) if channels_last == "auto" \
+        else channels_last == "on"
     return PrecisionPlan(dtype=dtype, use_scaler=precision == "fp16", channels_last=use_cl)
 
 

@@ -210,14 +210,16 @@ def _build_run(config: Config, data: TrainData, device: torch.device, info: Dist
     config = builders.resolve_data_config(builders.resolve_model_config(config, data), data)
     workers = resolve_workers(config.data.num_workers, device, local_processes(info))
     config = resolve_augment_device(config, workers)
-    plan = resolve_precision(config.train.precision, config.train.channels_last, device)
+    plan = resolve_precision(config.train.precision, config.train.channels_last, device,
+                             config.model.norm)
     model = build_model_from_config(config).to(device)
     model_to_memory_format(model, plan, config.model.spatial_dims)
     optimizer = builders.build_optimizer(config, model)
     scaler = torch.amp.GradScaler(device.type) if plan.use_scaler else None
     val_config = config.model_copy(update={"model": config.model.model_copy(
         update={"deep_supervision": False})})
-    infer_plan = resolve_precision(config.infer.precision, config.infer.channels_last, device)
+    infer_plan = resolve_precision(config.infer.precision, config.infer.channels_last, device,
+                                   config.model.norm)
     run = Run(
         config=config, device=device, plan=plan, infer_plan=infer_plan, info=info, data=data,
         model=model,

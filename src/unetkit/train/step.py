@@ -63,8 +63,8 @@ def forward_loss(p: StepPieces, image: torch.Tensor, mask: torch.Tensor) -> torc
         device_type=p.device.type, dtype=p.plan.dtype, cache_enabled=False)
     with precision:
         output = p.model(image)
-    # The loss is computed in float32 whatever the network's precision.
-    output = [o.float() for o in output] if isinstance(output, list | tuple) else output.float()
+    # Every loss computes in float32 from the logits as the network returned them (a float32
+    # copy made here would be what autograd keeps: unetkit.losses.fused).
     return p.loss_fn(output, mask)
 
 
