@@ -56,6 +56,9 @@ def evaluate(
     probabilities: str = typer.Option(None, "--probabilities", help="probability maps for ROC/PR "
                                       "AUC of two-class tasks (default: PRED_DIR/probabilities "
                                       "when present)"),
+    ignore_label: int = typer.Option(None, "--ignore-label", help="ground-truth value of "
+                                     "unlabelled pixels, scored nowhere (default: the label "
+                                     "named ignore in dataset.json, if any)"),
 ) -> None:
     """Score predictions against ground truth: CSV, summary JSON and an HTML report."""
     from pathlib import Path
@@ -73,7 +76,7 @@ def evaluate(
                                   labels=_parse_labels(labels) if labels else None,
                                   spacing=spacing_values, tau=tau, images_dir=images,
                                   report=write_html_report, roi_dir=roi,
-                                  probabilities_dir=probabilities)
+                                  probabilities_dir=probabilities, ignore_label=ignore_label)
     except (FileNotFoundError, ValueError) as error:
         fail(escape(str(error)), code=2)
     inside = " · inside the regions of interest" if roi else ""

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from unetkit.data.ignore import labelled_locations
+
 _MAX_LOCATIONS = 10_000  # stored foreground voxels per class and case (nnU-Net keeps 10k too)
 
 
@@ -78,8 +80,10 @@ class PatchSampler(IterableDataset):
         seed: base seed; the stream is a function of ``(seed, epoch, rank, worker)``.
         rank, world_size: DDP process; each rank draws its own stream.
         batches_per_epoch: finite epochs (split across DataLoader workers); None: endless.
-        pad_value, mask_pad_value: fill for images smaller than the patch.
-        ignore_index: a mask value never used as a foreground centre.
+        pad_value, mask_pad_value: fill for images smaller than the patch (mask default:
+            ``ignore_index`` when given, else background).
+        ignore_index: the mask value of unlabelled pixels: never a patch centre, and a patch
+            that would hold only such pixels is centred on a labelled pixel instead.
 
     Yields:
         ``(image (B, C, *patch) float32 tensor, mask (B, *patch) int64 tensor)``.
@@ -89,8 +93,8 @@ class PatchSampler(IterableDataset):
         self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
         patch_size: Sequence[int], batch_size: int, foreground_fraction: float = 0.33,
         seed: int = 0, *, rank: int = 0, world_size: int = 1,
-        batches_per_epoch: int | None = None, pad_value: float = 0.0, mask_pad_value: int = 0,
-        ignore_index: int | None = None,
+        batches_per_epoch: int | None = None, pad_value: float = 0.0,
+        mask_pad_value: int | None = None, ignore_index: int | None = None,
     ):
         if not images or len(images) != len(masks):
             raise ValueError(f"PatchSampler needs as many masks as images (got {len(images)} "
@@ -107,8 +111,13 @@ class PatchSampler(IterableDataset):
         self.foreground_fraction = float(foreground_fraction)
         self.seed, self.rank, self.world_size, self.epoch = int(seed), rank, world_size, 0
         self.batches_per_epoch = batches_per_epoch
-        self.pad_value, self.mask_pad_value = pad_value, mask_pad_value
+        self.pad_value = pad_value
+        self.mask_pad_value = mask_pad_value if mask_pad_value is not None else (
+            ignore_index if ignore_index is not None else 0)  # padding is no labelled pixel
+        self.ignore_index = ignore_index
         self.locations = [foreground_locations(m, ignore_index) for m in self.masks]
+        # sparse annotations: labelled pixels of cases that have ignored ones (else None)
+        self.labelled = [labelled_locations(m, ignore_index, _MAX_LOCATIONS) for m in self.masks]
 
     def set_epoch(self, epoch: int) -> None:
         """Select the random stream of ``epoch`` (call before iterating each epoch)."""
@@ -134,14 +143,26 @@ class PatchSampler(IterableDataset):
             case = int(rng.integers(len(self.images)))
             center = self._foreground_center(case, rng) if index >= self.batch_size - forced \
                 else None
-            mask = self.masks[case]
-            start = [patch_start(s, p, rng, None if center is None else center[a])
-                     for a, (s, p) in enumerate(zip(mask.shape, self.patch_size, strict=False))]
+            start = self._start(case, center, rng)
+            patch = extract_patch(self.masks[case], start, self.patch_size, self.mask_pad_value)
+            labelled = self.labelled[case]
+            if labelled is not None and len(labelled) and (patch == self.ignore_index).all():
+                # only ignored pixels: nothing to learn; centre it on a labelled pixel instead
+                start = self._start(case, labelled[int(rng.integers(len(labelled)))], rng)
+                patch = extract_patch(self.masks[case], start, self.patch_size,
+                                      self.mask_pad_value)
             images.append(extract_patch(self.images[case], start, self.patch_size,
                                         self.pad_value))
-            masks.append(extract_patch(mask, start, self.patch_size, self.mask_pad_value))
+            masks.append(patch)
         image = torch.from_numpy(np.stack(images).astype(np.float32, copy=False))
         return image, torch.from_numpy(np.stack(masks).astype(np.int64, copy=False))
+
+    def _start(self, case: int, center: np.ndarray | None, rng: np.random.Generator
+               ) -> list[int]:
+        """Patch start per axis: random, or around ``center``."""
+        return [patch_start(s, p, rng, None if center is None else center[a])
+                for a, (s, p) in enumerate(zip(self.masks[case].shape, self.patch_size,
+                                               strict=False))]
 
     def _foreground_center(self, case: int, rng: np.random.Generator) -> np.ndarray | None:
         locations = self.locations[case]
