@@ -144,3 +144,15 @@ def test_augmentation_shows_the_ignore_label_outside_the_patch(interpolation):
         assert json.dumps(sorted(torch.unique(plain).tolist())) == "[0, 1]"
     else:  # where the (all-ones) image shows nothing but zero padding
         assert torch.equal(filled == IGNORE, seen[:, 0] == 0)
+
+
+def test_cases_without_a_labelled_pixel_are_not_drawn():
+    labelled = sparse_case(64)
+    unlabelled = np.full((64, 64), IGNORE, np.int64)  # an unannotated slice
+    images = [np.zeros((1, 64, 64), np.float32), np.ones((1, 64, 64), np.float32)] * 2
+    sampler = PatchSampler(images, [labelled, unlabelled] * 2, (8, 8), 4, 0.0,
+                           ignore_index=IGNORE)
+    assert sampler.cases == [0, 2]
+    for seed in range(5):
+        batch, masks = sampler.sample_batch(np.random.default_rng(seed))
+        assert (batch == 0).all() and all((m != IGNORE).any() for m in masks)

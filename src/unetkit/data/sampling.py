@@ -118,6 +118,10 @@ class PatchSampler(IterableDataset):
         self.locations = [foreground_locations(m, ignore_index) for m in self.masks]
         # sparse annotations: labelled pixels of cases that have ignored ones (else None)
         self.labelled = [labelled_locations(m, ignore_index, _MAX_LOCATIONS) for m in self.masks]
+        # cases drawn from: not those without a labelled pixel (the unannotated slices of a
+        # partly annotated volume), unless no case has one
+        self.cases = [i for i, kept in enumerate(self.labelled) if kept is None or len(kept)] \
+            or list(range(len(self.masks)))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the random stream of ``epoch`` (call before iterating each epoch)."""
@@ -140,7 +144,7 @@ class PatchSampler(IterableDataset):
         forced = self.batch_size - int(round(self.batch_size * (1 - self.foreground_fraction)))
         images, masks = [], []
         for index in range(self.batch_size):
-            case = int(rng.integers(len(self.images)))
+            case = self.cases[int(rng.integers(len(self.cases)))]
             center = self._foreground_center(case, rng) if index >= self.batch_size - forced \
                 else None
             start = self._start(case, center, rng)
