@@ -83,6 +83,10 @@ def check(
                                 "off the images (sub-voxel; for data.image_offset)"),
     roi: str | None = typer.Option(None, "--roi", help="folder of regions of interest, relative "
                                    "to DATA_DIR or absolute (default: roi/ or fov/ if present)"),
+    ignore_label: int | None = typer.Option(
+        None, "--ignore-label", help="mask value of unlabelled pixels (sparse annotations; "
+        "default: the label named ignore in dataset.json): the labelled share of each case is "
+        "reported"),
 ) -> None:
     """Check a data folder: report ALL problems (each naming its file) and summarise it."""
     from rich.markup import escape
@@ -96,7 +100,7 @@ def check(
             declared = [int(v) for v in labels.split(",") if v.strip()]
         except ValueError:
             fail(f"--labels {labels!r}: expected comma-separated integers, e.g. 0,1")
-    report = check_dataset(data_dir, labels=declared, roi_dir=roi)
+    report = check_dataset(data_dir, labels=declared, roi_dir=roi, ignore_label=ignore_label)
     for message in report.errors:
         console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     for message in report.warnings:

@@ -1,5 +1,6 @@
 """``unetkit plan``: fingerprint a data set and plan a run for a time budget; the tables that
-``unetkit train`` prints when it plans. ``unetkit config``: the default config as commented YAML."""
+``unetkit train`` prints when it plans (and, with ``--init``, what it loaded). ``unetkit
+config``: the default config as commented YAML."""
 
 from __future__ import annotations
 
@@ -53,6 +54,28 @@ def print_plan(plan) -> None:  # noqa: ANN001 - unetkit.plan.planner.Plan
         console.print(f"  candidate {c.describe()}{mark}", highlight=False)
 
 
+def print_init(report: dict) -> None:
+    """What ``--init`` loaded: one row per layer (``unetkit.train.init_weights``)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    def shape(value) -> str:  # noqa: ANN001
+        return "-" if value is None else "x".join(map(str, value))
+
+    table = Table(title=f"--init {escape(report['checkpoint'])}")
+    for column in ("layer", "", "shape", "checkpoint", "parameters", "why not loaded"):
+        table.add_column(column, overflow="fold")
+    marks = {"loaded": "[green]loaded[/]", "fresh": "[yellow]fresh[/]", "unused": "unused"}
+    for row in report["layers"]:
+        table.add_row(escape(row["layer"]), marks[row["status"]], shape(row["shape"]),
+                      shape(row["checkpoint_shape"]), f"{row['parameters']:,}",
+                      escape(row["reason"]))
+    console.print(table)
+    console.print(f"loaded {len(report['loaded'])} layers, {report['parameters_loaded']:,} of "
+                  f"{report['parameters']:,} parameters; fresh: {len(report['fresh'])}; "
+                  f"normalisation {escape(report['normalization'])}", highlight=False)
+
+
 @app.command()
 def plan(
     data_dir: str = typer.Argument(..., help="data folder (images/ + masks/, or nnU-Net "
@@ -66,6 +89,8 @@ def plan(
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                         help="fix a config field (repeatable); the candidates "
                                         "are timed with it, as unetkit train --set does"),
+    init: str = typer.Option(None, "--init", help="fine-tuning: a checkpoint or run folder "
+                             "whose network and input normalisation the plan keeps"),
     force: bool = typer.Option(False, "--force", help="replace an existing --out file"),
 ) -> None:
     """Fingerprint a data set and plan a run: every decision printed with its reason."""
@@ -73,6 +98,7 @@ def plan(
 
     from unetkit.config import ConfigError, parse_duration
     from unetkit.data.dataset import DatasetError
+    from unetkit.plan.init_plan import with_init
     from unetkit.plan.plan_types import check_plan_file
     from unetkit.plan.planner import make_plan
     from unetkit.plan.user import UserChoices
@@ -82,8 +108,9 @@ def plan(
             check_plan_file(out, data_dir, force)
         if time_budget is not None:
             parse_duration(time_budget, "--time")
-        user = UserChoices({"train.time_budget": time_budget}, overrides)
+        user = UserChoices({"train.time_budget": time_budget, "train.init": init}, overrides)
         user.check()  # an invalid --set fails now, not after the timing
+        user = with_init(user, data_dir)
         result = make_plan(data_dir, time_budget, device=device, user=user,
                            progress=lambda line: err_console.print(f"timing {line}"))
     except (ConfigError, DatasetError, ValueError) as error:

@@ -111,6 +111,9 @@ def evaluate(
     probabilities: str = typer.Option(None, "--probabilities", help="probability maps for ROC/PR "
                                       "AUC of two-class tasks (default: PRED_DIR/probabilities "
                                       "when present)"),
+    ignore_label: int = typer.Option(None, "--ignore-label", help="ground-truth value of "
+                                     "unlabelled pixels, scored nowhere (default: the label "
+                                     "named ignore in dataset.json, if any)"),
     force: bool = typer.Option(False, "--force", help="replace the tables and report of an "
                                "earlier evaluation in --out"),
 ) -> None:
@@ -133,7 +136,8 @@ def evaluate(
                                   labels=_parse_labels(labels) if labels else None,
                                   spacing=spacing_values, tau=tau, images_dir=images,
                                   report=write_html_report, roi_dir=roi,
-                                  probabilities_dir=probabilities, force=force)
+                                  probabilities_dir=probabilities, ignore_label=ignore_label,
+                                  force=force)
     except (FileNotFoundError, ValueError) as error:  # OutputError included
         fail(escape(str(error)), code=2)
     except OSError as error:  # disk full, permission: no partial file left

@@ -13,12 +13,13 @@ from unetkit.cli.app import (  # noqa: F401
     log_level,
     log_to_console,
 )
+from unetkit.cli.plan_commands import print_init, print_plan
 
 _OPTIONS = {"train.time_budget": "--time", "train.epochs": "--epochs", "train.lr": "--lr",
             "data.batch_size": "--batch-size", "data.patch_size": "--patch-size",
             "model.name": "--model", "train.device": "--device", "train.precision": "--precision",
             "data.fold": "--fold", "data.folds": "--folds", "data.val_fraction": "--val-fraction",
-            "train.seed": "--seed"}
+            "train.seed": "--seed", "train.init": "--init"}
 
 
 class _TrainProgress:
@@ -119,6 +120,9 @@ def train(
                                "--time, that much more time"),
     seed: int = typer.Option(None, "--seed", help="random seed of weights, sampling and "
                              "augmentation (train.seed)"),
+    init: str = typer.Option(None, "--init", help="fine-tune: start from this checkpoint or run "
+                             "folder; its network and normalisation are kept, the layers that "
+                             "fit are loaded (train.init; RUN/init.json lists them)"),
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                         help="any config field, section.field=value, e.g. "
                                         "train.patience=20 (repeatable)"),
@@ -149,7 +153,7 @@ def train(
         "train.time_budget": time_budget, "train.epochs": epochs, "train.lr": lr,
         "data.batch_size": batch_size, "model.name": model, "train.device": device,
         "train.precision": precision, "data.fold": fold, "data.folds": folds,
-        "data.val_fraction": val_fraction, "train.seed": seed,
+        "data.val_fraction": val_fraction, "train.seed": seed, "train.init": init,
     }
     main_rank = is_main_process()
     level = log_level(level, "warning" if quiet else "info")
@@ -179,7 +183,8 @@ def train(
     progress = _TrainProgress() if main_rank and not quiet else None
     try:
         result = fit(config, data, out, resume=resume, changes=changes, on_step=progress,
-                     started=started, extra_files=_plan_files(plan))
+                     started=started, extra_files=_plan_files(plan),
+                     on_init=print_init if main_rank and not quiet else None)
         if progress is not None:
             progress.finish(result.best_metric)
     except Interrupted as stop:
@@ -212,7 +217,6 @@ def train(
 def _run_config(data: str, config_file: str | None, values: dict, overrides: list[str],
                 verbose: bool) -> tuple:
     """The run's config: the file, or a plan for the data (printed unless quiet)."""
-    from unetkit.cli.plan_commands import print_plan
     from unetkit.plan.auto import run_config
 
     if config_file is None and verbose:

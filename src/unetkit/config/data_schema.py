@@ -147,6 +147,10 @@ class DataConfig(Section):
         None, description="folder of regions of interest (nonzero = inside) pairing with the "
         "images by case id, relative to the data folder or absolute; training ignores pixels "
         "outside them (train.loss.ignore_index 255); None: roi/ or fov/ when present")
+    ignore_label: int | None = Field(
+        None, ge=0, description="mask value of unlabelled pixels (sparse annotations): they "
+        "count in no loss, metric or calibration and no patch is centred on them; None: the "
+        "label named 'ignore' in dataset.json (nnU-Net v2), if any")
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -97,6 +98,11 @@ class TrainConfig(Section):
     seed: int = Field(0, description="random seed of weights, sampling and augmentation")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps; auto picks "
                         "what is available")
+    init: Path | None = Field(
+        None, description="fine-tuning: a checkpoint (or run folder) to start from; its "
+        "network and input normalisation are kept, layers whose shapes match are loaded and "
+        "the others (a head for another class count, another input channel count) start fresh "
+        "(RUN/init.json lists which); None: random initialisation")
     tensorboard: bool = Field(False, description="also write TensorBoard scalars to "
                               "RUN/tensorboard (pip install 'unetkit[tensorboard]')")
     loss: LossConfig = Field(default_factory=LossConfig)

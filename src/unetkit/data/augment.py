@@ -62,13 +62,18 @@ class Augmenter:
             the patch: ``zeros`` (default, as nnU-Net: image 0 = the mean after z-scoring, mask
             0 = background), ``border``, or ``reflection`` (mirrors; about twice as slow).
         spatial_dims: 2 or 3.
+        mask_fill: the mask label where zero padding shows outside the patch: the ignore label
+            of sparse annotations or regions of interest (``unetkit.data.ignore``), since
+            nothing was labelled there; 0 (background) without one.
     """
 
-    def __init__(self, config: AugmentConfig | None = None, spatial_dims: int = 2):
+    def __init__(self, config: AugmentConfig | None = None, spatial_dims: int = 2,
+                 mask_fill: int = 0):
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         self.config = config or AugmentConfig()
         self.spatial_dims = spatial_dims
+        self.mask_fill = int(mask_fill)
 
     @property
     def padding_mode(self) -> str:
@@ -185,7 +190,8 @@ class Augmenter:
         if resampled.all():  # the whole batch in one call, no copies
             grid = self._grid(params, torch.arange(len(resampled)), size, image.device)
             out_image, out_mask = spatial.resample(image, mask, grid, self.padding_mode,
-                                                   self.config.mask_interpolation)
+                                                   self.config.mask_interpolation,
+                                                   self.mask_fill)
             return out_image, out_mask, True
         out_image = image.clone()
         out_mask = mask.clone() if mask is not None else None
@@ -201,7 +207,8 @@ class Augmenter:
             sub_mask = mask[device_index] if mask is not None else None
             new_image, new_mask = spatial.resample(image[device_index], sub_mask, grid,
                                                    self.padding_mode,
-                                                   self.config.mask_interpolation)
+                                                   self.config.mask_interpolation,
+                                                   self.mask_fill)
             out_image[device_index] = new_image
             if out_mask is not None:
                 out_mask[device_index] = new_mask

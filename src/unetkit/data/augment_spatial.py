@@ -140,38 +140,46 @@ def interpolated_grid(matrix: torch.Tensor, shape: Sequence[int],
 
 def resample(
     image: torch.Tensor, mask: torch.Tensor | None, grid: torch.Tensor,
-    padding_mode: str = "zeros", mask_mode: str = "nearest",
+    padding_mode: str = "zeros", mask_mode: str = "nearest", mask_fill: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Resample ``image (B, C, *S)`` (linear) and ``mask (B, *S)`` on one grid.
 
     ``mask_mode`` ``nearest`` copies the nearest label; ``linear`` interpolates each label's
     indicator and keeps the most covered label, so label edges move with the image's linear
-    interpolation instead of snapping up to half a voxel away from it.
+    interpolation instead of snapping up to half a voxel away from it. With zero padding,
+    mask voxels that see only outside the patch get ``mask_fill`` (the ignore label when the
+    masks have one: no label was drawn there).
     """
     out = F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode=padding_mode,
                         align_corners=True)
     if mask is None:
         return out, None
     if mask_mode == "linear":
-        return out, _resample_labels_linear(mask, grid, padding_mode)
+        labels = _resample_labels_linear(mask, grid, padding_mode, mask_fill)
+        return out, labels
     if mask_mode != "nearest":
         raise ValueError(f"mask_mode must be 'nearest' or 'linear', got {mask_mode!r}")
-    labels = F.grid_sample(mask[:, None].to(grid.dtype), grid, mode="nearest",
+    # zero padding reads 0 outside: shifted by the fill, outside comes back as the fill
+    labels = F.grid_sample((mask - mask_fill)[:, None].to(grid.dtype), grid, mode="nearest",
                            padding_mode=padding_mode, align_corners=True)
-    return out, labels[:, 0].to(mask.dtype)  # nearest copies values: no rounding needed
+    return out, labels[:, 0].to(mask.dtype) + mask_fill  # nearest copies values: no rounding
 
 
-def _resample_labels_linear(mask: torch.Tensor, grid: torch.Tensor, padding_mode: str
-                            ) -> torch.Tensor:
+def _resample_labels_linear(mask: torch.Tensor, grid: torch.Tensor, padding_mode: str,
+                            mask_fill: int = 0) -> torch.Tensor:
     """Label map resampled by linear interpolation of one-hot indicators, then argmax.
 
-    With zero padding, voxels that see only outside get the smallest label (the background).
+    With zero padding, voxels that see only outside get ``mask_fill``, or the smallest label
+    (the background) when that is 0.
     """
     values = torch.unique(mask)
     one_hot = (mask[:, None] == values.view(1, -1, *[1] * (mask.ndim - 1))).to(grid.dtype)
     weights = F.grid_sample(one_hot, grid, mode="bilinear", padding_mode=padding_mode,
                             align_corners=True)
-    return values[weights.argmax(dim=1)].to(mask.dtype)
+    labels = values[weights.argmax(dim=1)].to(mask.dtype)
+    if mask_fill and padding_mode == "zeros":
+        labels = torch.where(weights.sum(dim=1) > 0, labels, mask_fill)
+    return labels
 
 
 def permute_sample(x: torch.Tensor, flips: Sequence[bool], k: int,

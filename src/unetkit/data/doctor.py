@@ -20,6 +20,7 @@ import numpy as np
 from unetkit.data.consistency import check_consistency, class_totals
 from unetkit.data.dataset import Case, DatasetError, scan_dataset
 from unetkit.data.geometry import format_tuple, geometry_mismatch, length_unit, unreadable
+from unetkit.data.ignore import ignore_value, labelled_summary
 from unetkit.data.io import Geometry, read_image, read_mask, split_suffix
 from unetkit.data.mask_checks import looks_antialiased
 from unetkit.data.roi import check_roi
@@ -63,6 +64,11 @@ class DoctorReport:
         for label, freq in s.get("class_frequencies", {}).items():
             rows.append((f"class {label}", f"{100 * freq['voxel_fraction']:.2f}% of {element}, "
                          f"in {freq['cases']} cases"))
+        if s.get("labelled"):  # sparse annotations: the share of each mask that is labelled
+            rows.append(("ignore label", f"{s['ignore_label']} (class frequencies above are "
+                         f"of the labelled {element})"))
+            rows += [(f"labelled {case}", f"{100 * share:.2f}% of {element}")
+                     for case, share in s["labelled"].items()]
         return rows
 
 
@@ -81,7 +87,7 @@ def _spacing_row(spacing: dict[str, tuple[float, ...]], unit: str, element: str
 def check_dataset(
     root: str | Path, labels: dict[int, str] | list[int] | None = None,
     palette: dict[tuple[int, int, int], int] | None = None,
-    roi_dir: str | Path | None = None,
+    roi_dir: str | Path | None = None, ignore_label: int | None = None,
 ) -> DoctorReport:
     """Validate a data folder and summarise it; never modifies a file.
 
@@ -90,6 +96,9 @@ def check_dataset(
         labels: declared label values; default: ``dataset.json``'s, else whatever the masks hold.
         palette: RGB colour -> label, for colour masks.
         roi_dir: folder of regions of interest (default: ``roi/`` or ``fov/`` when present).
+        ignore_label: the mask value of unlabelled pixels (default: the label named
+            ``ignore`` in ``labels`` or ``dataset.json``); the summary gets each case's
+            labelled share.
     """
     report = DoctorReport(Path(root))
     try:
@@ -99,6 +108,13 @@ def check_dataset(
         return report
     declared = labels if labels is not None else scan.labels
     declared_set = {int(v) for v in declared} if declared is not None else None
+    try:
+        ignore = ignore_value(ignore_label, declared if isinstance(declared, dict) else None)
+    except DatasetError as error:
+        report.errors.append(str(error))
+        ignore = None
+    if declared_set is not None and ignore is not None:
+        declared_set.add(ignore)
     for path in scan.unpaired_masks:
         report.errors.append(f"{path}: mask without a matching image in {scan.image_dir}")
     for case in scan.unpaired_images:
@@ -126,9 +142,12 @@ def check_dataset(
             records.append(record)
     if not scan.cases:
         report.errors.append(f"{root}: empty data set (no image files in {scan.image_dir})")
+    labelled = labelled_summary(records, ignore, report.warnings)
     check_consistency(records, declared_set, report)
     report.warnings = _group_repeated(report.warnings, Path(root))
     report.summary = _summarise(records, len(scan.cases))
+    if labelled:
+        report.summary.update(ignore_label=ignore, labelled=labelled)
     if scan.roi_dir is not None:
         report.summary["roi_dir"] = str(scan.roi_dir)
     return report
@@ -180,7 +199,7 @@ def _check_case(
     record: dict[str, Any] = {"shape": image.shape[1:], "channels": image.shape[0],
                               "spacing": geometry.spacing, "samples": _sample(image),
                               "path": case.image_paths[0], "affine": geometry.affine,
-                              "unit": length_unit(geometry)}
+                              "unit": length_unit(geometry), "case": case.case_id}
     mask = None
     if case.mask_path is not None:
         record["mask"] = case.mask_path

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from unetkit.data.ignore import labelled_locations
+
 _MAX_LOCATIONS = 10_000  # stored foreground voxels per class and case (nnU-Net keeps 10k too)
 Batch = tuple[torch.Tensor, torch.Tensor]
 #: ``augment(image, mask, generator) -> (image, mask)`` on a batch (``unetkit.data.augment``)
@@ -84,8 +86,10 @@ class PatchSampler(IterableDataset):
         seed: base seed; batch ``i`` of an epoch is a function of ``(seed, epoch, rank, i)``.
         rank, world_size: DDP process; each rank draws its own stream.
         batches_per_epoch: finite epochs (split across DataLoader workers); None: endless.
-        pad_value, mask_pad_value: fill for images smaller than the patch.
-        ignore_index: a mask value never used as a foreground centre.
+        pad_value, mask_pad_value: fill for images smaller than the patch (mask default:
+            ``ignore_index`` when given, else background).
+        ignore_index: the mask value of unlabelled pixels: never a patch centre, and a patch
+            that would hold only such pixels is centred on a labelled pixel instead.
         augment: augments each batch where it is drawn (None: batches leave unaugmented).
 
     Yields:
@@ -96,8 +100,9 @@ class PatchSampler(IterableDataset):
         self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
         patch_size: Sequence[int], batch_size: int, foreground_fraction: float = 0.33,
         seed: int = 0, *, rank: int = 0, world_size: int = 1,
-        batches_per_epoch: int | None = None, pad_value: float = 0.0, mask_pad_value: int = 0,
-        ignore_index: int | None = None, augment: AugmentFn | None = None,
+        batches_per_epoch: int | None = None, pad_value: float = 0.0,
+        mask_pad_value: int | None = None, ignore_index: int | None = None,
+        augment: AugmentFn | None = None,
     ):
         if not images or len(images) != len(masks):
             raise ValueError(f"PatchSampler needs as many masks as images (got {len(images)} "
@@ -116,8 +121,17 @@ class PatchSampler(IterableDataset):
         self.batches_per_epoch = batches_per_epoch
         self.start, self.following = 0, False
         self.augment = augment
-        self.pad_value, self.mask_pad_value = pad_value, mask_pad_value
+        self.pad_value = pad_value
+        self.mask_pad_value = mask_pad_value if mask_pad_value is not None else (
+            ignore_index if ignore_index is not None else 0)  # padding is no labelled pixel
+        self.ignore_index = ignore_index
         self.locations = [foreground_locations(m, ignore_index) for m in self.masks]
+        # sparse annotations: labelled pixels of cases that have ignored ones (else None)
+        self.labelled = [labelled_locations(m, ignore_index, _MAX_LOCATIONS) for m in self.masks]
+        # cases drawn from: not those without a labelled pixel (the unannotated slices of a
+        # partly annotated volume), unless no case has one
+        self.cases = [i for i, kept in enumerate(self.labelled) if kept is None or len(kept)] \
+            or list(range(len(self.masks)))
 
     def set_epoch(self, epoch: int, start: int = 0, *, following: bool = False) -> None:
         """Select epoch ``epoch`` from its batch ``start`` (call before iterating).
@@ -158,17 +172,29 @@ class PatchSampler(IterableDataset):
         forced = self.batch_size - int(round(self.batch_size * (1 - self.foreground_fraction)))
         images, masks = [], []
         for index in range(self.batch_size):
-            case = int(rng.integers(len(self.images)))
+            case = self.cases[int(rng.integers(len(self.cases)))]
             center = self._foreground_center(case, rng) if index >= self.batch_size - forced \
                 else None
-            mask = self.masks[case]
-            start = [patch_start(s, p, rng, None if center is None else center[a])
-                     for a, (s, p) in enumerate(zip(mask.shape, self.patch_size, strict=False))]
+            start = self._start(case, center, rng)
+            patch = extract_patch(self.masks[case], start, self.patch_size, self.mask_pad_value)
+            labelled = self.labelled[case]
+            if labelled is not None and len(labelled) and (patch == self.ignore_index).all():
+                # only ignored pixels: nothing to learn; centre it on a labelled pixel instead
+                start = self._start(case, labelled[int(rng.integers(len(labelled)))], rng)
+                patch = extract_patch(self.masks[case], start, self.patch_size,
+                                      self.mask_pad_value)
             images.append(extract_patch(self.images[case], start, self.patch_size,
                                         self.pad_value))
-            masks.append(extract_patch(mask, start, self.patch_size, self.mask_pad_value))
+            masks.append(patch)
         image = torch.from_numpy(np.stack(images).astype(np.float32, copy=False))
         return image, torch.from_numpy(np.stack(masks).astype(np.int64, copy=False))
+
+    def _start(self, case: int, center: np.ndarray | None, rng: np.random.Generator
+               ) -> list[int]:
+        """Patch start per axis: random, or around ``center``."""
+        return [patch_start(s, p, rng, None if center is None else center[a])
+                for a, (s, p) in enumerate(zip(self.masks[case].shape, self.patch_size,
+                                               strict=False))]
 
     def _foreground_center(self, case: int, rng: np.random.Generator) -> np.ndarray | None:
         locations = self.locations[case]

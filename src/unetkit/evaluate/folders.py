@@ -4,6 +4,8 @@ Every overlap and distance metric comes from ``unetkit.metrics.case_metrics``, t
 ``unetkit.metrics.aggregate``. With regions of interest only the pixels inside each case's count:
 prediction and ground truth are set to background outside it. For two-class tasks with probability
 maps (``unetkit.evaluate.probability``) the threshold-free scores are added, per case and pooled.
+Pixels the ground truth marks with the ignore label (sparse annotations: ``ignore_label``, or
+the label named ``ignore`` in ``dataset.json``) count nowhere, as outside a region of interest.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from unetkit.data import io
+from unetkit.data.ignore import unscaled
 from unetkit.data.roi import read_roi
 from unetkit.evaluate import probability as prob
 from unetkit.evaluate.images import OverlayImages, find_images, read_overlay_image
-from unetkit.evaluate.labels import scored_labels
+from unetkit.evaluate.labels import dataset_json_ignore, scored_labels
 from unetkit.evaluate.matching import case_files, match_cases
 from unetkit.evaluate.tables import EVAL_METRICS, write_csv, write_summary
 from unetkit.evaluate.units import common_unit, metric_units, quantity, spacing_unit
@@ -69,19 +72,22 @@ class LoadedCase(NamedTuple):
 
 
 def _read_case(pred_path: Path, gt_path: Path, roi_path: Path | None,
-               spacing: Sequence[float] | None) -> LoadedCase:
-    """The case with background outside the region of interest."""
+               spacing: Sequence[float] | None, ignore: int | None = None) -> LoadedCase:
+    """The case with background outside the region of interest and on ignored pixels."""
     pred, _ = io.read_mask(pred_path)
     gt, geometry = io.read_mask(gt_path)
-    pred, gt = _as_labels(pred), _as_labels(gt)
+    pred, gt = _as_labels(pred), unscaled(_as_labels(gt), gt_path, ignore)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
-    roi = None
+    roi = None  # the scored pixels: inside the region of interest and labelled
     if roi_path is not None:
         roi, _ = read_roi(roi_path)
         if roi.shape != gt.shape:
             raise ValueError(f"{roi_path}: region of interest shape {roi.shape} differs from the "
                              f"ground truth's {gt.shape}")
+    if ignore is not None and (gt == ignore).any():
+        roi = (gt != ignore) if roi is None else roi & (gt != ignore)
+    if roi is not None:  # neither true nor false anything outside: background in both
         pred, gt = np.where(roi, pred, 0), np.where(roi, gt, 0)
     return LoadedCase(pred, gt, tuple(spacing) if spacing else geometry.spacing, roi,
                       geometry.affine, spacing_unit(geometry, given=bool(spacing)))
@@ -89,7 +95,7 @@ def _read_case(pred_path: Path, gt_path: Path, roi_path: Path | None,
 
 def _load(pairs: list[tuple[str, Path, Path]], rois: dict[str, Path] | None,
           roi_dir: str | Path | None, spacing: Sequence[float] | None,
-          failed: list[tuple[str, str]]) -> dict[str, LoadedCase]:
+          failed: list[tuple[str, str]], ignore: int | None = None) -> dict[str, LoadedCase]:
     """Every readable case; the others are appended to ``failed`` with the reason."""
     loaded = {}
     for key, pred_path, gt_path in pairs:
@@ -97,7 +103,7 @@ def _load(pairs: list[tuple[str, Path, Path]], rois: dict[str, Path] | None,
             if rois is not None and key not in rois:
                 raise FileNotFoundError(f"no region of interest for {key} in {roi_dir}")
             roi_path = rois[key] if rois is not None else None
-            loaded[key] = _read_case(pred_path, gt_path, roi_path, spacing)
+            loaded[key] = _read_case(pred_path, gt_path, roi_path, spacing, ignore)
         except Exception as exc:  # report and go on with the other cases
             failed.append((key, f"{type(exc).__name__}: {exc}"))
             log.warning("%s: not evaluated (%s)", key, exc)
@@ -133,6 +139,7 @@ def evaluate_folders(
     report: Callable[..., Path] | None = None,
     roi_dir: str | Path | None = None,
     probabilities_dir: str | Path | None = None,
+    ignore_label: int | None = None,
     force: bool = False,
 ) -> EvaluationResult:
     """Score every prediction against its ground truth; write CSV, JSON (and HTML) outputs.
@@ -160,6 +167,8 @@ def evaluate_folders(
             count; a case without one fails. None: every pixel.
         probabilities_dir: probability maps for the threshold-free metrics (default:
             ``pred_dir/probabilities`` when present; used for two-class tasks).
+        ignore_label: ground-truth value of unlabelled pixels, which count nowhere (default:
+            the label named ``ignore`` in the ``dataset.json`` of ``gt_dir`` or its parent).
         force: replace the tables and report of an earlier evaluation in ``out_dir``.
 
     Returns:
@@ -181,9 +190,10 @@ def evaluate_folders(
     pairs, missing = match_cases(Path(pred_dir), Path(gt_dir))
     rois = case_files(Path(roi_dir), "regions of interest") if roi_dir is not None else None
     failed = [(key, "no prediction") for key in missing]
-    loaded = _load(pairs, rois, roi_dir, spacing, failed)
+    ignore = ignore_label if ignore_label is not None else dataset_json_ignore(gt_dir)
+    loaded = _load(pairs, rois, roi_dir, spacing, failed, ignore)
     found = {int(v) for case in loaded.values() for v in np.unique(case.gt)}
-    labels = scored_labels(gt_dir, labels, found)
+    labels = {v: n for v, n in scored_labels(gt_dir, labels, found).items() if v != ignore}
     two_class = sorted(labels) == [1]
     if probabilities_dir is not None and not two_class:
         raise ValueError(f"--probabilities: threshold-free metrics need a two-class task; "
@@ -195,6 +205,7 @@ def evaluate_folders(
                                   metrics=EVAL_METRICS, tau=tau) for key, case in loaded.items()}
     result = EvaluationResult(per_case, aggregate(per_case), dict(labels), failed=failed)
     result.summary["roi_dir"] = str(roi_dir) if roi_dir is not None else None
+    result.summary["ignore_label"] = ignore
     unit = common_unit([case.unit for case in loaded.values()])
     dims = next(iter(loaded.values())).gt.ndim
     result.units = metric_units(EVAL_METRICS, unit, dims)

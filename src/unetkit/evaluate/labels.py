@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from unetkit.data.dataset import read_dataset_json
+from unetkit.data.ignore import ignore_value
 
 
 def dataset_json_labels(gt_dir: str | Path) -> tuple[dict[int, str], Path | None]:
@@ -27,6 +28,17 @@ def dataset_json_labels(gt_dir: str | Path) -> tuple[dict[int, str], Path | None
             labels, _ = read_dataset_json(candidate)
             return {v: n for v, n in (labels or {}).items() if v != 0}, candidate / "dataset.json"
     return {}, None
+
+
+def dataset_json_ignore(gt_dir: str | Path) -> int | None:
+    """The value of the label named ``ignore`` (nnU-Net v2's unlabelled pixels) in the
+    ``dataset.json`` of ``gt_dir`` or its parent, else None."""
+    folder = Path(gt_dir).resolve()
+    for candidate in (folder, folder.parent):
+        if (candidate / "dataset.json").is_file():
+            labels, _ = read_dataset_json(candidate)
+            return ignore_value(None, labels)
+    return None
 
 
 def scored_labels(gt_dir: str | Path, given: dict[int, str] | None,

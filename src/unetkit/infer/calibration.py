@@ -129,10 +129,11 @@ def calibrate_checkpoint(path: str | Path, data_dir: str | Path, *, beta: float 
     ``beta`` and ``max_images`` default to the checkpoint's ``infer.calibration_beta`` /
     ``calibration_images``; the folder is read as ``unetkit.data`` reads training data, its
     regions of interest (``roi/``, ``fov/`` or the checkpoint's relative ``data.roi_dir``)
-    included.
+    and ignore label (``data.ignore_label`` or dataset.json's ``ignore``) included.
     """
-    from unetkit.data.dataset import discover_cases, evenly_spaced, load_case
-    from unetkit.data.roi import ROI_IGNORE, load_roi, mark_outside
+    from unetkit.data.dataset import discover_cases, evenly_spaced, load_case, read_dataset_json
+    from unetkit.data.ignore import IGNORE, ignore_value, mark_ignored, split_ignored, unscaled
+    from unetkit.data.roi import load_roi, mark_outside
     from unetkit.runtime.checkpoint import resolve_checkpoint_path
 
     path = resolve_checkpoint_path(path)
@@ -158,11 +159,13 @@ def calibrate_checkpoint(path: str | Path, data_dir: str | Path, *, beta: float 
         raise ValueError(f"{data_dir}: no image/mask pairs to calibrate on")
     chosen = [cases[i] for i in evenly_spaced(len(cases), max_images or infer.calibration_images)]
     images, masks = [], []
+    sparse = ignore_value(predictor.config.data.ignore_label, read_dataset_json(data_dir)[0])
     for case in chosen:
         image, mask, _ = load_case(case)
         images.append(image)
-        masks.append(mark_outside(mask, load_roi(case, mask.shape)))
-    ignore = ROI_IGNORE if any(case.roi_path for case in chosen) else None
+        mask, ignored = split_ignored(unscaled(mask, case.mask_path, sparse), sparse)
+        masks.append(mark_ignored(mark_outside(mask, load_roi(case, mask.shape)), ignored))
+    ignore = IGNORE if any(case.roi_path for case in chosen) or sparse is not None else None
     result = calibrate_threshold(predictor, images, masks,
                                  beta=infer.calibration_beta if beta is None else beta,
                                  source=str(data_dir), ignore_index=ignore)

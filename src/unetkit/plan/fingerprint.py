@@ -28,6 +28,7 @@ from unetkit.data.dataset import (
     read_dataset_json,
     require_same_layout,
 )
+from unetkit.data.ignore import class_labels, ignore_value, split_ignored, unscaled
 from unetkit.data.offset import MAX_SHIFT, case_offset, median_offset
 
 SAMPLES = 20_000  # intensity samples per case and channel
@@ -213,18 +214,28 @@ def consistent_offset(offsets: list[list[float]], agree: float = 0.25,
 
 
 def fingerprint_dataset(data_dir: str | Path,
-                        progress: Callable[[int, int], None] | None = None) -> Fingerprint:
-    """Read every case of a data folder once and summarise it (``progress(done, total)``)."""
+                        progress: Callable[[int, int], None] | None = None,
+                        ignore_label: int | None = None) -> Fingerprint:
+    """Read every case of a data folder once and summarise it (``progress(done, total)``).
+
+    Unlabelled pixels (``ignore_label``, else dataset.json's ``ignore`` label:
+    ``unetkit.data.ignore``) are background to the shape statistics and left out of the label
+    shares; the ignore label is no class of the fingerprint."""
     cases = discover_cases(data_dir)
     labels, channel_names = read_dataset_json(data_dir)
+    ignore = ignore_value(ignore_label, labels)
     records, first = [], None
     for index, case in enumerate(cases):
         image, mask, geometry = load_case(case)
         first = first or (case, image)
         require_same_layout(case, image, *first)
+        mask, ignored = split_ignored(unscaled(mask, case.mask_path, ignore), ignore)
         dtype = str(geometry.extra.get("dtype", image.dtype))
-        records.append(case_fingerprint(image, mask, geometry.spacing, dtype,
-                                        measure_offset=mask.ndim == 2 and index < OFFSET_CASES))
+        record = case_fingerprint(image, mask, geometry.spacing, dtype,
+                                  measure_offset=mask.ndim == 2 and index < OFFSET_CASES)
+        if ignored is not None:
+            record.label_voxels[0] -= int(ignored.sum())
+        records.append(record)
         if progress is not None:
             progress(index + 1, len(cases))
-    return summarise(records, channel_names, labels)
+    return summarise(records, channel_names, class_labels(labels, ignore))

@@ -123,10 +123,11 @@ def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: s
             ``data.slice_axis`` or ``model.spatial_dims`` is not planned the other way, a
             fixed ``data.patch_size`` not shrunk.
     """
-    fp = fingerprint or fingerprint_dataset(data_dir)
+    user = user or UserChoices()
+    fp = fingerprint or fingerprint_dataset(data_dir,
+                                            ignore_label=user.value("data.ignore_label"))
     budget_s = parse_duration(time_budget) if time_budget else DEFAULT_BUDGET_S
     values = {"train.device": device, "train.time_budget": time_budget}
-    user = user or UserChoices()
     fixed = user.fields
 
     def timed(slices: bool = False, shrink: int = 1) -> Plan:
@@ -141,6 +142,7 @@ def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: s
     if _too_few_steps(plan) and math.prod(plan.config.data.patch_size) > SMALL_PATCH_VOXELS \
             and "data.patch_size" not in fixed:
         plan = _instead(plan, timed(plan.config.data.slice_axis is not None, SHRINK))
+    plan.decisions = user.marked(plan.decisions, plan.config)  # "from --init" where it fixes
     log.info("plan: %s", ", ".join(f"{d.field}={d.value}" for d in plan.decisions))
     return plan
 

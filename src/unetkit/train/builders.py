@@ -63,9 +63,11 @@ def resolve_ignore_index(config: Config, ignore_index: int | None) -> Config:
         return config
     if loss.ignore_index is not None:
         raise ValueError(f"train.loss.ignore_index {loss.ignore_index} conflicts with the "
-                         f"regions of interest, whose outside is label {ignore_index}; leave "
-                         f"it unset (or set it to {ignore_index})")
-    log.info("train.loss.ignore_index: %d (outside the regions of interest)", ignore_index)
+                         f"regions of interest or the ignore label (data.ignore_label), whose "
+                         f"pixels training masks mark with label {ignore_index}; leave it "
+                         f"unset (or set it to {ignore_index})")
+    log.info("train.loss.ignore_index: %d (outside the regions of interest, or unlabelled)",
+             ignore_index)
     train = config.train.model_copy(update={"loss": loss.model_copy(
         update={"ignore_index": ignore_index})})
     return config.model_copy(update={"train": train})
@@ -113,12 +115,15 @@ def build_sampler(config: Config, data: TrainData, info: DistInfo) -> Any:
 
 
 def build_augmenter(config: Config) -> Any:
-    """The batched augmenter, or None when augmentation is disabled."""
+    """The batched augmenter, or None when augmentation is disabled. Where it shows outside
+    the patch, masks get the ignore label when there is one (nothing was labelled there)."""
     if not config.data.augment.enabled:
         return None
     from unetkit.data.augment import Augmenter
 
-    return Augmenter(config.data.augment, config.model.spatial_dims)
+    ignore = config.train.loss.ignore_index
+    return Augmenter(config.data.augment, config.model.spatial_dims,
+                     mask_fill=ignore if ignore is not None else 0)
 
 
 def step_augmenter(config: Config) -> Any:

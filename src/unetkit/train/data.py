@@ -4,8 +4,10 @@ The data doctor (``unetkit.data`` ``check_dataset``) runs first and training ref
 errors. Labels come from ``data.labels`` or from the masks; ``mask_values`` records the values the
 training mask files store for each label (e.g. ``{0: 0, 1: 255}`` for 0/255 masks) so that
 ``unetkit predict`` can write masks the same way. Cases with a region of interest
-(``unetkit.data.roi``) get ``ROI_IGNORE`` outside it in their masks, after the labels and the
-normaliser are fitted, and ``TrainData.ignore_index`` says so.
+(``unetkit.data.roi``) get ``ROI_IGNORE`` outside it in their masks, and pixels of the ignore
+label (``data.ignore_label`` or dataset.json's ``ignore``: sparse annotations,
+``unetkit.data.ignore``) get the same label, after the labels and the normaliser are fitted;
+``TrainData.ignore_index`` says so.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from unetkit.config import Config
+from unetkit.data.ignore import class_labels, ignore_value, mark_cases, split_cases, unscaled
+from unetkit.data.normalization import Normalizer
 from unetkit.data.preprocessing import Preprocessor
 from unetkit.data.sampling import to_slices
 from unetkit.train.splits import hold_out_bands, make_split
@@ -48,18 +52,19 @@ class TrainData:
     in_channels: int
     spacings: list[tuple[float, ...]] = field(default_factory=list)
     image_offset: list[float] | None = None  # applied to every image above (data.image_offset)
-    ignore_index: int | None = None  # the mask label outside regions of interest, if any
+    ignore_index: int | None = None  # the mask label of ignored pixels (outside ROIs, sparse)
     mask_format: str | None = None  # suffix of most training mask files (e.g. ".png")
     # data.calibration_band: per training image, its mask's held-out band (ignore elsewhere)
     calibration_masks: list[np.ndarray] = field(default_factory=list)
 
 
-def run_doctor(data_dir: Path, labels: dict[int, str] | None, roi_dir: Path | None = None
-               ) -> None:
+def run_doctor(data_dir: Path, labels: dict[int, str] | None, roi_dir: Path | None = None,
+               ignore_label: int | None = None) -> None:
     """Run the data doctor; raise ``DataError`` listing every error; log the warnings."""
     from unetkit.data.doctor import check_dataset
 
-    report = check_dataset(data_dir, labels=sorted(labels) if labels else None, roi_dir=roi_dir)
+    report = check_dataset(data_dir, labels=labels or None, roi_dir=roi_dir,
+                           ignore_label=ignore_label)
     for warning in report.warnings:
         log.warning("data: %s", warning)
     if report.errors:
@@ -162,20 +167,24 @@ def outside_roi(cases: dict[str, Any], masks: dict[str, np.ndarray]
         raise DataError(str(error)) from None
 
 
-def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> TrainData:
+def prepare_data(config: Config, data_dir: str | Path, check: bool = True,
+                 normalization: dict[str, Any] | None = None) -> TrainData:
     """Check, discover, split, load and normalise a data folder as ``config`` says.
+
+    ``normalization``: fitted normaliser statistics to keep instead of fitting them on the
+    training cases (fine-tuning: the statistics the initial weights were trained with).
 
     Raises:
         DataError: the doctor found errors, or the split leaves no training case.
     """
-    from unetkit.data.dataset import DatasetError, discover_cases, read_dataset_json
+    from unetkit.data.dataset import DatasetError, discover_cases
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"--data {data_dir}: not a folder")
     d = config.data
     if check:
-        run_doctor(data_dir, d.labels, d.roi_dir)
+        run_doctor(data_dir, d.labels, d.roi_dir, d.ignore_label)
     try:
         cases = {case.case_id: case for case in discover_cases(data_dir, roi_dir=d.roi_dir)}
     except DatasetError as error:
@@ -189,14 +198,16 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         raise DataError(str(error)) from None
     if not train_ids:
         raise DataError(f"--data {data_dir}: the split leaves no training case")
-    declared = config.data.labels or read_dataset_json(data_dir)[0]
+    declared, ignore = declared_labels(config, data_dir)
     loaded = load_cases([cases[cid] for cid in train_ids + val_ids], declared)
     images = {cid: item[0].astype(np.float32, copy=False) for cid, item in loaded.items()}
-    masks = {cid: item[1].astype(np.int64, copy=False) for cid, item in loaded.items()}
-    labels = label_names(declared, list(masks.values()))  # validation cases included
+    masks = {cid: unscaled(item[1].astype(np.int64, copy=False), cases[cid].mask_path, ignore)
+             for cid, item in loaded.items()}
     stored: dict[int, int] = {}
     for cid in train_ids[:5]:
         stored.update(stored_mask_values(cases[cid], masks[cid]))
+    masks, ignored = split_cases(masks, ignore)  # ignored pixels: background until marked
+    labels = label_names(class_labels(declared, ignore), list(masks.values()))
     labels_by_value = labels
     labels, table = contiguous(labels)
     if table is not None:
@@ -204,7 +215,10 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
     mask_values = {i: stored.get(v, v) for i, v in enumerate(sorted(labels_by_value))}
     preprocessor = Preprocessor.from_config(d).fit(
         [images[c] for c in train_ids], [masks[c] for c in train_ids], d.image_offset)
+    if normalization is not None:
+        preprocessor.normalizer = Normalizer.from_state_dict(normalization)
     masks, ignore_index = outside_roi(cases, masks)  # labels and normaliser never see it
+    masks, ignore_index = mark_cases(masks, ignored, ignore_index, train_ids)
     prepared, records = {}, {}
     for cid, image in images.items():
         prepared[cid], records[cid] = preprocessor.preprocess(image, loaded[cid][2].spacing)
@@ -246,3 +260,22 @@ def band_ignore_label(config: Config, roi_ignore: int | None) -> int:
         return roi_ignore
     configured = config.train.loss.ignore_index
     return configured if configured is not None else ROI_IGNORE
+
+
+def declared_labels(config: Config, data_dir: Path) -> tuple[dict[int, str] | None, int | None]:
+    """``data.labels`` or dataset.json's labels (with the ignore label, so that masks holding
+    it pass the check), and the ignore label (``unetkit.data.ignore.ignore_value``).
+
+    Raises:
+        DataError: an ignore label against nnU-Net's convention or naming a class.
+    """
+    from unetkit.data.dataset import DatasetError, read_dataset_json
+
+    declared = config.data.labels or read_dataset_json(data_dir)[0]
+    try:
+        ignore = ignore_value(config.data.ignore_label, declared)
+    except DatasetError as error:
+        raise DataError(str(error)) from None
+    if declared and ignore is not None:
+        declared = {**declared, ignore: "ignore"}
+    return declared, ignore

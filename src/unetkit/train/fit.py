@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from unetkit.runtime.distributed import cleanup
 from unetkit.train.budget import TimeBudget
 from unetkit.train.calibrate import calibrate_run, check_calibration
 from unetkit.train.data import TrainData, prepare_data
+from unetkit.train.init_source import InitSource
+from unetkit.train.init_weights import load_matching
 from unetkit.train.lockstep import check_lockstep
 from unetkit.train.loop import StepCallback, end_of_epoch, save, train_one_epoch
 from unetkit.train.postprocessing import choose_postprocessing
@@ -46,6 +49,7 @@ class TrainResult:
     model: torch.nn.Module | None = None  # the trained network (last weights, eval mode)
     calibration: dict[str, Any] | None = None  # infer.threshold auto: what best.pt got
     postprocessing: dict[str, Any] | None = None  # keep_largest auto: the choice for best.pt
+    init: dict[str, Any] | None = None  # train.init: what was loaded (RUN/init.json)
 
 
 def fit(
@@ -60,6 +64,7 @@ def fit(
     data: TrainData | None = None,
     started: float | None = None,
     extra_files: dict[str, str] | None = None,
+    on_init: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train a network on ``data_dir`` as ``config`` says and write the run into ``out_dir``.
 
@@ -79,6 +84,8 @@ def fit(
         started: ``time.monotonic()`` when the time budget started (default: when ``fit`` was
             called, so loading the data counts; a caller that planned first passes its start).
         extra_files: ``{name: text}`` written into the run folder (e.g. ``plan.yaml``).
+        on_init: with ``train.init`` (fine-tuning), called with the report of what was loaded
+            (``InitReport.as_dict()``, also ``RUN/init.json``) before the first step.
 
     Returns:
         A ``TrainResult``.
@@ -99,7 +106,12 @@ def fit(
         data_dir = data_dir or TrainingState.from_checkpoint(checkpoint).data_dir
     if config is None or data_dir is None:
         raise ValueError("fit: a config and a data folder are needed unless resuming")
-    run = set_up_run(config, data_dir, out_dir, checkpoint, check_data, data, prepare_data)
+    init, notes, prepare = None, [], prepare_data
+    if checkpoint is None and config.train.init is not None:  # fine-tuning (not on resume)
+        init = InitSource.read(config.train.init)
+        config, prepare = init.fix(config), init.preparer(prepare_data, notes)
+    run = set_up_run(config, data_dir, out_dir, checkpoint, check_data, data, prepare)
+    init_report = None if init is None else start_from(init, run, notes, on_init)
     check_calibration(run.config, run.data.labels)
     if checkpoint is None:
         run.started = started  # elapsed time (saved in checkpoints) counts from the same start
@@ -140,7 +152,22 @@ def fit(
         cleanup(run.info)
     s = run.state
     return TrainResult(run.run_dir, s.epoch, s.step, s.best_metric, s.best_epoch, run.stopped,
-                       run.history, unwrap(run.model).eval(), calibration, postprocessing)
+                       run.history, unwrap(run.model).eval(), calibration, postprocessing,
+                       init_report)
+
+
+def start_from(init: InitSource, run: Any, notes: list[str],
+               on_init: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    """Load ``init``'s fitting layers into the run's network; log, write and hand on the
+    report (``unetkit.train.init_weights``)."""
+    report = load_matching(unwrap(run.model), init.model_state, str(init.path))
+    report.normalization = notes[-1] if notes else "as prepared by the caller"
+    log.info("%s; normalisation %s", report.summary(), report.normalization)
+    if run.run_dir is not None:
+        report.write(run.run_dir)
+    if on_init is not None and run.info.is_main:
+        on_init(report.as_dict())
+    return report.as_dict()
 
 
 RESUMABLE = ("train.epochs", "train.time_budget", "train.patience")
