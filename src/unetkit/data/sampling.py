@@ -262,3 +262,24 @@ def to_slices(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], axis: i
     mask_stacks = [np.moveaxis(mask, axis, 0) for mask in masks]  # (slices, *plane)
     return ([np.ascontiguousarray(s[k]) for s in stacks for k in range(s.shape[0])],
             [np.ascontiguousarray(m[k]) for m in mask_stacks for k in range(m.shape[0])])
+
+
+def from_slices(slices: Sequence[np.ndarray], counts: Sequence[int], axis: int, context: int = 0,
+                masks: bool = False) -> list[np.ndarray]:
+    """The inverse of ``to_slices``: the volumes again, ``counts[i]`` slices for case ``i``.
+
+    Images ``((2k+1) * C, *plane)`` -> ``(C, X, Y, Z)`` (each slice's own channels, the middle
+    block of its context); with ``masks``, label maps ``(*plane)`` -> ``(X, Y, Z)``. Copies:
+    for the few cases something needs whole (calibration predicts volumes, as predict does).
+    """
+    volumes, start = [], 0
+    for count in counts:
+        stack = np.stack(slices[start:start + count])  # (S, (2k+1) * C, *plane) or (S, *plane)
+        start += count
+        if masks:
+            volumes.append(np.ascontiguousarray(np.moveaxis(stack, 0, axis)))
+            continue
+        channels = stack.shape[1] // (2 * context + 1)
+        middle = stack[:, context * channels:(context + 1) * channels]  # (S, C, *plane)
+        volumes.append(np.ascontiguousarray(np.moveaxis(middle, 0, axis + 1)))
+    return volumes

@@ -6,7 +6,8 @@ will (``unetkit.infer.calibration``); the chosen threshold is written into that 
 into ``checkpoint["calibration"]`` and ``RUN/calibration.json``. Calibration images are the
 validation cases when there are any, else the held-out bands of the training cases
 (``data.calibration_band``: rows whose labels never trained), else the training cases, where
-the network is more confident than on new images. Pixels
+the network is more confident than on new images; a 2D run on the slices of volumes calibrates
+on its training volumes, stacked back from their slices, as ``unetkit predict`` reads them. Pixels
 labelled ``train.loss.ignore_index`` (outside a region of interest) do not count.
 """
 
@@ -19,12 +20,14 @@ import numpy as np
 
 from unetkit.config import Config
 from unetkit.data.dataset import evenly_spaced
+from unetkit.data.sampling import from_slices
 from unetkit.infer.calibration import calibrate_threshold, store_calibration
 from unetkit.runtime.checkpoint import TrainingState, load_checkpoint, model_from_checkpoint
 from unetkit.train.run_dir import store_end_of_run
 from unetkit.train.validation import live_predictor
 
 if TYPE_CHECKING:
+    from unetkit.train.data import TrainData
     from unetkit.train.setup import Run
 
 log = logging.getLogger(__name__)
@@ -44,16 +47,37 @@ def check_calibration(config: Config, labels: dict[int, str]) -> None:
 
 def calibration_cases(run: Run) -> tuple[list[np.ndarray], list[np.ndarray], str]:
     """``(images, masks, source)``: validation cases, else the held-out bands of the training
-    cases (``data.calibration_band``), else the training cases; evenly thinned."""
-    data, limit = run.data, run.config.infer.calibration_images
-    if data.val_images:
-        images, masks, source = data.val_images, data.val_masks, "validation"
-    elif data.calibration_masks:
-        images, masks, source = data.train_images, data.calibration_masks, "held-out band"
-    else:
-        images, masks, source = data.train_images, data.train_masks, "training"
-    keep = evenly_spaced(len(images), limit)
-    return [images[i] for i in keep], [masks[i] for i in keep], source
+    cases (``data.calibration_band``), else the training cases; evenly thinned, and volumes
+    in a 2D run on slices (the predictor predicts volumes, as ``unetkit predict`` does)."""
+    data, d, limit = run.data, run.config.data, run.config.infer.calibration_images
+    if data.val_images:  # whole cases already
+        keep = evenly_spaced(len(data.val_images), limit)
+        return [data.val_images[i] for i in keep], [data.val_masks[i] for i in keep], \
+            "validation"
+    masks, source = (data.calibration_masks, "held-out band") if data.calibration_masks else \
+        (data.train_masks, "training")
+    return (*training_volumes(data, masks, d.slice_axis, d.slice_context, limit), source)
+
+
+def training_volumes(data: TrainData, masks: list[np.ndarray], axis: int | None,
+                     context: int = 0, limit: int | None = None
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """At most ``limit`` training cases, evenly spaced: images ``(C, *spatial)`` and
+    ``masks`` (the training masks or held-out bands, one per image or slice). When the run
+    trains on the slices of volumes (``data.train_slices``, slice ``axis``), the chosen cases'
+    slices are stacked back into volumes ``(C, X, Y, Z)`` and ``(X, Y, Z)``."""
+    if not data.train_slices:
+        keep = evenly_spaced(len(data.train_images), limit or len(data.train_images))
+        return [data.train_images[i] for i in keep], [masks[i] for i in keep]
+    counts = data.train_slices
+    starts = np.cumsum([0, *counts])
+    keep = evenly_spaced(len(counts), limit or len(counts))
+    images, labels = [], []
+    for i in keep:
+        part = slice(int(starts[i]), int(starts[i + 1]))
+        images += from_slices(data.train_images[part], [counts[i]], axis, context)
+        labels += from_slices(masks[part], [counts[i]], axis, masks=True)
+    return images, labels
 
 
 def calibrate_run(run: Run) -> dict[str, Any] | None:
@@ -77,4 +101,4 @@ def calibrate_run(run: Run) -> dict[str, Any] | None:
     return record
 
 
-__all__ = ["calibrate_run", "calibration_cases", "check_calibration"]
+__all__ = ["calibrate_run", "calibration_cases", "check_calibration", "training_volumes"]

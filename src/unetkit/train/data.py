@@ -56,6 +56,8 @@ class TrainData:
     mask_format: str | None = None  # suffix of most training mask files (e.g. ".png")
     # data.calibration_band: per training image, its mask's held-out band (ignore elsewhere)
     calibration_masks: list[np.ndarray] = field(default_factory=list)
+    # data.slice_axis: slices per training case (train_images/masks hold them case after case)
+    train_slices: list[int] = field(default_factory=list)
 
 
 def run_doctor(data_dir: Path, labels: dict[int, str] | None, roi_dir: Path | None = None,
@@ -233,6 +235,7 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True,
                                             ignore_index)
         log.info("data: a band of %.0f%% of every training mask's rows is held out of training "
                  "to calibrate the threshold on", 100 * d.calibration_band)
+    slices = [m.shape[d.slice_axis] for m in train_masks] if d.slice_axis is not None else []
     if d.slice_axis is not None:  # 2D training on the slices of 3D volumes
         bands = [plane for band in bands for plane in np.moveaxis(band, d.slice_axis, 0)]
         train_images, train_masks = to_slices(train_images, train_masks, d.slice_axis,
@@ -247,7 +250,7 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True,
         spacings=[tuple(loaded[c][2].spacing) for c in train_ids],
         image_offset=preprocessor.image_offset, ignore_index=ignore_index,
         mask_format=mask_format([cases[c] for c in train_ids]),
-        calibration_masks=[np.ascontiguousarray(band) for band in bands],
+        calibration_masks=[np.ascontiguousarray(band) for band in bands], train_slices=slices,
     )
 
 
