@@ -152,10 +152,9 @@ def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
         _stop(info, escape(str(error)), code=2)
     shared = [f"part {part[0]} of {part[1]}"] if part else []
     shared += [f"{info.world_size} processes"] if info.enabled else []
-    engine = "onnxruntime" if onnx or checkpoint.lower().endswith(".onnx") else "torch"
-    if info.is_main:
+    if info.is_main:  # the engine that ran (after any fallback), not the one asked for
         console.print(f"wrote {result.written} mask(s) to {out} ({predictor.plan.name}, "
-                      + ", ".join([engine, *shared]) + ")")
+                      + ", ".join([predictor.engine, *shared]) + ")")
     if result.failed:
         _stop(info, f"{len(result.failed)} of {result.cases} input(s) failed: "
               + ", ".join(escape(p) for p, _ in result.failed[:5]), code=1)

@@ -141,8 +141,9 @@ class InferConfig(Section):
         "auto", description="channels-last memory format of prediction and validation; auto: "
         "on for CPU and CUDA (faster inference on every CPU measured, docs/inference.md)")
     engine: Literal["auto", "torch", "onnxruntime"] = Field(
-        "auto", description="what runs the network on a CPU: auto = the engine measured fastest "
-        "on this kind of CPU (docs/inference.md); onnxruntime exports the checkpoint once "
+        "auto", description="what runs the network on a CPU: auto = torch, unless the table "
+        "of measured CPU kinds lists another fp32 engine for this CPU (its one entry, AVX2, is "
+        "torch; docs/inference.md); onnxruntime exports the checkpoint once "
         "(cached by content hash, verified against PyTorch) and falls back to torch, with the "
         "reason logged, when that fails or onnxruntime is missing; GPUs always use torch")
     threshold: float | Literal["auto"] | None = Field(
