@@ -124,7 +124,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _cpu_bf16(request: pytest.FixtureRequest,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """``--cpu-bf16=on|off`` for the whole session (a test harness option; the library has no
-    switch for it)."""
+    switch for it). Only the detection changes: ``on`` on a CPU without bf16 runs bf16
+    emulated, and tests of native bf16 kernels (``test_models``' layout check) then expect
+    kernels the CPU lacks. Subprocesses detect the real CPU; the tests that start them pin
+    their precision."""
     mode = request.config.getoption("--cpu-bf16")
     if mode == "auto":
         yield
