@@ -1,7 +1,20 @@
-"""Small real checkpoints (unetkit UNet, a few hundred weights) built inside the tests."""
+"""Shared test fixtures: small real checkpoints (unetkit UNet, a few hundred weights) built
+inside the tests, precision as a test axis, and simulated CPU kinds.
+
+* ``precision``: tests whose outcome depends on the precision take this fixture and run once in
+  fp32 and once in bf16 on every CPU (bf16 is emulated where the CPU lacks it, so those cases
+  stay small), with the tolerances of ``Precision``. Checkpoints and training configs of the
+  other tests pin fp32, so that no test's outcome depends on what ``precision: auto`` picks on
+  the machine that runs it.
+* ``pretend_cpu(kind)``: unetkit's CPU detection (``runtime.device``, ``runtime.engine``) sees an
+  AMX, AVX512-BF16, AVX512 or AVX2 CPU; ``--cpu-bf16=off|on`` does the same for a whole run
+  (``pytest --cpu-bf16=off`` runs the suite as a CPU without native bf16 would).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +23,123 @@ import torch
 
 from unetkit.config import Config, config_to_dict
 from unetkit.nn import build_model
+from unetkit.runtime import device, engine
 from unetkit.runtime.checkpoint import save_checkpoint
+
+pytest_plugins = ["pytester"]  # tests/runtime/test_cpu_detection.py runs the harness option
+
+# --- precision as a test axis -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One precision of the test axis and what a test may expect of it.
+
+    ``atol``: the largest absolute difference of class probabilities allowed between two
+    networks with the same weights when one of them runs in this precision and the other in
+    fp32 (torch against onnxruntime's fp32, bf16 autocast against fp32). bf16 keeps 8 bits of
+    mantissa (relative rounding 2**-9 per operation): on the test checkpoints
+    (``build_checkpoint``, 2D and 3D) bf16 probabilities were at most 5.3e-4 from fp32's, and
+    5e-3 allows ten times that. fp32 engines differ only in the order of summation.
+    """
+
+    name: str
+    atol: float
+
+    @property
+    def overrides(self) -> list[str]:
+        """``--set`` style values that pin training and inference to this precision."""
+        return [f"train.precision={self.name}", f"infer.precision={self.name}"]
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """``Predictor`` settings that run inference in this precision."""
+        return {"infer.precision": self.name}
+
+
+PRECISIONS = {"fp32": Precision("fp32", 1e-5), "bf16": Precision("bf16", 5e-3)}
+
+
+@pytest.fixture(params=list(PRECISIONS))
+def precision(request: pytest.FixtureRequest) -> Precision:
+    """Each precision of the test axis in turn (fp32, bf16), on every CPU."""
+    return PRECISIONS[request.param]
+
+
+# --- simulated CPU kinds ------------------------------------------------------------------
+
+#: /proc/cpuinfo flags and torch's CPU capability of each kind ``pretend_cpu`` simulates
+CPU_KINDS = {
+    "amx": ({"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}, "AVX512"),
+    "avx512_bf16": ({"avx2", "avx512f", "avx512_bf16"}, "AVX512"),
+    "avx512": ({"avx2", "avx512f"}, "AVX512"),
+    "avx2": ({"avx2", "fma"}, "AVX2"),
+}
+BF16_FLAGS = {"amx_tile", "amx_bf16", "amx_int8", "avx512_bf16"}
+
+
+def clear_cpu_caches() -> None:
+    """Forget what the cached CPU detection found (it runs again on the next call)."""
+    for cached in (device.cpu_flags, device.cpu_has_fast_bf16, engine.cpu_kind):
+        cached.cache_clear()
+
+
+def _pretend_flags(patch: pytest.MonkeyPatch, folder: Path, flags: set[str],
+                   capability: str | None = None) -> None:
+    """unetkit's detection reads ``flags`` and (when given) torch's ``capability``."""
+    cpuinfo = folder / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: " + " ".join(sorted(flags)) + "\n")
+    patch.setattr(device, "CPUINFO", cpuinfo)
+    patch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: "amx_tile" in flags,
+                  raising=False)
+    patch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: "avx512_bf16" in flags,
+                  raising=False)
+    if capability is not None:
+        patch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    clear_cpu_caches()
+
+
+@pytest.fixture
+def pretend_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    """``pretend_cpu(kind)``: unetkit's detection sees a CPU of that ``CPU_KINDS`` kind (only
+    the detection: torch's kernels stay this CPU's)."""
+
+    def pretend(kind: str) -> None:
+        flags, capability = CPU_KINDS[kind]
+        _pretend_flags(monkeypatch, tmp_path, set(flags), capability)
+
+    yield pretend
+    clear_cpu_caches()  # the next detection runs without this test's CPU
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-bf16", choices=("auto", "on", "off"), default="auto",
+        help="what unetkit's CPU detection reports for native bf16 during the run, in the "
+             "test processes: auto (this CPU), on (AMX/AVX512-BF16: precision auto = bf16, "
+             "emulated where the CPU lacks it), off (AVX2/AVX512: precision auto = fp32)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_bf16(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``--cpu-bf16=on|off`` for the whole session (a test harness option; the library has no
+    switch for it). Only the detection changes: ``on`` on a CPU without bf16 runs bf16
+    emulated, and tests of native bf16 kernels (``test_models``' layout check) then expect
+    kernels the CPU lacks. Subprocesses detect the real CPU; the tests that start them pin
+    their precision."""
+    mode = request.config.getoption("--cpu-bf16")
+    if mode == "auto":
+        yield
+        return
+    flags = set(device.cpu_flags()) - BF16_FLAGS | ({"avx512_bf16"} if mode == "on" else set())
+    with pytest.MonkeyPatch.context() as patch:
+        _pretend_flags(patch, tmp_path_factory.mktemp("cpu"), flags)
+        yield
+    clear_cpu_caches()
+
+
+# --- checkpoints --------------------------------------------------------------------------
 
 
 def build_checkpoint(

@@ -31,11 +31,14 @@ def write_disks(root: Path, n_cases: int = 4, size: int = 32, seed: int = 0,
 
 
 def make_tiny_config(*overrides: str) -> Config:
-    """A small, fast UNet config for 32x32 images, fp32, no augmentation."""
+    """A small, fast UNet config for 32x32 images, no augmentation, fp32 in training and in
+    validation (``precision: auto`` would follow the CPU; tests that compare precisions take
+    the ``precision`` fixture and pass ``*precision.overrides``)."""
     base = [
         "model.base_width=4", "model.depth=2", "model.norm=batch",
         "data.patch_size=[32, 32]", "data.batch_size=2", "data.val_fraction=0.25",
-        "data.augment.enabled=false", "train.precision=fp32", "train.steps_per_epoch=4",
+        "data.augment.enabled=false", "train.precision=fp32", "infer.precision=fp32",
+        "train.steps_per_epoch=4",
         "train.epochs=2", "train.lr=0.01", "train.device=cpu",
     ]
     return apply_overrides(Config(), base + list(overrides))

@@ -26,9 +26,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _record_initial_weights(path: str) -> None:
+    """Save the weights each rank builds before DDP broadcasts rank 0's (``setup``'s model)."""
+    from unetkit.train import setup
+
+    build = setup.build_model_from_config
+
+    def recorded(config: Config) -> torch.nn.Module:
+        model = build(config)
+        torch.save({k: v.detach().clone() for k, v in model.named_parameters()}, path)
+        return model
+
+    setup.build_model_from_config = recorded
+
+
 def _worker(rank: int, world: int, port: int, data_dir: str, out_root: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
+    _record_initial_weights(os.path.join(out_root, f"initial{rank}.pt"))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         losses: list[float] = []
@@ -61,7 +76,14 @@ def test_two_gloo_ranks_stay_identical_and_only_rank0_writes(tmp_path, disks):
     assert (out / "run0" / "last.pt").is_file() and (out / "run0" / "metrics.csv").is_file()
     assert not (out / "run1").exists()
     assert info1["run_dir"] == "None"
-    # the weights changed from their (rank-0 broadcast) initialisation
+    # the ranks built different weights (seed + rank); DDP started both from rank 0's, and
+    # training changed every one of them
+    initial0, initial1 = torch.load(out / "initial0.pt"), torch.load(out / "initial1.pt")
+    assert initial0.keys() == p0.keys()
+    assert any(not torch.equal(initial0[k], initial1[k]) for k in p0)
+    for key in p0:
+        assert not torch.equal(p0[key], initial0[key]), f"{key} did not change in training"
+    # last.pt holds the trained weights
     from unetkit.runtime.checkpoint import load_checkpoint
 
     saved = load_checkpoint(out / "run0" / "last.pt")["model_state"]

@@ -64,12 +64,14 @@ def test_validation_scores_the_largest_component_beside_the_map(tiny_config):
 
 
 @pytest.mark.slow
-def test_the_run_stores_the_choice_and_predict_reproduces_its_dice(tmp_path, disks, tiny_config):
+def test_the_run_stores_the_choice_and_predict_reproduces_its_dice(tmp_path, disks, tiny_config,
+                                                                   precision):
     data = disks(tmp_path / "data", n_cases=5, size=44, seed=3)
     split = tmp_path / "split.yaml"
     split.write_text(yaml.safe_dump({"train": ["c0", "c1", "c2"], "val": VAL}))
     config = tiny_config(f"data.split_file={split}", "model.base_width=8", "train.epochs=3",
-                         "train.steps_per_epoch=6", "infer.postprocess.keep_largest=auto")
+                         "train.steps_per_epoch=6", "infer.postprocess.keep_largest=auto",
+                         *precision.overrides)
     result = fit(config, data, tmp_path / "run")
     record = result.postprocessing
     best = load_checkpoint(tmp_path / "run" / "best.pt")

@@ -171,10 +171,9 @@ def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
         _stop(info, escape(str(error)), code=1)
     shared = [f"part {part[0]} of {part[1]}"] if part else []
     shared += [f"{info.world_size} processes"] if info.enabled else []
-    engine = "onnxruntime" if onnx or checkpoint.lower().endswith(".onnx") else "torch"
-    if info.is_main:
+    if info.is_main:  # the engine that ran (after any fallback), not the one asked for
         console.print(f"wrote {result.written} mask(s) to {out} ({predictor.plan.name}, "
-                      + ", ".join([engine, *shared]) + ")")
+                      + ", ".join([predictor.engine, *shared]) + ")")
         console.print(_decision_line(predictor))
     if result.failed:
         _stop(info, f"{len(result.failed)} of {result.cases} input(s) failed: "

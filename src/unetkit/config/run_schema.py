@@ -160,8 +160,9 @@ class InferConfig(Section):
         "on for CPU (faster inference on every CPU measured, docs/inference.md) and for CUDA "
         "except with instance or group norm (their CUDA kernels need contiguous maps)")
     engine: Literal["auto", "torch", "onnxruntime"] = Field(
-        "auto", description="what runs the network on a CPU: auto = the engine measured fastest "
-        "on this kind of CPU (docs/inference.md); onnxruntime exports the checkpoint once "
+        "auto", description="what runs the network on a CPU: auto = torch, unless the table "
+        "of measured CPU kinds lists another fp32 engine for this CPU (its one entry, AVX2, is "
+        "torch; docs/inference.md); onnxruntime exports the checkpoint once "
         "(cached by content hash, verified against PyTorch) and falls back to torch, with the "
         "reason logged, when that fails or onnxruntime is missing; GPUs always use torch")
     threshold: float | Literal["auto"] | None = Field(

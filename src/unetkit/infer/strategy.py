@@ -39,7 +39,8 @@ class Strategy:
         """Estimated forward activation bytes per input voxel."""
         model = self.config.model
         width = model.widths[0] if model.widths else model.base_width
-        return tiling.forward_bytes_per_voxel(width, 4 if self.plan.dtype is None else 2)
+        return tiling.forward_bytes_per_voxel(width, 4 if self.plan.dtype is None else 2,
+                                              model.name)
 
     def padded(self, spatial: tuple[int, ...]) -> list[int]:
         """``spatial`` rounded up to sizes the network accepts (per-axis multiples)."""
@@ -57,7 +58,8 @@ class Strategy:
                                   out_channels=self.out_channels,
                                   budget_mb=self.infer.memory_budget_mb,
                                   multiple=self.multiples, keep_scores=keep_scores,
-                                  in_channels=self.config.model.in_channels)
+                                  in_channels=self.config.model.in_channels,
+                                  batch_size=self.infer.batch_size)
 
     def windows(self, x: torch.Tensor, keep_scores: bool = True
                 ) -> tuple[torch.Tensor, tuple[slice, ...], tuple[int, ...], Any]:
@@ -108,7 +110,7 @@ class Strategy:
         wanted = self.infer.window or tiling.plan_window(
             [n + 2 * margin for n in spatial], bytes_per_voxel=self.bytes_per_voxel(),
             out_channels=self.out_channels, budget_mb=self.infer.memory_budget_mb,
-            multiple=1).window
+            multiple=1, batch_size=self.infer.batch_size).window
         tile = [nearest_valid_length(w, depth, "valid") for w in wanted]
         return overlap_tile_inference(x, network, tile, [margin] * len(spatial),
                                       step_multiple=2**depth, batch_size=self.infer.batch_size,

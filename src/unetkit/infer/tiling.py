@@ -1,6 +1,7 @@
 """How to cut an input into windows under a memory budget: even, near-cubic tiles.
 
-A forward pass over ``n`` voxels holds about ``n * bytes_per_voxel`` of activations; the blended
+A forward pass over ``n`` voxels holds about ``n * bytes_per_voxel`` of activations (per window:
+``infer.batch_size`` windows run at once, each with its input cut out of the image); the blended
 outputs add accumulators (a slab of ``C x window[0] x rest`` floats and its weights) and the
 result (``C`` floats per voxel when the class scores are kept, one byte per voxel otherwise).
 ``plan_window`` counts all of it: the whole (padded) image in one forward when it fits, else the
@@ -15,10 +16,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# Live activations of a forward per input voxel, in units of the first stage's width: skip,
-# upsampled, concatenation (2x) and two convolution outputs at full resolution, plus the coarser
-# stages and the layout copies of the convolution library.
-ACTIVATION_FACTOR = 8
+# Memory of a forward per input voxel, in units of the first stage's width times the bytes of an
+# activation (4 in fp32, 2 under bf16/fp16 autocast), per model: the live activations (for the
+# U-Net: skip, upsampled, concatenation (2x) and two convolution outputs at full resolution, the
+# coarser stages), what the convolution library allocates inside each call, and the heap the
+# allocator cannot reuse between them. The resident memory (RSS) one forward adds, measured in a
+# process that had run that window before and had trimmed its heap (glibc ``malloc_trim``):
+# ``benchmarks/bench_memory.py``, ``benchmarks/results/memory.json``, 320^2 windows, fp32 and
+# bf16: UNets of widths 4-32 8.1-10.6 units, ResUNet 11.1-14.0, Attention U-Net 11.2-13.5 (at
+# width 16; bf16 costs them more units than fp32), UNet++ 19.1-20.2 (every node of its nested
+# decoder stays at full resolution). 8 units, the earlier U-Net figure, counted only the
+# tensors alive between operations, and peaks measured this way passed the budget.
+ACTIVATION_FACTORS = {"unet": 11, "resunet": 14, "attention_unet": 14, "unetplusplus": 22}
 MAX_TILES_PER_AXIS = 64
 #: voxels neighbouring tiles share at least (and two multiples of the axis at least)
 MIN_MARGIN = 32
@@ -40,9 +49,11 @@ class WindowPlan:
         return all(t == 1 for t in self.tiles)
 
 
-def forward_bytes_per_voxel(first_width: int, itemsize: int) -> int:
-    """Estimated peak activation memory of one forward, per input voxel (bytes)."""
-    return ACTIVATION_FACTOR * first_width * itemsize
+def forward_bytes_per_voxel(first_width: int, itemsize: int, model: str = "unet") -> int:
+    """Estimated peak memory of one forward of ``model`` (a ``model.name``), per input voxel
+    (bytes); ``itemsize``: bytes per activation (4 fp32, 2 under bf16/fp16 autocast)."""
+    factor = ACTIVATION_FACTORS.get(model, max(ACTIVATION_FACTORS.values()))
+    return factor * first_width * itemsize
 
 
 def _round_up(value: float, multiple: int) -> int:
@@ -77,14 +88,22 @@ def map_bytes_per_voxel(in_channels: int, out_channels: int, keep_scores: bool) 
 
 
 def memory_estimate(size: Sequence[int], window: Sequence[int], *, bytes_per_voxel: int,
-                    out_channels: int, keep_scores: bool, in_channels: int = 1) -> int:
-    """Bytes of one prediction: forward + slab accumulators + whole-input maps."""
+                    out_channels: int, keep_scores: bool, in_channels: int = 1,
+                    batch_size: int = 1) -> int:
+    """Bytes of one prediction: forward + slab accumulators + whole-input maps.
+
+    Tiles run ``batch_size`` windows per forward (``infer.batch_size``; at most the windows of
+    one row, ``blended_slabs``' groups), each with its input cut out of the padded image (C_in
+    floats per voxel); one window over the whole input is the padded image itself.
+    """
     voxels, window_voxels = math.prod(size), math.prod(window)
     whole = tuple(window) == tuple(size)
+    batch = 1 if whole else max(1, batch_size)
     # accumulators of C_out floats and their weights over one window's rows, the finished slab
     slab = 0 if whole else (2 * out_channels + 1) * 4 * window[0] * math.prod(size[1:])
+    cut = 0 if whole else in_channels * 4
     maps = map_bytes_per_voxel(in_channels, out_channels, keep_scores) * voxels
-    return window_voxels * bytes_per_voxel + slab + maps
+    return batch * window_voxels * (bytes_per_voxel + cut) + slab + maps
 
 
 def _per_axis(multiple: int | Sequence[int], dims: int) -> tuple[int, ...]:
@@ -97,7 +116,8 @@ def _per_axis(multiple: int | Sequence[int], dims: int) -> tuple[int, ...]:
 
 def plan_window(size: Sequence[int], *, bytes_per_voxel: int, out_channels: int,
                 budget_mb: float, multiple: int | Sequence[int], margin: int | None = None,
-                keep_scores: bool = True, in_channels: int = 1) -> WindowPlan:
+                keep_scores: bool = True, in_channels: int = 1, batch_size: int = 1
+                ) -> WindowPlan:
     """The whole ``size`` when it fits ``budget_mb``, else the fewest even tiles that fit.
 
     Args:
@@ -110,6 +130,7 @@ def plan_window(size: Sequence[int], *, bytes_per_voxel: int, out_channels: int,
         margin: voxels neighbouring tiles share (default per axis: two multiples, at least 32).
         keep_scores: the float class scores of the whole input are kept (else only labels).
         in_channels: channels of the network input.
+        batch_size: windows per forward (``infer.batch_size``).
 
     Returns:
         A ``WindowPlan``; when even the smallest tiles exceed the budget, those.
@@ -120,16 +141,14 @@ def plan_window(size: Sequence[int], *, bytes_per_voxel: int, out_channels: int,
     margins = tuple(margin if margin is not None else max(2 * m, MIN_MARGIN)
                     for m in multiples)
 
-    def estimate(window: tuple[int, ...]) -> int:
-        return memory_estimate(size, window, bytes_per_voxel=bytes_per_voxel,
-                               out_channels=out_channels, keep_scores=keep_scores,
-                               in_channels=in_channels)
-
     tiles = [1] * len(size)
     while True:
         window = tuple(tile_size(n, t, g, m)
                        for n, t, g, m in zip(size, tiles, margins, multiples, strict=True))
-        cost = estimate(window)
+        cost = memory_estimate(size, window, bytes_per_voxel=bytes_per_voxel,
+                               out_channels=out_channels, keep_scores=keep_scores,
+                               in_channels=in_channels,
+                               batch_size=min(batch_size, math.prod(tiles[1:])))
         growable = [a for a, (n, t, m) in enumerate(zip(size, tiles, multiples, strict=True))
                     if math.ceil(n / t) > m and t < MAX_TILES_PER_AXIS]
         if cost <= budget or not growable:

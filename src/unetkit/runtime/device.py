@@ -30,6 +30,22 @@ from typing import Any
 
 import torch
 
+#: where ``cpu_flags`` reads the CPU's feature flags (Linux)
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The feature flags of this CPU (``CPUINFO``'s ``flags`` line; empty where there is none)."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
 
 @functools.lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
@@ -42,11 +58,7 @@ def cpu_has_fast_bf16() -> bool:
                     return True
             except RuntimeError:
                 pass
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
 def cuda_has_native_bf16(device: torch.device | None = None) -> bool:

@@ -2,22 +2,24 @@
 
 ``torch`` runs the module (BatchNorm folded, channels-last, bf16 autocast where the precision
 plan says so; ``runtime.network``); ``onnxruntime`` runs the checkpoint's verified, cached ONNX
-export (``runtime.onnx_cache``) in fp32. ``auto`` picks by measured facts:
+export (``runtime.onnx_cache``) in fp32. ``auto`` measures nothing at run time; it applies a
+fixed rule, and today that rule always gives torch:
 
 * not a CPU (CUDA, MPS): torch.
 * a bf16 precision plan (CPUs with AMX or AVX512-BF16, ``precision: auto``): torch, whose bf16
   autocast halves the memory traffic that onnxruntime's fp32 kernels pay in full.
-* fp32 on a CPU: the engine measured faster for the default network on that CPU kind
-  (``FASTER_FP32``, figures in ``docs/inference.md``); a kind not measured yet gets torch, the
-  engine that needs no export.
+* fp32 on a CPU: the entry of ``FASTER_FP32`` for this CPU kind (``cpu_kind``), a table written
+  by hand from ``benchmarks/bench_infer.py --part engines`` runs (figures in
+  ``docs/inference.md``). It holds one entry, ``avx2: torch``; a kind without an entry gets
+  torch, the engine that needs no export.
 
 Any failure on the onnxruntime path (package missing, export error, verification mismatch,
-cache folder not writable) falls back to torch with the reason logged as a warning.
+cache folder not writable) falls back to torch with the reason logged as a warning; the name
+``engine_network`` returns (``Predictor.engine``) is the engine that actually runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from unetkit.runtime.device import PrecisionPlan, cpu_has_fast_bf16
+from unetkit.runtime.device import PrecisionPlan, cpu_flags, cpu_has_fast_bf16
 from unetkit.runtime.network import Network, fuse_conv_bn, torch_network
 
 log = logging.getLogger(__name__)
@@ -53,14 +55,10 @@ class EngineChoice:
 
 @functools.lru_cache(maxsize=1)
 def cpu_kind() -> str:
-    """``amx``, ``avx512_bf16``, ``avx512``, ``avx2`` or ``other`` (this CPU's vector unit)."""
-    flags = ""
-    with contextlib.suppress(OSError):
-        flags = Path("/proc/cpuinfo").read_text()
-    if " amx_bf16" in flags:
-        return "amx"
-    if " avx512_bf16" in flags or cpu_has_fast_bf16():
-        return "avx512_bf16"
+    """``amx``, ``avx512_bf16``, ``avx512``, ``avx2`` or ``other`` (this CPU's vector unit);
+    the bf16 kinds exactly where ``precision: auto`` picks bf16 (``cpu_has_fast_bf16``)."""
+    if cpu_has_fast_bf16():
+        return "amx" if "amx_bf16" in cpu_flags() else "avx512_bf16"
     capability = torch.backends.cpu.get_cpu_capability().lower()
     return capability if capability in ("avx512", "avx2") else "other"
 
@@ -89,13 +87,13 @@ def choose_engine(requested: str, device: torch.device, plan: PrecisionPlan) -> 
     kind = cpu_kind()
     if plan.dtype is not None:
         return EngineChoice("torch", f"{plan.name} autocast on this {kind} CPU")
-    faster = FASTER_FP32.get(kind)
-    if faster is None:
+    listed = FASTER_FP32.get(kind)
+    if listed is None:
         return EngineChoice("torch", f"no engine measurement for {kind} CPUs")
-    if faster == "onnxruntime" and not onnxruntime_installed():
-        return EngineChoice("torch", "onnxruntime is faster on this CPU kind but not installed "
+    if listed == "onnxruntime" and not onnxruntime_installed():
+        return EngineChoice("torch", "onnxruntime is listed for this CPU kind but not installed "
                             "(pip install 'unetkit[onnx]')")
-    return EngineChoice(faster, f"measured faster in fp32 on {kind} CPUs")
+    return EngineChoice(listed, f"the fp32 engine listed for {kind} CPUs (FASTER_FP32)")
 
 
 def engine_network(checkpoint: str | Path, model: torch.nn.Module, *, requested: str,

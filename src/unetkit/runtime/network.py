@@ -25,6 +25,8 @@ Network = Callable[[torch.Tensor], torch.Tensor]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+#: layers whose inputs autocast casts to its lower precision on CPU and CUDA alike
+_AUTOCAST_CONVS = (*_CONVS, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def _fold(conv: nn.Module, norm: nn.Module) -> nn.Module:
@@ -58,7 +60,10 @@ def torch_network(model: nn.Module, plan: PrecisionPlan, device: torch.device) -
     """``model`` as a callable ``(n, C_in, *S) -> (n, C_out, *S)`` float32 under ``plan``.
 
     The model is put in eval mode with deep supervision off (only the full-resolution output);
-    its parameters are converted to channels-last when the plan asks for it.
+    its parameters are converted to channels-last when the plan asks for it. Under autocast the
+    convolutions' weights and biases are stored in the autocast dtype: autocast would cast them
+    to it at every call (the same values: the outputs do not change), a copy of each layer's
+    weights per window, which the memory estimate of ``unetkit.infer.tiling`` does not count.
     """
     model = model.eval().to(device)
     if hasattr(model, "deep_supervision"):
@@ -68,13 +73,17 @@ def torch_network(model: nn.Module, plan: PrecisionPlan, device: torch.device) -
         layout = torch.channels_last if getattr(model, "spatial_dims", 2) == 2 \
             else torch.channels_last_3d
     model = model.to(memory_format=layout)
+    if plan.dtype is not None:
+        for module in model.modules():
+            if isinstance(module, _AUTOCAST_CONVS):
+                module.to(plan.dtype)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast(plan, device):
             out = model(to_memory_format(x.to(device), plan))
         if isinstance(out, (list, tuple)):
             out = out[0]
-        return out.float().contiguous()
+        return out.to(torch.float32, memory_format=torch.contiguous_format)
 
     return run
 
