@@ -22,6 +22,7 @@ from unetkit.data.dataset import Case, DatasetError, scan_dataset
 from unetkit.data.geometry import format_tuple, geometry_mismatch, length_unit
 from unetkit.data.io import Geometry, read_image, read_mask, split_suffix
 from unetkit.data.mask_checks import looks_antialiased
+from unetkit.data.regions import read_regions
 from unetkit.data.roi import check_roi
 
 _SAMPLES_PER_CASE = 20_000
@@ -63,6 +64,10 @@ class DoctorReport:
         for label, freq in s.get("class_frequencies", {}).items():
             rows.append((f"class {label}", f"{100 * freq['voxel_fraction']:.2f}% of {element}, "
                          f"in {freq['cases']} cases"))
+        for region in s.get("regions", []):
+            values = ", ".join(map(str, region["labels"]))
+            rows.append((f"region {region['name']}", f"labels {values}; predictions paint "
+                         f"label {region['painted']} (in this order)"))
         return rows
 
 
@@ -128,6 +133,13 @@ def check_dataset(
     report.summary = _summarise(records, len(scan.cases))
     if scan.roi_dir is not None:
         report.summary["roi_dir"] = str(scan.roi_dir)
+    try:  # overlapping regions declared by dataset.json (unetkit.data.regions)
+        regions = read_regions(root)
+        if regions is not None:
+            report.summary["regions"] = [{**r.model_dump(), "painted": label} for r, label
+                                         in zip(regions.regions, regions.order, strict=True)]
+    except DatasetError as error:
+        report.errors.append(str(error))
     return report
 
 

@@ -4,6 +4,9 @@ Every overlap and distance metric comes from ``unetkit.metrics.case_metrics``, t
 ``unetkit.metrics.aggregate``. With regions of interest only the pixels inside each case's count:
 prediction and ground truth are set to background outside it. For two-class tasks with probability
 maps (``unetkit.evaluate.probability``) the threshold-free scores are added, per case and pooled.
+A data set with overlapping regions (``regions=``, or declared by its ``dataset.json``) is scored
+per region, as nnU-Net scores one: the prediction's region against the ground truth's, every
+metric (``unetkit.metrics.regions``), the regions numbered 1..R where labels would be.
 """
 
 from __future__ import annotations
@@ -17,16 +20,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from unetkit.config.regions import Region, region_names
 from unetkit.data import io
 from unetkit.data.roi import read_roi
 from unetkit.evaluate import probability as prob
 from unetkit.evaluate.images import OverlayImages, find_images, read_overlay_image
-from unetkit.evaluate.labels import scored_labels
+from unetkit.evaluate.labels import dataset_json_regions, scored_labels
 from unetkit.evaluate.matching import case_files, match_cases
 from unetkit.evaluate.tables import EVAL_METRICS, write_csv, write_summary
 from unetkit.evaluate.units import common_unit, metric_units, quantity, spacing_unit
 from unetkit.metrics import aggregate, case_metrics, foreground_mean
 from unetkit.metrics.probability import ProbabilityScores
+from unetkit.metrics.regions import region_case_metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ class EvaluationResult:
     probability_cases: list[str] = field(default_factory=list)
     units: dict[str, str] = field(default_factory=dict)
     images_note: str = ""  # where the overlays' images come from (``unetkit.evaluate.images``)
+    regions: list[Region] | None = None  # scored per region: ``labels`` are region 1..R
 
 
 class LoadedCase(NamedTuple):
@@ -126,6 +132,7 @@ def evaluate_folders(
     report: Callable[..., Path] | None = None,
     roi_dir: str | Path | None = None,
     probabilities_dir: str | Path | None = None,
+    regions: list[Region] | None = None,
 ) -> EvaluationResult:
     """Score every prediction against its ground truth; write CSV, JSON (and HTML) outputs.
 
@@ -147,6 +154,9 @@ def evaluate_folders(
             count; a case without one fails. None: every pixel.
         probabilities_dir: probability maps for the threshold-free metrics (default:
             ``pred_dir/probabilities`` when present; used for two-class tasks).
+        regions: score these overlapping regions (each a set of label values) instead of the
+            labels; default: those of the ``dataset.json`` in ``gt_dir`` or its parent, unless
+            ``labels`` is given.
 
     Returns:
         The ``EvaluationResult``; cases that failed (unreadable, shape mismatch, no region of
@@ -163,17 +173,22 @@ def evaluate_folders(
     failed = [(key, "no prediction") for key in missing]
     loaded = _load(pairs, rois, roi_dir, spacing, failed)
     found = {int(v) for case in loaded.values() for v in np.unique(case.gt)}
-    labels = scored_labels(gt_dir, labels, found)
-    two_class = sorted(labels) == [1]
+    if regions is None and labels is None:
+        regions = dataset_json_regions(gt_dir)
+    labels = region_names(regions) if regions else scored_labels(gt_dir, labels, found)
+    two_class = sorted(labels) == [1] and not regions
     if probabilities_dir is not None and not two_class:
         raise ValueError(f"--probabilities: threshold-free metrics need a two-class task; "
                          f"the labels scored are {sorted(labels)}")
     maps = _probability_maps(folder, loaded, failed) if folder and two_class else None
     if not loaded:
         raise ValueError(f"no case could be evaluated: {failed[:3]}")
-    per_case = {key: case_metrics(case.pred, case.gt, sorted(labels), spacing=case.spacing,
-                                  metrics=EVAL_METRICS, tau=tau) for key, case in loaded.items()}
-    result = EvaluationResult(per_case, aggregate(per_case), dict(labels), failed=failed)
+    per_case = {key: _case_metrics(case, regions, sorted(labels), tau)
+                for key, case in loaded.items()}
+    result = EvaluationResult(per_case, aggregate(per_case), dict(labels), failed=failed,
+                              regions=regions or None)
+    if regions:
+        result.summary["regions"] = [region.model_dump() for region in regions]
     result.summary["roi_dir"] = str(roi_dir) if roi_dir is not None else None
     unit = common_unit([case.unit for case in loaded.values()])
     dims = next(iter(loaded.values())).gt.ndim
@@ -198,6 +213,16 @@ def evaluate_folders(
             overlays = _overlay_cases(result, loaded, images)
             result.files["html"] = report(out, result, overlays)
     return result
+
+
+def _case_metrics(case: LoadedCase, regions: list[Region] | None, labels: list[int],
+                  tau: float) -> dict[int, dict[str, float]]:
+    """``EVAL_METRICS`` of one case per label, or per region ``1..R``."""
+    if regions:
+        return region_case_metrics(case.pred, case.gt, [r.labels for r in regions],
+                                   spacing=case.spacing, metrics=EVAL_METRICS, tau=tau)
+    return case_metrics(case.pred, case.gt, labels, spacing=case.spacing,
+                        metrics=EVAL_METRICS, tau=tau)
 
 
 def _as_labels(mask: np.ndarray) -> np.ndarray:

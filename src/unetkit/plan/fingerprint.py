@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from unetkit.data.dataset import discover_cases, load_case, read_dataset_json
 from unetkit.data.offset import MAX_SHIFT, case_offset, median_offset
+from unetkit.data.regions import read_regions
 
 SAMPLES = 20_000  # intensity samples per case and channel
 OFFSET_CASES = 20  # cases measured for the mask offset (2D only)
@@ -117,6 +118,9 @@ class Fingerprint:
     offset: list[float] | None = None  # median mask offset (2D), voxels, when consistent
     labels: dict[int, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # overlapping regions of dataset.json ([{"name", "labels"}, ...]) and the labels they paint
+    regions: list[dict[str, Any]] | None = None
+    regions_class_order: list[int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain, JSON-safe dict (no per-case lists of samples)."""
@@ -212,6 +216,7 @@ def fingerprint_dataset(data_dir: str | Path,
     """Read every case of a data folder once and summarise it (``progress(done, total)``)."""
     cases = discover_cases(data_dir)
     labels, channel_names = read_dataset_json(data_dir)
+    declared = read_regions(data_dir)
     records = []
     for index, case in enumerate(cases):
         image, mask, geometry = load_case(case)
@@ -220,4 +225,8 @@ def fingerprint_dataset(data_dir: str | Path,
                                         measure_offset=mask.ndim == 2 and index < OFFSET_CASES))
         if progress is not None:
             progress(index + 1, len(cases))
-    return summarise(records, channel_names, labels)
+    fingerprint = summarise(records, channel_names, labels)
+    if declared is not None:
+        fingerprint.regions = [region.model_dump() for region in declared.regions]
+        fingerprint.regions_class_order = list(declared.order)
+    return fingerprint

@@ -5,7 +5,9 @@ errors. Labels come from ``data.labels`` or from the masks; ``mask_values`` reco
 training mask files store for each label (e.g. ``{0: 0, 1: 255}`` for 0/255 masks) so that
 ``unetkit predict`` can write masks the same way. Cases with a region of interest
 (``unetkit.data.roi``) get ``ROI_IGNORE`` outside it in their masks, after the labels and the
-normaliser are fitted, and ``TrainData.ignore_index`` says so.
+normaliser are fitted, and ``TrainData.ignore_index`` says so. Overlapping regions
+(``data.regions``, else those of ``dataset.json``: ``unetkit.data.regions``) set the labels
+(``0..K-1``, so a label value is its class index) and ``TrainData.regions``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from unetkit.config import Config
+from unetkit.config.regions import Region, region_names
 from unetkit.data.preprocessing import Preprocessor
 from unetkit.data.sampling import to_slices
 from unetkit.train.splits import hold_out_bands, make_split
@@ -52,6 +55,15 @@ class TrainData:
     mask_format: str | None = None  # suffix of most training mask files (e.g. ".png")
     # data.calibration_band: per training image, its mask's held-out band (ignore elsewhere)
     calibration_masks: list[np.ndarray] = field(default_factory=list)
+    # overlapping regions (data.regions or dataset.json): one sigmoid output per region
+    regions: list[Region] | None = None
+    regions_class_order: list[int] | None = None
+
+    @property
+    def scored(self) -> dict[int, str]:
+        """What validation scores, ``{k: name}``: the labels (0 is never scored), or the
+        regions numbered from 1 (``dice_<name>`` columns of metrics.csv)."""
+        return region_names(self.regions) if self.regions else self.labels
 
 
 def run_doctor(data_dir: Path, labels: dict[int, str] | None, roi_dir: Path | None = None
@@ -169,6 +181,7 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         DataError: the doctor found errors, or the split leaves no training case.
     """
     from unetkit.data.dataset import DatasetError, discover_cases, read_dataset_json
+    from unetkit.data.regions import region_label_names, resolve_regions
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -189,7 +202,13 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         raise DataError(str(error)) from None
     if not train_ids:
         raise DataError(f"--data {data_dir}: the split leaves no training case")
-    declared = config.data.labels or read_dataset_json(data_dir)[0]
+    try:
+        declared = config.data.labels or read_dataset_json(data_dir)[0]
+        regions = resolve_regions(d.regions, d.regions_class_order, data_dir)
+        if regions is not None:  # the labels are the regions' (0..K-1: label = class index)
+            declared = region_label_names(declared, regions)
+    except DatasetError as error:
+        raise DataError(str(error)) from None
     loaded = load_cases([cases[cid] for cid in train_ids + val_ids], declared)
     images = {cid: item[0].astype(np.float32, copy=False) for cid, item in loaded.items()}
     masks = {cid: item[1].astype(np.int64, copy=False) for cid, item in loaded.items()}
@@ -234,6 +253,8 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True) -> Tr
         image_offset=preprocessor.image_offset, ignore_index=ignore_index,
         mask_format=mask_format([cases[c] for c in train_ids]),
         calibration_masks=[np.ascontiguousarray(band) for band in bands],
+        regions=regions.regions if regions else None,
+        regions_class_order=regions.order if regions else None,
     )
 
 
