@@ -9,8 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from unetkit.cli import app
-from unetkit.config import ConfigError, apply_overrides
-from unetkit.config import Config as DefaultConfig
+from unetkit.config import Config, ConfigError, apply_overrides
 from unetkit.config.regions import Region
 from unetkit.data.dataset import DatasetError, read_dataset_json
 from unetkit.data.regions import read_regions
@@ -78,19 +77,19 @@ def test_bad_region_declarations_are_one_line_naming_dataset_json(tmp_path, labe
 
 def test_the_config_takes_regions_in_short_forms_and_checks_them() -> None:
     order = "data.regions_class_order=[1, 2, 3]"
-    lists = apply_overrides(DefaultConfig(), ["data.regions=[[1, 2, 3], [2, 3], [3]]", order])
-    named = apply_overrides(DefaultConfig(), ["data.regions={whole: [1, 2, 3], core: [2, 3], "
+    lists = apply_overrides(Config(), ["data.regions=[[1, 2, 3], [2, 3], [3]]", order])
+    named = apply_overrides(Config(), ["data.regions={whole: [1, 2, 3], core: [2, 3], "
                                               "enh: 3}", order])
     assert [r.name for r in lists.data.regions] == ["region1", "region2", "region3"]
     assert [r.labels for r in named.data.regions] == [[1, 2, 3], [2, 3], [3]]
     assert [r.name for r in named.data.regions] == ["whole", "core", "enh"]
     with pytest.raises(ConfigError, match="regions_class_order has 1 entries for 3 regions"):
-        apply_overrides(DefaultConfig(), ["data.regions=[[1, 2, 3], [2, 3], [3]]",
+        apply_overrides(Config(), ["data.regions=[[1, 2, 3], [2, 3], [3]]",
                                           "data.regions_class_order=[1]"])
     with pytest.raises(ConfigError, match="regions_class_order is missing"):
-        apply_overrides(DefaultConfig(), ["data.regions=[[1, 2]]"])
+        apply_overrides(Config(), ["data.regions=[[1, 2]]"])
     with pytest.raises(ConfigError, match="region 'region2' holds label 3, which is not among"):
-        apply_overrides(DefaultConfig(), ["data.labels={0: bg, 1: a, 2: b}",
+        apply_overrides(Config(), ["data.labels={0: bg, 1: a, 2: b}",
                                           "data.regions=[[1, 2], [3]]",
                                           "data.regions_class_order=[1, 2]"])
 

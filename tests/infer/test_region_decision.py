@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from tests.conftest import build_checkpoint
+
 from unetkit.config import config_to_dict
 from unetkit.infer.decision import decide_regions, paint_regions
 from unetkit.infer.predictor import Prediction, Predictor

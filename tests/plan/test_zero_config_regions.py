@@ -64,3 +64,13 @@ def test_regions_set_by_hand_plan_one_output_per_region(tmp_path, fake_steps) ->
     assert [r.labels for r in plan.config.data.regions] == [[1, 2, 3], [3]]
     plain = planner.make_plan(data, "60s", device="cpu")
     assert plain.config.model.out_channels == 4 and plain.config.data.regions is None
+
+
+def test_a_bad_region_declaration_stops_zero_config_training_in_one_line(tmp_path) -> None:
+    data = write_nested_dataset(tmp_path / "bad", 2, (16, 16), order=[1, 2])
+    done = CliRunner().invoke(app, ["train", "--data", str(data), "--epochs", "1", "--out",
+                                    str(tmp_path / "run"), "-q"], env={"COLUMNS": "300"})
+    assert done.exit_code == 1
+    assert (f"{data / 'dataset.json'}: regions_class_order has 2 entries for 3 regions"
+            in done.output)
+    assert "Traceback" not in done.output and not (tmp_path / "run").exists()

@@ -4,12 +4,16 @@ predict label maps painted in regions_class_order; regions set by hand for PNG d
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import yaml
 from PIL import Image
+from typer.testing import CliRunner
 
+from unetkit.cli import app
 from unetkit.data.io import read_image, read_mask
 from unetkit.data.synthetic_regions import make_nested, write_nested_dataset
 from unetkit.infer.predictor import Predictor
@@ -99,6 +103,18 @@ def test_regions_set_by_hand_for_png_data(tmp_path, tiny_config) -> None:
     fit(config, data, tmp_path / "run")
     assert load_checkpoint(tmp_path / "run" / "best.pt")["config"]["data"]["regions"] == [
         {"name": "outer", "labels": [1, 2, 3]}, {"name": "inner", "labels": [3]}]
+    # no dataset.json: evaluate scores the regions predict.json recorded from the model
+    pred = tmp_path / "pred"
+    runner = CliRunner()
+    done = runner.invoke(app, ["predict", str(tmp_path / "run" / "best.pt"),
+                               str(data / "images"), "-o", str(pred), "-q"])
+    assert done.exit_code == 0, done.output
+    assert set(np.unique(np.array(Image.open(pred / "c0.png"))).tolist()) <= {0, 1, 3}
+    done = runner.invoke(app, ["evaluate", str(pred), str(data / "masks"), "-o",
+                               str(tmp_path / "eval")])
+    assert done.exit_code == 0, done.output
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["labels"] == {"1": "outer", "2": "inner"}
 
 
 def test_region_runs_refuse_conflicting_settings_in_one_line(tmp_path, tiny_config) -> None:

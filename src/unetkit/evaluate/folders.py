@@ -29,6 +29,7 @@ from unetkit.evaluate.labels import dataset_json_regions, scored_labels
 from unetkit.evaluate.matching import case_files, match_cases
 from unetkit.evaluate.tables import EVAL_METRICS, write_csv, write_summary
 from unetkit.evaluate.units import common_unit, metric_units, quantity, spacing_unit
+from unetkit.infer.manifest import read_manifest
 from unetkit.metrics import aggregate, case_metrics, foreground_mean
 from unetkit.metrics.probability import ProbabilityScores
 from unetkit.metrics.regions import region_case_metrics
@@ -155,8 +156,8 @@ def evaluate_folders(
         probabilities_dir: probability maps for the threshold-free metrics (default:
             ``pred_dir/probabilities`` when present; used for two-class tasks).
         regions: score these overlapping regions (each a set of label values) instead of the
-            labels; default: those of the ``dataset.json`` in ``gt_dir`` or its parent, unless
-            ``labels`` is given.
+            labels; default: those of the ``dataset.json`` in ``gt_dir`` or its parent, else
+            those of the region model ``pred_dir/predict.json`` records, unless ``labels``.
 
     Returns:
         The ``EvaluationResult``; cases that failed (unreadable, shape mismatch, no region of
@@ -173,8 +174,10 @@ def evaluate_folders(
     failed = [(key, "no prediction") for key in missing]
     loaded = _load(pairs, rois, roi_dir, spacing, failed)
     found = {int(v) for case in loaded.values() for v in np.unique(case.gt)}
-    if regions is None and labels is None:
-        regions = dataset_json_regions(gt_dir)
+    if regions is None and labels is None:  # dataset.json's, else the model's (predict.json)
+        regions = dataset_json_regions(gt_dir) or [
+            Region.model_validate(r) for r in read_manifest(Path(pred_dir)).decision.get(
+                "regions") or []] or None
     labels = region_names(regions) if regions else scored_labels(gt_dir, labels, found)
     two_class = sorted(labels) == [1] and not regions
     if probabilities_dir is not None and not two_class:
