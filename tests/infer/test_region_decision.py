@@ -115,3 +115,14 @@ def test_a_checkpoint_without_regions_predicts_exactly_as_before(make_checkpoint
     np.testing.assert_allclose(prediction.probabilities, torch.softmax(logits, 0).numpy(),
                                atol=1e-6)
     assert prediction.regions is None
+
+
+def test_a_one_region_model_is_never_calibrated_like_a_two_class_one(tmp_path) -> None:
+    from unetkit.infer.calibration import foreground_probabilities
+
+    path = build_checkpoint(tmp_path / "one.pt", out_channels=1,
+                            data={"regions": [[1]], "regions_class_order": [1]})
+    predictor = Predictor.from_checkpoint(path)
+    assert predictor.region_order == [1] and len(predictor.labels) == 2
+    with pytest.raises(ValueError, match="two-class model; this one has 2 labels and regions"):
+        foreground_probabilities(predictor, [np.zeros((1, 8, 8), np.float32)])
