@@ -8,9 +8,11 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from rich.console import Console
 from typer.testing import CliRunner
 
 from unetkit.cli import app
+from unetkit.cli.report_commands import _metrics_table
 from unetkit.config.regions import Region
 from unetkit.evaluate import evaluate_folders
 from unetkit.metrics.regions import region_case_metrics, region_masks
@@ -64,10 +66,13 @@ def test_evaluate_scores_the_regions_dataset_json_declares(tmp_path) -> None:
 
 def test_the_cli_prints_regions_and_takes_them_as_options(tmp_path) -> None:
     pred, gt = write_folders(tmp_path / "a")
-    done = CliRunner().invoke(app, ["evaluate", str(pred), str(gt)], env={"COLUMNS": "160"})
+    done = CliRunner().invoke(app, ["evaluate", str(pred), str(gt)])
     assert done.exit_code == 0, done.output
-    assert "region" in done.output and "2 tumor_core" in done.output
-    assert f"{HAND[2]:.4f}" in done.output
+    assert "tumor_core" in done.output and f"{HAND[2]:.4f}" in done.output
+    console = Console(width=200, record=True)
+    console.print(_metrics_table(evaluate_folders(pred, gt, None), "", 200))
+    table = console.export_text()
+    assert "region" in table and "2 tumor_core" in table
     pred, gt = write_folders(tmp_path / "b", with_json=False)  # a PNG data set: no dataset.json
     done = CliRunner().invoke(app, ["evaluate", str(pred), str(gt), "--region", "wt=1,2,3",
                                     "--region", "et=3", "-o", str(tmp_path / "e")])

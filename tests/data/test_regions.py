@@ -12,7 +12,8 @@ from unetkit.cli import app
 from unetkit.config import Config, ConfigError, apply_overrides
 from unetkit.config.regions import Region
 from unetkit.data.dataset import DatasetError, read_dataset_json
-from unetkit.data.regions import read_regions
+from unetkit.data.doctor import check_dataset
+from unetkit.data.regions import read_regions, region_label_names
 from unetkit.data.synthetic_regions import write_nested_dataset
 
 
@@ -31,9 +32,11 @@ def test_brats_style_regions_are_read_in_the_files_order(tmp_path) -> None:
                                 Region(name="tumor_core", labels=[2, 3]),
                                 Region(name="enhancing_tumor", labels=[3])]
     assert declared.order == [1, 2, 3] and declared.labels == [0, 1, 2, 3]
-    # every label value is a label (the masks hold 1 and 2 although only 3 stands alone)
+    # every label value is a label (the masks hold 1 and 2 although only 3 stands alone),
+    # named after the region that paints it
     labels, _ = read_dataset_json(tmp_path)
-    assert labels == {0: "background", 1: "whole_tumor", 2: "tumor_core", 3: "enhancing_tumor"}
+    assert region_label_names(labels, declared) == {
+        0: "background", 1: "whole_tumor", 2: "tumor_core", 3: "enhancing_tumor"}
 
 
 def test_kits_style_order_and_the_ignore_entry(tmp_path) -> None:
@@ -96,10 +99,11 @@ def test_the_config_takes_regions_in_short_forms_and_checks_them() -> None:
 
 def test_check_lists_the_regions_and_refuses_a_bad_declaration(tmp_path) -> None:
     root = write_nested_dataset(tmp_path / "nested", 2, (12, 12))
-    done = CliRunner().invoke(app, ["check", str(root)], env={"COLUMNS": "200"})
-    assert done.exit_code == 0, done.output
-    assert "region whole_tumor" in done.output
-    assert "labels 2, 3; predictions paint label 2 (in this order)" in done.output
+    rows = dict(check_dataset(root).summary_rows())
+    assert rows["region tumor_core"] == "labels 2, 3; predictions paint label 2 (in this order)"
+    done = CliRunner().invoke(app, ["check", str(root)])
+    assert done.exit_code == 0, done.output  # masks holding 1 and 2 are no error
+    assert "region whole_tumor" in done.output and "region enhancing_tumor" in done.output
     write_json(root, {"background": 0, "whole": [1, 2, 3], "core": [2, 3]}, [1, 2, 3])
     done = CliRunner().invoke(app, ["check", str(root)], env={"COLUMNS": "300"})
     assert done.exit_code == 1

@@ -48,10 +48,11 @@ def test_a_region_data_set_trains_predicts_and_evaluates_with_no_config(tmp_path
     assert set(np.unique(mask).tolist()) <= {0, 1, 2, 3}
     assert probabilities.shape == (24, 24, 3)  # one sigmoid map per region (NIfTI: last axis)
     assert probabilities.min() >= 0 and probabilities.max() <= 1
-    done = runner.invoke(app, ["evaluate", str(pred), str(data / "labelsTr")],
-                         env={"COLUMNS": "160"})
+    done = runner.invoke(app, ["evaluate", str(pred), str(data / "labelsTr")])
     assert done.exit_code == 0, done.output
-    assert "region" in done.output and "3 enhancing_tumor" in done.output
+    assert "enhancing_tumor" in done.output
+    summary = json.loads((pred / "evaluation" / "summary.json").read_text())
+    assert summary["labels"] == {"1": "whole_tumor", "2": "tumor_core", "3": "enhancing_tumor"}
 
 
 def test_regions_set_by_hand_plan_one_output_per_region(tmp_path, fake_steps) -> None:

@@ -130,11 +130,8 @@ def read_dataset_json(root: str | Path) -> tuple[dict[int, str] | None, list[str
         first_key = next(iter(raw))
         if str(first_key).lstrip("-").isdigit():  # v1: {"0": "background"}
             labels = {int(k): str(v) for k, v in raw.items()}
-        else:  # v2: {"background": 0}; a region's list [1, 2, 3] names the values that no
-            # later entry names (unetkit.data.regions reads the regions themselves)
-            labels = {int(v): str(k) for k, values in raw.items()
-                      for v in (values if isinstance(values, list) else [values])
-                      if isinstance(v, int)}
+        else:  # v2: {"background": 0}; region lists are not label values
+            labels = {int(v): str(k) for k, v in raw.items() if isinstance(v, int)}
     channels = meta.get("channel_names") or meta.get("modality")
     names = [str(channels[k]) for k in sorted(channels, key=int)] if channels else None
     return labels, names

@@ -22,7 +22,7 @@ from unetkit.data.dataset import Case, DatasetError, scan_dataset
 from unetkit.data.geometry import format_tuple, geometry_mismatch, length_unit
 from unetkit.data.io import Geometry, read_image, read_mask, split_suffix
 from unetkit.data.mask_checks import looks_antialiased
-from unetkit.data.regions import read_regions
+from unetkit.data.regions import RegionDeclaration, read_regions
 from unetkit.data.roi import check_roi
 
 _SAMPLES_PER_CASE = 20_000
@@ -103,6 +103,9 @@ def check_dataset(
         report.errors.append(str(error))
         return report
     declared = labels if labels is not None else scan.labels
+    regions = _regions(root, report)
+    if labels is None and regions is not None:  # the values of dataset.json's regions too
+        declared = sorted({*(declared or {}), *regions.labels})
     declared_set = {int(v) for v in declared} if declared is not None else None
     for path in scan.unpaired_masks:
         report.errors.append(f"{path}: mask without a matching image in {scan.image_dir}")
@@ -133,14 +136,20 @@ def check_dataset(
     report.summary = _summarise(records, len(scan.cases))
     if scan.roi_dir is not None:
         report.summary["roi_dir"] = str(scan.roi_dir)
-    try:  # overlapping regions declared by dataset.json (unetkit.data.regions)
-        regions = read_regions(root)
-        if regions is not None:
-            report.summary["regions"] = [{**r.model_dump(), "painted": label} for r, label
-                                         in zip(regions.regions, regions.order, strict=True)]
+    if regions is not None:
+        report.summary["regions"] = [{**r.model_dump(), "painted": label} for r, label
+                                     in zip(regions.regions, regions.order, strict=True)]
+    return report
+
+
+def _regions(root: str | Path, report: DoctorReport) -> RegionDeclaration | None:
+    """The overlapping regions ``dataset.json`` declares (``unetkit.data.regions``); a bad
+    declaration is an error of the report."""
+    try:
+        return read_regions(root)
     except DatasetError as error:
         report.errors.append(str(error))
-    return report
+        return None
 
 
 def _group_repeated(messages: list[str], root: Path, limit: int = 5) -> list[str]:

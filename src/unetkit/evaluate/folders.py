@@ -4,9 +4,7 @@ Every overlap and distance metric comes from ``unetkit.metrics.case_metrics``, t
 ``unetkit.metrics.aggregate``. With regions of interest only the pixels inside each case's count:
 prediction and ground truth are set to background outside it. For two-class tasks with probability
 maps (``unetkit.evaluate.probability``) the threshold-free scores are added, per case and pooled.
-A data set with overlapping regions (``regions=``, or declared by its ``dataset.json``) is scored
-per region, as nnU-Net scores one: the prediction's region against the ground truth's, every
-metric (``unetkit.metrics.regions``), the regions numbered 1..R where labels would be.
+Overlapping regions are scored per region (``unetkit.evaluate.regions``).
 """
 
 from __future__ import annotations
@@ -25,14 +23,13 @@ from unetkit.data import io
 from unetkit.data.roi import read_roi
 from unetkit.evaluate import probability as prob
 from unetkit.evaluate.images import OverlayImages, find_images, read_overlay_image
-from unetkit.evaluate.labels import dataset_json_regions, scored_labels
+from unetkit.evaluate.labels import scored_labels
 from unetkit.evaluate.matching import case_files, match_cases
+from unetkit.evaluate.regions import case_scores, scored_regions
 from unetkit.evaluate.tables import EVAL_METRICS, write_csv, write_summary
 from unetkit.evaluate.units import common_unit, metric_units, quantity, spacing_unit
-from unetkit.infer.manifest import read_manifest
-from unetkit.metrics import aggregate, case_metrics, foreground_mean
+from unetkit.metrics import aggregate, foreground_mean
 from unetkit.metrics.probability import ProbabilityScores
-from unetkit.metrics.regions import region_case_metrics
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +152,7 @@ def evaluate_folders(
             count; a case without one fails. None: every pixel.
         probabilities_dir: probability maps for the threshold-free metrics (default:
             ``pred_dir/probabilities`` when present; used for two-class tasks).
-        regions: score these overlapping regions (each a set of label values) instead of the
-            labels; default: those of the ``dataset.json`` in ``gt_dir`` or its parent, else
-            those of the region model ``pred_dir/predict.json`` records, unless ``labels``.
+        regions: overlapping regions to score instead of labels (``evaluate.regions``).
 
     Returns:
         The ``EvaluationResult``; cases that failed (unreadable, shape mismatch, no region of
@@ -174,10 +169,7 @@ def evaluate_folders(
     failed = [(key, "no prediction") for key in missing]
     loaded = _load(pairs, rois, roi_dir, spacing, failed)
     found = {int(v) for case in loaded.values() for v in np.unique(case.gt)}
-    if regions is None and labels is None:  # dataset.json's, else the model's (predict.json)
-        regions = dataset_json_regions(gt_dir) or [
-            Region.model_validate(r) for r in read_manifest(Path(pred_dir)).decision.get(
-                "regions") or []] or None
+    regions = scored_regions(gt_dir, pred_dir, labels, regions)
     labels = region_names(regions) if regions else scored_labels(gt_dir, labels, found)
     two_class = sorted(labels) == [1] and not regions
     if probabilities_dir is not None and not two_class:
@@ -186,10 +178,10 @@ def evaluate_folders(
     maps = _probability_maps(folder, loaded, failed) if folder and two_class else None
     if not loaded:
         raise ValueError(f"no case could be evaluated: {failed[:3]}")
-    per_case = {key: _case_metrics(case, regions, sorted(labels), tau)
+    per_case = {key: case_scores(case.pred, case.gt, case.spacing, sorted(labels), regions, tau)
                 for key, case in loaded.items()}
     result = EvaluationResult(per_case, aggregate(per_case), dict(labels), failed=failed,
-                              regions=regions or None)
+                              regions=regions)
     if regions:
         result.summary["regions"] = [region.model_dump() for region in regions]
     result.summary["roi_dir"] = str(roi_dir) if roi_dir is not None else None
@@ -216,16 +208,6 @@ def evaluate_folders(
             overlays = _overlay_cases(result, loaded, images)
             result.files["html"] = report(out, result, overlays)
     return result
-
-
-def _case_metrics(case: LoadedCase, regions: list[Region] | None, labels: list[int],
-                  tau: float) -> dict[int, dict[str, float]]:
-    """``EVAL_METRICS`` of one case per label, or per region ``1..R``."""
-    if regions:
-        return region_case_metrics(case.pred, case.gt, [r.labels for r in regions],
-                                   spacing=case.spacing, metrics=EVAL_METRICS, tau=tau)
-    return case_metrics(case.pred, case.gt, labels, spacing=case.spacing,
-                        metrics=EVAL_METRICS, tau=tau)
 
 
 def _as_labels(mask: np.ndarray) -> np.ndarray:

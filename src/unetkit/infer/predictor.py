@@ -7,8 +7,7 @@
 2. ``predict_logits(x) -> (C, *S)``: TTA and the window strategy on preprocessed data
    (``unetkit.infer.strategy``; slice by slice for models trained on the slices of volumes);
 3. ``restore(logits, record)``: back onto the input's grid (resampled before any decision);
-4. ``decide(logits) -> classes``: threshold / arg-max / wall closing; regions (``data.regions``)
-   painted where their sigmoid exceeds 0.5 (``unetkit.infer.decision``);
+4. ``decide(logits) -> classes``: threshold / arg-max / walls / regions (``infer.decision``);
 5. ``postprocess(classes)``: connected-component clean-up; then label values.
 
 Training validates and calibrates through stages 2 and 4 on its already preprocessed arrays.

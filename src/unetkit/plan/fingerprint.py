@@ -214,9 +214,9 @@ def consistent_offset(offsets: list[list[float]], agree: float = 0.25,
 def fingerprint_dataset(data_dir: str | Path,
                         progress: Callable[[int, int], None] | None = None) -> Fingerprint:
     """Read every case of a data folder once and summarise it (``progress(done, total)``)."""
+    declared = read_regions(data_dir)  # a bad declaration stops before the cases are read
     cases = discover_cases(data_dir)
     labels, channel_names = read_dataset_json(data_dir)
-    declared = read_regions(data_dir)
     records = []
     for index, case in enumerate(cases):
         image, mask, geometry = load_case(case)
