@@ -30,6 +30,7 @@ from unetkit.data.dataset import (
 )
 from unetkit.data.ignore import class_labels, ignore_value, split_ignored, unscaled
 from unetkit.data.offset import MAX_SHIFT, case_offset, median_offset
+from unetkit.data.regions import read_regions
 
 SAMPLES = 20_000  # intensity samples per case and channel
 OFFSET_CASES = 20  # cases measured for the mask offset (2D only)
@@ -123,6 +124,9 @@ class Fingerprint:
     offset: list[float] | None = None  # median mask offset (2D), voxels, when consistent
     labels: dict[int, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # overlapping regions of dataset.json ([{"name", "labels"}, ...]) and the labels they paint
+    regions: list[dict[str, Any]] | None = None
+    regions_class_order: list[int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain, JSON-safe dict (no per-case lists of samples)."""
@@ -220,7 +224,9 @@ def fingerprint_dataset(data_dir: str | Path,
 
     Unlabelled pixels (``ignore_label``, else dataset.json's ``ignore`` label:
     ``unetkit.data.ignore``) are background to the shape statistics and left out of the label
-    shares; the ignore label is no class of the fingerprint."""
+    shares; the ignore label is no class of the fingerprint. The overlapping regions of
+    dataset.json (``unetkit.data.regions``) are recorded."""
+    declared = read_regions(data_dir)  # a bad declaration stops before the cases are read
     cases = discover_cases(data_dir)
     labels, channel_names = read_dataset_json(data_dir)
     ignore = ignore_value(ignore_label, labels)
@@ -238,4 +244,8 @@ def fingerprint_dataset(data_dir: str | Path,
         records.append(record)
         if progress is not None:
             progress(index + 1, len(cases))
-    return summarise(records, channel_names, class_labels(labels, ignore))
+    fingerprint = summarise(records, channel_names, class_labels(labels, ignore))
+    if declared is not None:
+        fingerprint.regions = [region.model_dump() for region in declared.regions]
+        fingerprint.regions_class_order = list(declared.order)
+    return fingerprint
