@@ -94,3 +94,41 @@ def test_a_bad_region_declaration_stops_evaluate_with_one_line(tmp_path) -> None
     assert "Traceback" not in done.output
     assert evaluate_folders(pred, gt, None, regions=[Region(name="x", labels=[3])]).labels == {
         1: "x"}
+
+
+# the same case with unlabelled pixels: the last row and the top right corner hold the ignore
+# label 4, where the prediction is wrong (3, 2 is whole tumour, 0, 3 too)
+IGNORED = np.zeros(GT.shape, bool)
+IGNORED[3, :] = IGNORED[0, 3] = True
+# on the 11 labelled pixels: whole {1,2,3} gt 10, pred 10, overlap 10; core 4, 3, 3;
+# enhancing 1, 2, 1; a region holding the background, {0, 1}: gt 7, pred 8, overlap 7
+HAND_LABELLED = {1: 1.0, 2: 2 * 3 / 7, 3: 2 * 1 / 3}
+FIELD = 2 * 7 / 15
+
+
+def test_ignored_ground_truth_pixels_count_in_no_region(tmp_path) -> None:
+    pred, gt = write_folders(tmp_path)
+    Image.fromarray(np.where(IGNORED, 4, GT).astype(np.uint8)).save(gt / "case.png")
+    (tmp_path / "dataset.json").write_text(json.dumps({
+        "labels": {**BRATS, "ignore": 4}, "regions_class_order": [1, 2, 3]}))
+    result = evaluate_folders(pred, gt, tmp_path / "eval")
+    assert result.summary["ignore_label"] == 4 and sorted(result.labels) == [1, 2, 3]
+    assert {k: v["dice"] for k, v in result.per_case["case"].items()} == pytest.approx(
+        HAND_LABELLED)
+    # a region that holds the background: the ignored pixels are not background hits either
+    field = evaluate_folders(pred, gt, None, regions=[Region(name="field", labels=[0, 1])])
+    assert field.per_case["case"][1]["dice"] == pytest.approx(FIELD)
+    assert region_case_metrics(PRED, GT, [[0, 1]], metrics=("dice",), scored=~IGNORED)[1][
+        "dice"] == pytest.approx(FIELD)
+    # PNG data without dataset.json: --ignore-label and --region from the command line
+    (tmp_path / "dataset.json").unlink()
+    done = CliRunner().invoke(app, ["evaluate", str(pred), str(gt), "--region", "wt=1,2,3",
+                                    "--region", "et=3", "--ignore-label", "4", "-o",
+                                    str(tmp_path / "e")])
+    assert done.exit_code == 0, done.output
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert summary["ignore_label"] == 4 and summary["labels"] == {"1": "wt", "2": "et"}
+    assert summary["per_class"]["1"]["dice"]["mean"] == pytest.approx(1.0)
+    assert summary["per_class"]["2"]["dice"]["mean"] == pytest.approx(HAND_LABELLED[3])
+    counted = evaluate_folders(pred, gt, None, regions=[Region(name="wt", labels=[1, 2, 3])])
+    assert counted.per_case["case"][1]["dice"] < 0.95  # without the ignore label: 4 is no region

@@ -52,3 +52,45 @@ def test_a_region_run_trains_and_predicts_on_the_gpu(tmp_path) -> None:
     prediction = predictor.predict(data / "imagesTr" / "nested_000_0000.nii.gz")
     assert prediction.probabilities.shape == (3, 32, 32, 32)
     assert set(np.unique(prediction.labels).tolist()) <= {0, 1, 2, 3}
+
+
+def test_a_region_step_captures_in_a_cuda_graph_and_never_waits_for_the_gpu() -> None:
+    """The region loss builds its region maps from comparisons with Python ints: no tensor is
+    copied to the device per step, so the training step of a region model is captured in a
+    CUDA graph and, eager, never waits for the device (ignored pixels included)."""
+    from unetkit.losses import DeepSupervisionLoss
+    from unetkit.nn import UNet
+    from unetkit.runtime.device import resolve_precision
+    from unetkit.train.step import WARMUP, StepPieces, StepRunner
+
+    cuda = torch.device("cuda")
+
+    def pieces() -> StepPieces:
+        torch.manual_seed(0)
+        model = UNet(1, 3, spatial_dims=3, widths=[8, 16, 32], depth=2, norm="instance",
+                     deep_supervision=True).to(cuda)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+        loss = DeepSupervisionLoss(RegionLoss(BRATS, ignore_index=255))
+        return StepPieces(model, optimizer, loss, resolve_precision("bf16", "on", cuda), cuda,
+                          grad_clip=12.0)
+
+    generator = torch.Generator(device=cuda).manual_seed(0)
+    batches = []
+    for _ in range(WARMUP["graphs"] + WARMUP["eager"] + 4):
+        labels = torch.randint(0, 4, (2, 16, 24, 16), device=cuda, generator=generator)
+        labels[:, :4] = 255  # unlabelled
+        batches.append((torch.randn(2, 1, 16, 24, 16, device=cuda, generator=generator), labels))
+    graphed = StepRunner(pieces(), ["graphs"], "graphs")
+    for x, y in batches[:WARMUP["graphs"] + 3]:
+        assert torch.isfinite(graphed(x, y, 1e-3))
+    graph = graphed.steps["graphs"]
+    assert graph.failed is None and graph.captured, graph.failed
+    eager = StepRunner(pieces(), ["eager"], "eager")
+    for x, y in batches[:WARMUP["eager"]]:
+        eager(x, y, 1e-3)  # warm-up: allocation, cuDNN choices
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x, y in batches[WARMUP["eager"]:]:
+            eager(x, y, 1e-3)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

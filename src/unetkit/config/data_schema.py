@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from unetkit.config.regions import Region, coerce_regions, region_problem
+from unetkit.config.regions import Region, coerce_regions, ignore_problem, region_problem
 from unetkit.config.section import Section
 
 _PROB = "probability per patch"
@@ -186,7 +186,8 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _regions_valid(self) -> DataConfig:
-        problem = region_problem(self.regions, self.regions_class_order, self.labels)
+        problem = region_problem(self.regions, self.regions_class_order, self.labels) or \
+            ignore_problem(self.regions, self.ignore_label, self.regions_class_order)
         if problem is not None:
             raise ValueError(f"data.regions: {problem}")
         return self

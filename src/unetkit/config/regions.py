@@ -90,6 +90,23 @@ def region_problem(regions: Sequence[Region] | None, order: Sequence[int] | None
     return None
 
 
+def ignore_problem(regions: Sequence[Region] | None, ignore: int | None,
+                   order: Sequence[int] | None = None) -> str | None:
+    """What is wrong with an ignore label next to regions, in one phrase; None when nothing is:
+    the ignore label marks unlabelled pixels, which are in no region, so no region may hold
+    it and no region may paint it."""
+    if not regions or ignore is None:
+        return None
+    for region in regions:
+        if int(ignore) in region.labels:
+            return (f"region {region.name!r} holds the ignore label {ignore}; unlabelled "
+                    "pixels are in no region (leave it out of the region)")
+    if order is not None and int(ignore) in order:
+        return (f"regions_class_order paints the ignore label {ignore}; predictions never hold "
+                "it (paint a class)")
+    return None
+
+
 def region_labels(order: Sequence[int], declared: Iterable[int] = ()) -> list[int]:
     """The label values of a region task: background, every painted label and the declared
     ones, sorted."""

@@ -10,7 +10,9 @@ agree on what a mask may hold:
 * the ignore label (``unetkit.data.ignore.ignore_value``): ``data.ignore_label``, else the label
   named ``ignore`` in the declared labels. It is checked against the classes and the region
   labels together: nnU-Net's ``ignore`` has the highest value of all, and a configured one may
-  not be a class. It is never a class (no network channel) and never a region.
+  not be a class. It is never a class (no network channel), and a region that holds or paints
+  it is refused: an unlabelled pixel is in no region, so it counts in no region's loss or
+  metric (training masks carry ``IGNORE`` there, ``train.loss.ignore_index``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from unetkit.config.regions import Region
+from unetkit.config.regions import Region, ignore_problem
 from unetkit.data.dataset_json import read_dataset_json
+from unetkit.data.geometry import DatasetError
 from unetkit.data.ignore import class_labels, ignore_value
 from unetkit.data.regions import (
     RegionDeclaration,
@@ -79,5 +82,8 @@ def declare_labels(root: str | Path, labels: Labels | None = None,
         return DeclaredLabels(class_labels(declared, ignore), ignore)
     named = {**declared_region_names(declaration), **(declared or {})}
     ignore = ignore_value(ignore_label, named)
+    problem = ignore_problem(declaration.regions, ignore, declaration.order)
+    if problem is not None:
+        raise DatasetError(f"{declaration.source}: {problem}")
     return DeclaredLabels(region_label_names(class_labels(named, ignore), declaration), ignore,
                           declaration)

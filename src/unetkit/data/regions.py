@@ -11,7 +11,9 @@ Then every entry except the background and ``ignore`` is a region, in the file's
 value is a one-label region), and ``regions_class_order`` says which label is painted where each
 region is predicted (later regions overwrite earlier ones). The masks stay integer label maps;
 their values are the background, the painted labels and the labels declared on their own, and
-must be the consecutive ``0..K-1``. Every problem is one ``DatasetError`` line naming the file.
+must be the consecutive ``0..K-1``. An ``ignore`` label (unlabelled pixels,
+``unetkit.data.ignore``) lies above them all and in no region, painted by none. Every problem is
+one ``DatasetError`` line naming the file.
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unetkit.config.regions import Region, region_labels, region_problem
+from unetkit.config.regions import Region, ignore_problem, region_labels, region_problem
 from unetkit.data.dataset import DatasetError
 from unetkit.data.dataset_json import read_dataset_json
-
-IGNORE_KEY = "ignore"  # nnU-Net's ignore label: never a region (unetkit.data.ignore reads it)
+from unetkit.data.ignore import IGNORE_NAME  # nnU-Net's unlabelled pixels: never a region
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,13 @@ def regions_of(meta: dict[str, Any], path: Path) -> RegionDeclaration | None:
 
     Raises:
         DatasetError: a region holds a label that is neither painted nor declared on its own,
-            ``regions_class_order`` is missing or of the wrong length, or the labels are not
-            ``0..K-1``.
+            ``regions_class_order`` is missing or of the wrong length, the ``ignore`` label is
+            in a region, painted or not the highest value, or the labels are not ``0..K-1``.
     """
     raw = meta.get("labels")
     if not isinstance(raw, dict) or not raw or str(next(iter(raw))).lstrip("-").isdigit():
         return None  # none, or nnU-Net v1 ({"0": "background"}): labels only
-    entries = {str(k): _values(str(k), v, path) for k, v in raw.items() if str(k) != IGNORE_KEY}
+    entries = {str(k): _values(str(k), v, path) for k, v in raw.items() if str(k) != IGNORE_NAME}
     if not any(len(set(values)) > 1 for values in entries.values()):
         return None
     regions = [Region(name=name, labels=sorted(set(values))) for name, values in entries.items()
@@ -72,11 +73,25 @@ def regions_of(meta: dict[str, Any], path: Path) -> RegionDeclaration | None:
                                   and all(isinstance(v, int) for v in order)):
         raise DatasetError(f"{path}: regions_class_order {order!r} is not a list of labels")
     declaration = RegionDeclaration(regions, order, path)
-    problem = region_problem(regions, order, None if order is None else declaration.labels)
+    problem = region_problem(regions, order)  # the form first, then the labels
+    problem = problem or _unlabelled_problem(declaration, raw.get(IGNORE_NAME))
+    problem = problem or region_problem(regions, order, declaration.labels)
     problem = problem or _not_consecutive(declaration.labels)
     if problem is not None:
         raise DatasetError(f"{path}: {problem}")
     return declaration
+
+
+def _unlabelled_problem(declaration: RegionDeclaration, ignore: Any) -> str | None:
+    """What is wrong with the file's ``ignore`` label next to its regions: held or painted by
+    a region, or not above every region label (nnU-Net's convention); None if nothing is."""
+    if not isinstance(ignore, int) or isinstance(ignore, bool):
+        return None  # none (or not a value: read_dataset_json refuses that)
+    problem = ignore_problem(declaration.regions, ignore, declaration.order)
+    if problem is None and ignore < max(declaration.labels):
+        problem = (f"the label 'ignore' ({ignore}) must have the highest value (nnU-Net's "
+                   f"convention); the regions' labels are {declaration.labels}")
+    return problem
 
 
 def _not_consecutive(values: list[int]) -> str | None:

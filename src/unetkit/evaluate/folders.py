@@ -157,7 +157,7 @@ def evaluate_folders(
     maps = _probability_maps(folder, loaded, failed) if folder and two_class else None
     if not loaded:
         raise ValueError(f"no case could be evaluated: {failed[:3]}")
-    per_case = {key: case_scores(case.pred, case.gt, case.spacing, sorted(labels), regions, tau)
+    per_case = {key: case_scores(case, sorted(labels), regions, tau)
                 for key, case in loaded.items()}
     result = EvaluationResult(per_case, aggregate(per_case), dict(labels), failed=failed,
                               regions=regions)

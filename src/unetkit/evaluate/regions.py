@@ -6,7 +6,8 @@ scores one: the prediction's region against the ground truth's, every metric
 are ``regions=`` (``--region``); else those the ``dataset.json`` of the ground truth (its folder
 or the parent) declares; else those of the region model that made the predictions, as
 ``PRED/predict.json`` records them (PNG or TIFF data have no ``dataset.json``); never when
-``--labels`` asks for labels.
+``--labels`` asks for labels. Pixels that are not scored (the ignore label of the ground
+truth, outside a region of interest) are off in every region of both maps.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from unetkit.config.regions import Region
 from unetkit.data.regions import read_regions
+from unetkit.evaluate.cases import LoadedCase
 from unetkit.evaluate.tables import EVAL_METRICS
 from unetkit.infer.manifest import read_manifest
 from unetkit.metrics import case_metrics
@@ -41,11 +43,15 @@ def scored_regions(gt_dir: str | Path, pred_dir: str | Path, labels: dict[int, s
     return [Region.model_validate(region) for region in recorded] or None
 
 
-def case_scores(pred: object, gt: object, spacing: tuple[float, ...], labels: list[int],
-                regions: list[Region] | None, tau: float) -> dict[int, dict[str, float]]:
-    """``EVAL_METRICS`` of one case (label maps ``pred``, ``gt``) per label, or per region
-    ``1..R`` when ``regions`` are given."""
+def case_scores(case: LoadedCase, labels: list[int], regions: list[Region] | None, tau: float
+                ) -> dict[int, dict[str, float]]:
+    """``EVAL_METRICS`` of one case per label, or per region ``1..R`` when ``regions`` are
+    given. Unscored pixels (outside the region of interest, ignored by the ground truth:
+    ``case.roi``) are background in both label maps already; for regions they are also off in
+    every region map, even a region that holds the background."""
     if regions:
-        return region_case_metrics(pred, gt, [r.labels for r in regions], spacing=spacing,
-                                   metrics=EVAL_METRICS, tau=tau)
-    return case_metrics(pred, gt, labels, spacing=spacing, metrics=EVAL_METRICS, tau=tau)
+        return region_case_metrics(case.pred, case.gt, [r.labels for r in regions],
+                                   spacing=case.spacing, metrics=EVAL_METRICS, tau=tau,
+                                   scored=case.roi)
+    return case_metrics(case.pred, case.gt, labels, spacing=case.spacing, metrics=EVAL_METRICS,
+                        tau=tau)

@@ -11,8 +11,9 @@ channel competes with another: each is its own binary problem.
 * Dice: ``1 - mean_r (2 tp_r + smooth) / (sum p_r + sum g_r + smooth)`` with ``p = sigmoid(l)``;
   every region counts (there is no background to leave out); ``batch_dice`` sums the statistics
   over the batch first, as the other Dice losses do.
-* ``ignore_index``: pixels with that label count in neither term, for every region (the hook for
-  an ignore label: whatever marks unlabelled pixels in the masks passes its value here).
+* ``ignore_index``: pixels with that label count in neither term, for every region. Training
+  passes ``train.loss.ignore_index``: 255 where the masks hold the ignore label (sparse
+  annotations, ``unetkit.data.ignore``) or lie outside a region of interest.
 """
 
 from __future__ import annotations
@@ -61,12 +62,20 @@ def region_targets(logits: Tensor, target: Tensor, regions: Sequence[Sequence[in
         raise ValueError(f"target {tuple(target.shape)} is not a label map (B, *spatial) of the "
                          f"logits {tuple(logits.shape)}")
     labels = labels.long()
-    maps = torch.stack([torch.isin(labels, torch.as_tensor(list(values), device=labels.device))
-                        for values in regions], dim=1).float()
+    maps = torch.stack([_member(labels, values) for values in regions], dim=1).float()
     if ignore_index is None:
         return Target(onehot=maps, valid=None, labels=labels)
     valid = (labels != ignore_index).unsqueeze(1).float()
     return Target(onehot=maps * valid, valid=valid, labels=labels)
+
+
+def _member(labels: Tensor, values: Sequence[int]) -> Tensor:
+    """``(B, *spatial)`` bool: the label is one of ``values``. Comparisons with Python ints,
+    so no tensor is copied to the device per call (a CUDA graph can capture the step)."""
+    member = labels == int(values[0])
+    for value in values[1:]:
+        member = member | (labels == int(value))
+    return member
 
 
 def _bce(logits: Tensor, target: Target) -> Tensor:

@@ -30,6 +30,7 @@ def region_case_metrics(
     spacing: Sequence[float] | float | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     tau: float = 1.0,
+    scored: np.ndarray | None = None,
 ) -> dict[int, dict[str, float]]:
     """Every requested metric of one case per region (empty-case conventions as
     ``case_metrics``: NaN where a region is in neither map).
@@ -39,14 +40,19 @@ def region_case_metrics(
         gt: ground-truth label map of the same shape.
         regions: the label values of each region.
         spacing, metrics, tau: as ``case_metrics``.
+        scored: ``(*spatial)`` bool, the pixels that count (labelled, inside the region of
+            interest); elsewhere every region is off in both maps, neither a hit nor a miss.
+            None: every pixel.
 
     Returns:
         ``{k: {metric: value}}`` with ``k = 1 .. R`` the region's number (region ``k - 1``),
         so that summaries treat regions like foreground labels.
     """
+    predicted, truth = region_masks(pred, regions), region_masks(gt, regions)
+    if scored is not None:
+        predicted, truth = predicted & scored, truth & scored
     out: dict[int, dict[str, float]] = {}
-    for index, (p, g) in enumerate(zip(region_masks(pred, regions), region_masks(gt, regions),
-                                       strict=True)):
+    for index, (p, g) in enumerate(zip(predicted, truth, strict=True)):
         scored = case_metrics(p.view(np.uint8), g.view(np.uint8), [1], spacing, metrics, tau)
         out[index + 1] = scored[1]
     return out

@@ -28,9 +28,9 @@ from unetkit.data.dataset import (
     read_dataset_json,
     require_same_layout,
 )
-from unetkit.data.ignore import class_labels, ignore_value, split_ignored, unscaled
+from unetkit.data.declared import declare_labels
+from unetkit.data.ignore import split_ignored, unscaled
 from unetkit.data.offset import MAX_SHIFT, case_offset, median_offset
-from unetkit.data.regions import read_regions
 
 SAMPLES = 20_000  # intensity samples per case and channel
 OFFSET_CASES = 20  # cases measured for the mask offset (2D only)
@@ -225,11 +225,12 @@ def fingerprint_dataset(data_dir: str | Path,
     Unlabelled pixels (``ignore_label``, else dataset.json's ``ignore`` label:
     ``unetkit.data.ignore``) are background to the shape statistics and left out of the label
     shares; the ignore label is no class of the fingerprint. The overlapping regions of
-    dataset.json (``unetkit.data.regions``) are recorded."""
-    declared = read_regions(data_dir)  # a bad declaration stops before the cases are read
+    dataset.json (``unetkit.data.regions``) are recorded, their labels among the classes
+    (``unetkit.data.declared``, as training and the doctor read them)."""
+    declared = declare_labels(data_dir, ignore_label=ignore_label)  # before any case is read
     cases = discover_cases(data_dir)
-    labels, channel_names = read_dataset_json(data_dir)
-    ignore = ignore_value(ignore_label, labels)
+    _, channel_names = read_dataset_json(data_dir)
+    ignore = declared.ignore
     records, first = [], None
     for index, case in enumerate(cases):
         image, mask, geometry = load_case(case)
@@ -244,8 +245,8 @@ def fingerprint_dataset(data_dir: str | Path,
         records.append(record)
         if progress is not None:
             progress(index + 1, len(cases))
-    fingerprint = summarise(records, channel_names, class_labels(labels, ignore))
-    if declared is not None:
-        fingerprint.regions = [region.model_dump() for region in declared.regions]
-        fingerprint.regions_class_order = list(declared.order)
+    fingerprint = summarise(records, channel_names, declared.classes)
+    if declared.regions is not None:
+        fingerprint.regions = [region.model_dump() for region in declared.regions.regions]
+        fingerprint.regions_class_order = list(declared.regions.order)
     return fingerprint

@@ -58,11 +58,12 @@ def case_dice(classes: np.ndarray, mask: np.ndarray, config: Config, foreground:
               ) -> dict[int, dict[str, float]]:
     """``{k: {"dice": value}}`` of one decided case: per foreground label, or per region
     ``k = 1..R`` for a region model; ignored pixels (``train.loss.ignore_index``) left out."""
-    pred, truth = scored_pixels(classes, mask, config.train.loss.ignore_index)
-    if config.data.regions:
-        return region_case_metrics(pred, truth, [r.labels for r in config.data.regions],
-                                   metrics=("dice",))
-    return case_metrics(pred, truth, foreground, metrics=("dice",))
+    ignore = config.train.loss.ignore_index
+    if config.data.regions:  # an ignored pixel is off in every region of both maps
+        return region_case_metrics(classes, mask, [r.labels for r in config.data.regions],
+                                   metrics=("dice",),
+                                   scored=None if ignore is None else mask != ignore)
+    return case_metrics(*scored_pixels(classes, mask, ignore), foreground, metrics=("dice",))
 
 
 def live_predictor(model: torch.nn.Module, config: Config, labels: dict[int, str],
