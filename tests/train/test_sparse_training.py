@@ -113,6 +113,7 @@ class FixedLogits:
     """A stand-in predictor whose logits are given (``calibrate_threshold`` asks no more)."""
 
     labels = {0: "background", 1: "foreground"}
+    region_order = None  # a label model (a region model has no threshold to calibrate)
 
     def __init__(self, probabilities: np.ndarray) -> None:
         p = torch.as_tensor(probabilities, dtype=torch.float32)

@@ -191,6 +191,10 @@ def _decision_line(predictor) -> str:  # noqa: ANN001 - a Predictor
                f"{calibration.get('source')} images" if stored is not None
                and abs(float(stored) - threshold) < 1e-9 else "set, not calibrated")
         decision = f"threshold {threshold:.2f} ({how})"
+    elif predictor.region_order is not None:
+        regions = predictor.config.data.regions
+        decision = (f"regions {', '.join(r.name for r in regions)} at probability 0.50, "
+                    f"painted as labels {', '.join(map(str, predictor.region_order))}")
     elif classes == 2:
         decision = "threshold 0.50 (the more probable class; not calibrated)"
     else:

@@ -28,6 +28,20 @@ def _parse_labels(text: str) -> dict[int, str]:
     return labels
 
 
+def _parse_regions(items: list[str]) -> Any:
+    """``["whole=1,2,3", "core=2,3"]`` -> regions (``unetkit.config.regions.Region``)."""
+    from unetkit.config.regions import Region
+
+    regions = []
+    for item in items:
+        name, _, values = item.partition("=")
+        numbers = [v.strip() for v in values.split(",")]
+        if not name.strip() or not all(v.isdigit() for v in numbers):
+            raise ValueError(f"--region {item!r}: expected NAME=LABELS, e.g. whole_tumor=1,2,3")
+        regions.append(Region(name=name.strip(), labels=[int(v) for v in numbers]))
+    return regions
+
+
 def _fitting_table(title: str, corner: str, metrics: list[str], rows: dict[str, list[str]],
                    width: int) -> Any:
     """A table of ``rows`` ``{name: a value per metric}``, one row per name when every header
@@ -86,7 +100,8 @@ def _metrics_table(result: Any, inside: str, width: int = 80) -> Any:
         stats = result.summary["per_class"].get(label, {})
         rows[f"{label} {name}"] = [format_value(stats[m]["mean"]) if m in stats else "-"
                                    for m in EVAL_METRICS]
-    return _fitting_table(f"{_cases(len(result.per_case))} · mean over cases{inside}", "label",
+    corner = "region" if result.regions else "label"
+    return _fitting_table(f"{_cases(len(result.per_case))} · mean over cases{inside}", corner,
                           [header(m, result.units) for m in EVAL_METRICS], rows, width)
 
 
@@ -116,6 +131,10 @@ def evaluate(
                                      "named ignore in dataset.json, if any)"),
     force: bool = typer.Option(False, "--force", help="replace the tables and report of an "
                                "earlier evaluation in --out"),
+    region: list[str] = typer.Option([], "--region", metavar="NAME=LABELS", help="score an "
+                                     "overlapping region, the union of labels, e.g. "
+                                     "whole_tumor=1,2,3 (repeatable; default: the regions "
+                                     "dataset.json declares, unless --labels)"),
 ) -> None:
     """Score predictions against ground truth: CSV, summary JSON and an HTML report."""
     from pathlib import Path
@@ -137,7 +156,7 @@ def evaluate(
                                   spacing=spacing_values, tau=tau, images_dir=images,
                                   report=write_html_report, roi_dir=roi,
                                   probabilities_dir=probabilities, ignore_label=ignore_label,
-                                  force=force)
+                                  force=force, regions=_parse_regions(region) or None)
     except (FileNotFoundError, ValueError) as error:  # OutputError included
         fail(escape(str(error)), code=2)
     except OSError as error:  # disk full, permission: no partial file left

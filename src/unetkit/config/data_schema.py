@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from unetkit.config.regions import Region, coerce_regions, ignore_problem, region_problem
 from unetkit.config.section import Section
 
 _PROB = "probability per patch"
@@ -151,6 +152,14 @@ class DataConfig(Section):
         None, ge=0, description="mask value of unlabelled pixels (sparse annotations): they "
         "count in no loss, metric or calibration and no patch is centred on them; None: the "
         "label named 'ignore' in dataset.json (nnU-Net v2), if any")
+    regions: list[Region] | None = Field(
+        None, description="overlapping regions (nnU-Net's region-based training, e.g. BraTS): "
+        "each a name and the label values it unites, [{name: whole_tumor, labels: [1, 2, 3]}, "
+        "...] or [[1, 2, 3], [2, 3], [3]]; one sigmoid output per region; None: those of "
+        "dataset.json when it declares regions, else one class per label")
+    regions_class_order: list[int] | None = Field(
+        None, description="with regions: the label painted where each region is predicted, in "
+        "this order (later regions overwrite earlier ones), e.g. [1, 2, 3]")
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
@@ -169,6 +178,19 @@ class DataConfig(Section):
         if isinstance(value, int) and value < 0:
             raise ValueError("num_workers must be 0 or more, or auto")
         return value
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _region_forms(cls, value: Any) -> Any:
+        return coerce_regions(value)
+
+    @model_validator(mode="after")
+    def _regions_valid(self) -> DataConfig:
+        problem = region_problem(self.regions, self.regions_class_order, self.labels) or \
+            ignore_problem(self.regions, self.ignore_label, self.regions_class_order)
+        if problem is not None:
+            raise ValueError(f"data.regions: {problem}")
+        return self
 
     @field_validator("patch_size")
     @classmethod

@@ -19,8 +19,9 @@ import numpy as np
 
 from unetkit.data.consistency import check_consistency, class_totals
 from unetkit.data.dataset import Case, DatasetError, scan_dataset
+from unetkit.data.declared import DeclaredLabels, declare_labels
 from unetkit.data.geometry import format_tuple, geometry_mismatch, length_unit, unreadable
-from unetkit.data.ignore import ignore_value, labelled_summary
+from unetkit.data.ignore import labelled_summary
 from unetkit.data.io import Geometry, read_image, read_mask, split_suffix
 from unetkit.data.mask_checks import looks_antialiased
 from unetkit.data.roi import check_roi
@@ -69,6 +70,10 @@ class DoctorReport:
                          f"of the labelled {element})"))
             rows += [(f"labelled {case}", f"{100 * share:.2f}% of {element}")
                      for case, share in s["labelled"].items()]
+        for region in s.get("regions", []):
+            values = ", ".join(map(str, region["labels"]))
+            rows.append((f"region {region['name']}", f"labels {values}; predictions paint "
+                         f"label {region['painted']} (in this order)"))
         return rows
 
 
@@ -98,7 +103,8 @@ def check_dataset(
         roi_dir: folder of regions of interest (default: ``roi/`` or ``fov/`` when present).
         ignore_label: the mask value of unlabelled pixels (default: the label named
             ``ignore`` in ``labels`` or ``dataset.json``); the summary gets each case's
-            labelled share.
+            labelled share. The regions ``dataset.json`` declares are listed, and their labels
+            are declared ones (``unetkit.data.declared``).
     """
     report = DoctorReport(Path(root))
     try:
@@ -106,15 +112,14 @@ def check_dataset(
     except DatasetError as error:
         report.errors.append(str(error))
         return report
-    declared = labels if labels is not None else scan.labels
-    declared_set = {int(v) for v in declared} if declared is not None else None
-    try:
-        ignore = ignore_value(ignore_label, declared if isinstance(declared, dict) else None)
+    try:  # classes, ignore label and the regions of dataset.json (unetkit.data.declared)
+        declared = declare_labels(root, labels, ignore_label)
     except DatasetError as error:
         report.errors.append(str(error))
-        ignore = None
-    if declared_set is not None and ignore is not None:
-        declared_set.add(ignore)
+        declared = DeclaredLabels(labels if labels is not None else scan.labels)
+    allowed = declared.allowed()
+    declared_set = {int(v) for v in allowed} if allowed is not None else None
+    ignore, regions = declared.ignore, declared.regions
     for path in scan.unpaired_masks:
         report.errors.append(f"{path}: mask without a matching image in {scan.image_dir}")
     for case in scan.unpaired_images:
@@ -150,6 +155,9 @@ def check_dataset(
         report.summary.update(ignore_label=ignore, labelled=labelled)
     if scan.roi_dir is not None:
         report.summary["roi_dir"] = str(scan.roi_dir)
+    if regions is not None:
+        report.summary["regions"] = [{**r.model_dump(), "painted": label} for r, label
+                                     in zip(regions.regions, regions.order, strict=True)]
     return report
 
 

@@ -1,16 +1,17 @@
 """Prediction folder vs ground-truth folder -> per-case table, summary and an HTML report.
 
 Modules: ``matching`` (which files belong to a case), ``labels`` (what is scored and its names:
-``--labels``, ``dataset.json``), ``folders`` (``evaluate_folders``: the metrics of every case,
-inside regions of interest), ``probability`` (threshold-free scores from saved probability
-maps, per case and pooled), ``units`` (mm, voxels; numbers as people read them), ``tables``
-(``per_case.csv``, ``summary.json``). Outputs, self-contained in one folder: ``per_case.csv``,
-``summary.json``, ``report.html``.
+``--labels``, ``dataset.json``), ``cases`` (one case read for scoring: background where nothing
+is scored), ``folders`` (``evaluate_folders``: the metrics of every case, inside regions of
+interest), ``regions`` (overlapping regions, scored per region), ``probability``
+(threshold-free scores from saved probability maps, per case and pooled), ``units`` (mm,
+voxels; numbers as people read them), ``tables`` (``per_case.csv``, ``summary.json``). Outputs,
+self-contained in one folder: ``per_case.csv``, ``summary.json``, ``report.html``.
 """
 
+from unetkit.evaluate.cases import LoadedCase
 from unetkit.evaluate.folders import (
     EvaluationResult,
-    LoadedCase,
     best_and_worst,
     case_score,
     evaluate_folders,

@@ -5,7 +5,9 @@ Every overlap and distance metric comes from ``unetkit.metrics.case_metrics``, t
 prediction and ground truth are set to background outside it. For two-class tasks with probability
 maps (``unetkit.evaluate.probability``) the threshold-free scores are added, per case and pooled.
 Pixels the ground truth marks with the ignore label (sparse annotations: ``ignore_label``, or
-the label named ``ignore`` in ``dataset.json``) count nowhere, as outside a region of interest.
+the label named ``ignore`` in ``dataset.json``) count nowhere, as outside a region of interest
+(``unetkit.evaluate.cases``). Overlapping regions are scored per region
+(``unetkit.evaluate.regions``).
 """
 
 from __future__ import annotations
@@ -15,20 +17,20 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from unetkit.data import io
-from unetkit.data.ignore import unscaled
-from unetkit.data.roi import read_roi
+from unetkit.config.regions import Region, region_names
 from unetkit.evaluate import probability as prob
+from unetkit.evaluate.cases import LoadedCase, load_cases
 from unetkit.evaluate.images import OverlayImages, find_images, read_overlay_image
 from unetkit.evaluate.labels import dataset_json_ignore, scored_labels
 from unetkit.evaluate.matching import case_files, match_cases
+from unetkit.evaluate.regions import case_scores, scored_regions
 from unetkit.evaluate.tables import EVAL_METRICS, write_csv, write_summary
-from unetkit.evaluate.units import common_unit, metric_units, quantity, spacing_unit
-from unetkit.metrics import aggregate, case_metrics, foreground_mean
+from unetkit.evaluate.units import common_unit, metric_units, quantity
+from unetkit.metrics import aggregate, foreground_mean
 from unetkit.metrics.probability import ProbabilityScores
 from unetkit.runtime.outputs import (
     check_folder,
@@ -57,57 +59,7 @@ class EvaluationResult:
     probability_cases: list[str] = field(default_factory=list)
     units: dict[str, str] = field(default_factory=dict)
     images_note: str = ""  # where the overlays' images come from (``unetkit.evaluate.images``)
-
-
-class LoadedCase(NamedTuple):
-    """One case read for scoring: prediction and truth (background outside the region of
-    interest), the spacing used, the region of interest, the truth's affine and length unit."""
-
-    pred: np.ndarray
-    gt: np.ndarray
-    spacing: tuple[float, ...]
-    roi: np.ndarray | None
-    affine: np.ndarray | None
-    unit: str
-
-
-def _read_case(pred_path: Path, gt_path: Path, roi_path: Path | None,
-               spacing: Sequence[float] | None, ignore: int | None = None) -> LoadedCase:
-    """The case with background outside the region of interest and on ignored pixels."""
-    pred, _ = io.read_mask(pred_path)
-    gt, geometry = io.read_mask(gt_path)
-    pred, gt = _as_labels(pred), unscaled(_as_labels(gt), gt_path, ignore)
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
-    roi = None  # the scored pixels: inside the region of interest and labelled
-    if roi_path is not None:
-        roi, _ = read_roi(roi_path)
-        if roi.shape != gt.shape:
-            raise ValueError(f"{roi_path}: region of interest shape {roi.shape} differs from the "
-                             f"ground truth's {gt.shape}")
-    if ignore is not None and (gt == ignore).any():
-        roi = (gt != ignore) if roi is None else roi & (gt != ignore)
-    if roi is not None:  # neither true nor false anything outside: background in both
-        pred, gt = np.where(roi, pred, 0), np.where(roi, gt, 0)
-    return LoadedCase(pred, gt, tuple(spacing) if spacing else geometry.spacing, roi,
-                      geometry.affine, spacing_unit(geometry, given=bool(spacing)))
-
-
-def _load(pairs: list[tuple[str, Path, Path]], rois: dict[str, Path] | None,
-          roi_dir: str | Path | None, spacing: Sequence[float] | None,
-          failed: list[tuple[str, str]], ignore: int | None = None) -> dict[str, LoadedCase]:
-    """Every readable case; the others are appended to ``failed`` with the reason."""
-    loaded = {}
-    for key, pred_path, gt_path in pairs:
-        try:
-            if rois is not None and key not in rois:
-                raise FileNotFoundError(f"no region of interest for {key} in {roi_dir}")
-            roi_path = rois[key] if rois is not None else None
-            loaded[key] = _read_case(pred_path, gt_path, roi_path, spacing, ignore)
-        except Exception as exc:  # report and go on with the other cases
-            failed.append((key, f"{type(exc).__name__}: {exc}"))
-            log.warning("%s: not evaluated (%s)", key, exc)
-    return loaded
+    regions: list[Region] | None = None  # scored per region: ``labels`` are region 1..R
 
 
 def _probability_maps(folder: Path, loaded: dict[str, LoadedCase], failed: list[tuple[str, str]]
@@ -141,6 +93,7 @@ def evaluate_folders(
     probabilities_dir: str | Path | None = None,
     ignore_label: int | None = None,
     force: bool = False,
+    regions: list[Region] | None = None,
 ) -> EvaluationResult:
     """Score every prediction against its ground truth; write CSV, JSON (and HTML) outputs.
 
@@ -170,6 +123,7 @@ def evaluate_folders(
         ignore_label: ground-truth value of unlabelled pixels, which count nowhere (default:
             the label named ``ignore`` in the ``dataset.json`` of ``gt_dir`` or its parent).
         force: replace the tables and report of an earlier evaluation in ``out_dir``.
+        regions: overlapping regions to score instead of labels (``evaluate.regions``).
 
     Returns:
         The ``EvaluationResult``; cases that failed (unreadable, shape mismatch, no region of
@@ -191,19 +145,24 @@ def evaluate_folders(
     rois = case_files(Path(roi_dir), "regions of interest") if roi_dir is not None else None
     failed = [(key, "no prediction") for key in missing]
     ignore = ignore_label if ignore_label is not None else dataset_json_ignore(gt_dir)
-    loaded = _load(pairs, rois, roi_dir, spacing, failed, ignore)
+    loaded = load_cases(pairs, rois, roi_dir, spacing, failed, ignore)
     found = {int(v) for case in loaded.values() for v in np.unique(case.gt)}
-    labels = {v: n for v, n in scored_labels(gt_dir, labels, found).items() if v != ignore}
-    two_class = sorted(labels) == [1]
+    regions = scored_regions(gt_dir, pred_dir, labels, regions)
+    labels = region_names(regions) if regions else {
+        v: n for v, n in scored_labels(gt_dir, labels, found).items() if v != ignore}
+    two_class = sorted(labels) == [1] and not regions
     if probabilities_dir is not None and not two_class:
         raise ValueError(f"--probabilities: threshold-free metrics need a two-class task; "
                          f"the labels scored are {sorted(labels)}")
     maps = _probability_maps(folder, loaded, failed) if folder and two_class else None
     if not loaded:
         raise ValueError(f"no case could be evaluated: {failed[:3]}")
-    per_case = {key: case_metrics(case.pred, case.gt, sorted(labels), spacing=case.spacing,
-                                  metrics=EVAL_METRICS, tau=tau) for key, case in loaded.items()}
-    result = EvaluationResult(per_case, aggregate(per_case), dict(labels), failed=failed)
+    per_case = {key: case_scores(case, sorted(labels), regions, tau)
+                for key, case in loaded.items()}
+    result = EvaluationResult(per_case, aggregate(per_case), dict(labels), failed=failed,
+                              regions=regions)
+    if regions:
+        result.summary["regions"] = [region.model_dump() for region in regions]
     result.summary["roi_dir"] = str(roi_dir) if roi_dir is not None else None
     result.summary["ignore_label"] = ignore
     unit = common_unit([case.unit for case in loaded.values()])
@@ -239,14 +198,6 @@ def check_outputs(out_dir: Path, reads: Sequence[Path], names: Sequence[str], fo
     check_folder(out_dir, "--out")
     check_outside(out_dir, "--out", protected_folders(reads), inside_ok=reads[:1])
     refuse_existing([out_dir / name for name in names], "--out", force)
-
-
-def _as_labels(mask: np.ndarray) -> np.ndarray:
-    """A binary mask stored as 0/255 holding only 255 (all foreground) -> 1, as read_mask does
-    for masks holding both values."""
-    if mask.size and mask.max() == 255 and np.isin(mask, (0, 255)).all():
-        return (mask == 255).astype(np.uint8)
-    return mask
 
 
 def case_score(result: EvaluationResult, case: str) -> float:

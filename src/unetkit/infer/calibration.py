@@ -53,9 +53,11 @@ def foreground_probabilities(predictor: Predictor, images: Sequence[np.ndarray],
             (training's arrays): then only ``predict_logits`` runs.
         preprocessed: the images went through the predictor's preprocessing already.
     """
-    if len(predictor.labels) != 2:
+    if len(predictor.labels) != 2 or predictor.region_order is not None:
         raise ValueError(f"threshold calibration needs a two-class model; this one has "
-                         f"{len(predictor.labels)} labels")
+                         f"{len(predictor.labels)} labels"
+                         + (" and regions, each decided at 0.5" if predictor.region_order
+                            is not None else ""))
     maps = []
     for image in images:
         if preprocessed:

@@ -14,11 +14,18 @@ computing probabilities where it need not: softmax and sigmoid are monotonic, so
 
 Without a threshold a tie goes to the background (as the arg-max); with a threshold ``t``
 foreground means ``p >= t``.
+
+Region models (``data.regions``: one sigmoid output per overlapping region, nnU-Net's
+region-based training) decide with ``decide_regions``: region ``r`` is on where its probability
+exceeds 0.5, i.e. its logit exceeds 0, and ``paint_regions`` turns the region maps into a label
+map by painting ``regions_class_order[r]`` in that order; ``region_probabilities`` are the
+per-region sigmoids (an average of them, as an ensemble makes, is painted after ``> 0.5``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -68,3 +75,30 @@ def decide(logits: torch.Tensor, threshold: float | None = None) -> torch.Tensor
         chosen = margin >= level if threshold is not None else margin > level
         return chosen.view(torch.uint8)  # the bool map's bytes: no copy
     return logits.argmax(0).to(torch.uint8 if channels <= 256 else torch.int64)
+
+
+def region_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """``(R, *S)`` region logits -> ``(R, *S)`` float32 sigmoid probabilities, one independent
+    map per region (they overlap: they do not sum to 1)."""
+    return torch.sigmoid(logits.float())
+
+
+def paint_regions(on: torch.Tensor, order: Sequence[int]) -> torch.Tensor:
+    """``(R, *S)`` bool region maps -> ``(*S)`` label map: background 0, then ``order[r]``
+    painted where region ``r`` is on, for ``r = 0, 1, ...`` (a later region overwrites an
+    earlier one: nested regions go outermost first). uint8, int64 for labels beyond 255."""
+    if on.shape[0] != len(order):
+        raise ValueError(f"{on.shape[0]} region maps for a regions_class_order of "
+                         f"{len(order)} labels")
+    wide = max(order, default=0) >= 256
+    classes = torch.zeros(on.shape[1:], dtype=torch.int64 if wide else torch.uint8,
+                          device=on.device)
+    for region, label in enumerate(order):
+        classes.masked_fill_(on[region], int(label))
+    return classes
+
+
+def decide_regions(logits: torch.Tensor, order: Sequence[int]) -> torch.Tensor:
+    """``(R, *S)`` region logits -> ``(*S)`` label map: ``sigmoid(l) > 0.5`` (``l > 0``) per
+    region, painted in ``order`` (``paint_regions``)."""
+    return paint_regions(logits > 0, order)

@@ -213,7 +213,8 @@ def predict_files(
     batch = [(plan[case.source].mask, case.paths) for case in cases]
     cases = list(cases if select is None else select(cases))
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(out_dir, batch, decision_record(predictor.infer))
+    write_manifest(out_dir, batch, decision_record(predictor.infer,
+                                                   predictor.config.data.regions))
     _remove_partials([plan[case.source] for case in cases])
     result = BatchResult()
     for case in cases:

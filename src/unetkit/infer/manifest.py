@@ -3,7 +3,8 @@
 Schema (``format`` 1)::
 
     format      1
-    decision    {"threshold": float or null, "tta_axes": [int, ...]}: of the last batch
+    decision    {"threshold": float or null, "tta_axes": [int, ...]}: of the last batch; a
+                region model adds "regions": [{"name", "labels"}, ...] (evaluate scores them)
     cases       {mask file name: [absolute path of each input file (one per channel)]}
 
 Written by ``predict_files`` before the first mask: every process of a sharded batch writes the
@@ -41,11 +42,13 @@ class Manifest:
     decision: dict[str, Any] = field(default_factory=dict)
 
 
-def decision_record(infer: Any) -> dict[str, Any]:
+def decision_record(infer: Any, regions: Sequence[Any] | None = None) -> dict[str, Any]:
     """What decided the masks: ``{"threshold": float or None, "tta_axes": [...]}`` of an
-    ``InferConfig`` whose ``auto`` threshold is resolved (``Predictor.infer``)."""
+    ``InferConfig`` whose ``auto`` threshold is resolved (``Predictor.infer``), and the
+    ``regions`` (``config.regions.Region``) of a region model."""
     threshold = infer.threshold if isinstance(infer.threshold, float) else None
-    return {"threshold": threshold, "tta_axes": [int(a) for a in infer.tta_axes]}
+    record = {"threshold": threshold, "tta_axes": [int(a) for a in infer.tta_axes]}
+    return record | ({"regions": [r.model_dump() for r in regions]} if regions else {})
 
 
 def write_manifest(out_dir: Path, cases: Iterable[tuple[Path, Sequence[Path]]],

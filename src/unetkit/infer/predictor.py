@@ -7,7 +7,7 @@
 2. ``predict_logits(x) -> (C, *S)``: TTA and the window strategy on preprocessed data
    (``unetkit.infer.strategy``; slice by slice for models trained on the slices of volumes);
 3. ``restore(logits, record)``: back onto the input's grid (resampled before any decision);
-4. ``decide(logits) -> classes``: threshold / arg-max / wall closing (``unetkit.infer.decision``);
+4. ``decide(logits) -> classes``: threshold / arg-max / walls / regions (``infer.decision``);
 5. ``postprocess(classes)``: connected-component clean-up; then label values.
 
 Training validates and calibrates through stages 2 and 4 on its already preprocessed arrays.
@@ -50,14 +50,17 @@ class Prediction:
 
     Attributes:
         probabilities: ``(K, *spatial)`` float32 class probabilities (K = number of labels; a
-            sigmoid model gives ``[1 - p, p]``), or None when not asked for or memory-bounded.
+            sigmoid model gives ``[1 - p, p]``; a region model one sigmoid per region), or None
+            when not asked for or memory-bounded.
         labels: ``(*spatial)`` label map holding the checkpoint's label values.
         geometry: the input's ``unetkit.data.io.Geometry`` (None for a bare array).
+        regions: the names of the probability channels when they are regions, else None.
     """
 
     probabilities: np.ndarray | None
     labels: np.ndarray
     geometry: Any = None
+    regions: list[str] | None = None
 
 
 class Predictor:
@@ -106,6 +109,7 @@ class Predictor:
         self.engine = engine
         self.config = resolve_auto_threshold(config, calibration)
         check_settings(self.config, self.labels)
+        self.region_order = config.data.regions_class_order if config.data.regions else None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, infer: InferConfig | None = None,
@@ -188,7 +192,7 @@ class Predictor:
             padded, crop, window, overlap = strategy.windows(x.to(device), keep_scores=False)
             labels = sliding_window_labels(
                 padded, network, window, overlap, **strategy.options(progress),
-                decide=lambda logits: decision.decide(logits, self._threshold()))
+                decide=self._classes)
             return labels[(0, *crop)].cpu().numpy()
 
         return on_device_or_cpu(labels_on, x.device if self.device is None else self.device)
@@ -205,7 +209,7 @@ class Predictor:
             walls = wall_decision(probability, self._threshold() or 0.5, post.wall_seed_threshold,
                                   post.wall_min_seed, post.wall_split_depth)
             return walls.astype(np.uint8)
-        return decision.decide(logits, self._threshold()).cpu().numpy()
+        return self._classes(logits).cpu().numpy()
 
     def postprocess(self, classes: np.ndarray) -> np.ndarray:
         """Connected-component clean-up of class indices (``infer.postprocess``)."""
@@ -249,9 +253,10 @@ class Predictor:
             del x
             classes = self.decide(logits)
             if probabilities:
-                probs = decision.probabilities(logits).cpu().numpy()
+                probs = (decision.probabilities if self.region_order is None
+                         else decision.region_probabilities)(logits).cpu().numpy()
         return Prediction(probs, label_map(self.postprocess(classes), self.label_values),
-                          geometry)
+                          geometry, [r.name for r in self.config.data.regions or []] or None)
 
     def write_values(self, labels: np.ndarray) -> np.ndarray:
         """Label values -> the values the training masks stored (e.g. 1 -> 255), if recorded."""
@@ -263,6 +268,11 @@ class Predictor:
         return lut[labels]
 
     # --- helpers ---
+    def _classes(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(C, *S)`` logits -> ``(*S)`` classes: regions painted, else threshold / arg-max."""
+        return decision.decide(logits, self._threshold()) if self.region_order is None else \
+            decision.decide_regions(logits, self.region_order)
+
     def _threshold(self) -> float | None:
         threshold = self.infer.threshold
         return float(threshold) if isinstance(threshold, float) else None

@@ -3,8 +3,8 @@
 A case's region-of-interest file (nonzero = inside, on the input's grid) is found in ``DIR`` by
 the case id, else by the input file's stem (``21_training.tif`` pairs with ``21_training.png``).
 Outside the region the mask is background and the saved probabilities are those of a certain
-background (1 for class 0, 0 for the others), so that threshold-free scores computed from them
-are not moved by pixels nobody scores.
+background (1 for class 0, 0 for the others; 0 for every region of a region model), so that
+threshold-free scores computed from them are not moved by pixels nobody scores.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def restrict_to_roi(prediction: Prediction, roi: np.ndarray, background: int = 0
     prediction.labels[outside] = background
     if prediction.probabilities is not None:
         prediction.probabilities[:, outside] = 0.0
-        prediction.probabilities[0, outside] = 1.0
+        if prediction.regions is None:  # class probabilities; region ones are all 0 there
+            prediction.probabilities[0, outside] = 1.0
     return prediction
 
 

@@ -60,13 +60,18 @@ def check_settings(config: Config, labels: dict[int, str]) -> None:
 
     Raises:
         ValueError: TTA axes or window of the wrong dimensionality, or a two-class rule
-            (threshold, wall closing) on a model with more classes.
+            (threshold, wall closing) on a model with more classes or with regions.
     """
     dims, infer = config.model.spatial_dims, config.infer
     bad = [a for a in infer.tta_axes if not 0 <= a < dims]
     if bad:
         raise ValueError(f"infer.tta_axes {infer.tta_axes}: axes must be in 0..{dims - 1} "
                          f"for a {dims}D model")
+    if (infer.threshold is not None or infer.postprocess.wall_seed_threshold) \
+            and config.data.regions:
+        raise ValueError("infer.threshold / infer.postprocess.wall_seed_threshold: a region "
+                         "model (data.regions) decides each region where its probability "
+                         "exceeds 0.5; leave them unset")
     if (infer.threshold is not None or infer.postprocess.wall_seed_threshold) \
             and len(labels) != 2:
         raise ValueError(f"infer.threshold / infer.postprocess.wall_seed_threshold need a "

@@ -28,7 +28,8 @@ from unetkit.data.dataset import (
     read_dataset_json,
     require_same_layout,
 )
-from unetkit.data.ignore import class_labels, ignore_value, split_ignored, unscaled
+from unetkit.data.declared import declare_labels
+from unetkit.data.ignore import split_ignored, unscaled
 from unetkit.data.offset import MAX_SHIFT, case_offset, median_offset
 
 SAMPLES = 20_000  # intensity samples per case and channel
@@ -123,6 +124,9 @@ class Fingerprint:
     offset: list[float] | None = None  # median mask offset (2D), voxels, when consistent
     labels: dict[int, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # overlapping regions of dataset.json ([{"name", "labels"}, ...]) and the labels they paint
+    regions: list[dict[str, Any]] | None = None
+    regions_class_order: list[int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain, JSON-safe dict (no per-case lists of samples)."""
@@ -220,10 +224,13 @@ def fingerprint_dataset(data_dir: str | Path,
 
     Unlabelled pixels (``ignore_label``, else dataset.json's ``ignore`` label:
     ``unetkit.data.ignore``) are background to the shape statistics and left out of the label
-    shares; the ignore label is no class of the fingerprint."""
+    shares; the ignore label is no class of the fingerprint. The overlapping regions of
+    dataset.json (``unetkit.data.regions``) are recorded, their labels among the classes
+    (``unetkit.data.declared``, as training and the doctor read them)."""
+    declared = declare_labels(data_dir, ignore_label=ignore_label)  # before any case is read
     cases = discover_cases(data_dir)
-    labels, channel_names = read_dataset_json(data_dir)
-    ignore = ignore_value(ignore_label, labels)
+    _, channel_names = read_dataset_json(data_dir)
+    ignore = declared.ignore
     records, first = [], None
     for index, case in enumerate(cases):
         image, mask, geometry = load_case(case)
@@ -238,4 +245,8 @@ def fingerprint_dataset(data_dir: str | Path,
         records.append(record)
         if progress is not None:
             progress(index + 1, len(cases))
-    return summarise(records, channel_names, class_labels(labels, ignore))
+    fingerprint = summarise(records, channel_names, declared.classes)
+    if declared.regions is not None:
+        fingerprint.regions = [region.model_dump() for region in declared.regions.regions]
+        fingerprint.regions_class_order = list(declared.regions.order)
+    return fingerprint

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +88,13 @@ def plan_rules(fp: Fingerprint, slices: bool = False, shrink: int = 1) -> list[D
     decisions += task_rules.sampling_and_split(fp)
     labels = len(fp.label_fractions)
     sigmoid = _value(decisions, "train.loss.name") in BINARY_LOSSES
+    outputs = (len(fp.regions), f"{len(fp.regions)} regions (a sigmoid output each)") \
+        if fp.regions else (1 if sigmoid else labels,
+                            f"{labels} labels" + (" (one sigmoid output)" if sigmoid else ""))
     slices = 2 * _value(decisions, "data.slice_context", 0) + 1  # 2.5D: slices per input
     decisions += [Decision("model.in_channels", fp.channels * slices, "channels of the images"
                            + (f" x {slices} slices" if slices > 1 else "")),
-                  Decision("model.out_channels", 1 if sigmoid else labels,
-                           f"{labels} labels" + (" (one sigmoid output)" if sigmoid else "")),
+                  Decision("model.out_channels", *outputs),
                   Decision("model.norm", "instance", "instance norm (nnU-Net): independent of "
                            "the small CPU batches"),
                   Decision("model.deep_supervision", True, "deep supervision (nnU-Net): "
@@ -126,6 +129,10 @@ def make_plan(data_dir: str | Path, time_budget: str | None = None, *, device: s
     user = user or UserChoices()
     fp = fingerprint or fingerprint_dataset(data_dir,
                                             ignore_label=user.value("data.ignore_label"))
+    if user.value("data.regions"):  # regions set by hand: one output each
+        chosen = user.apply(Config()).data
+        fp = replace(fp, regions=[r.model_dump() for r in chosen.regions or []],
+                     regions_class_order=chosen.regions_class_order)
     budget_s = parse_duration(time_budget) if time_budget else DEFAULT_BUDGET_S
     values = {"train.device": device, "train.time_budget": time_budget}
     fixed = user.fields

@@ -42,7 +42,15 @@ def loss_and_decision(fp: Fingerprint) -> list[Decision]:
     arg-max (nnU-Net). Thin structures that are not walls (vessels) train on BCE alone: the
     Dice term pushes probabilities to 0 or 1, where the threshold-free ranking of faint vessels
     needs them graded; on DRIVE the measured difference is within run-to-run noise (single
-    runs, not kept: docs/planner.md)."""
+    runs, not kept: docs/planner.md). Overlapping regions (dataset.json): one sigmoid output
+    per region with BCE + Dice per region, each decided at probability 0.5 (nnU-Net)."""
+    if fp.regions:
+        names = ", ".join(region["name"] for region in fp.regions)
+        return [Decision("data.regions", fp.regions, f"dataset.json declares regions: {names}"),
+                Decision("data.regions_class_order", fp.regions_class_order, "dataset.json: "
+                         "the label painted for each region, in this order"),
+                Decision("train.loss.name", "dice_ce", f"{len(fp.regions)} overlapping "
+                         "regions: a sigmoid per region, BCE + Dice per region")]
     if len(fp.label_fractions) != 2:
         return [Decision("train.loss.name", "dice_ce",
                          f"{len(fp.label_fractions)} labels: softmax, Dice + cross-entropy")]

@@ -3,7 +3,8 @@
 Schema (``format_version`` 2)::
 
     format_version   int
-    config           Config as a plain dict (``unetkit.config.config_to_dict``)
+    config           Config as a plain dict (``unetkit.config.config_to_dict``); a region
+                     model's ``data.regions`` / ``data.regions_class_order`` live there
     model_state      the network's state_dict (CPU, contiguous; deep-supervision heads included)
     labels           {int label value: name}, background 0 included
     mask_values      {label: value the training mask files stored} (e.g. {0: 0, 1: 255})

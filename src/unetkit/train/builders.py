@@ -21,7 +21,10 @@ def resolve_model_config(config: Config, data: TrainData) -> Config:
     """Fill ``model.in_channels`` / ``model.out_channels`` from the data when they do not match.
 
     ``out_channels`` defaults to one channel per label (softmax), or 1 (sigmoid) for two labels
-    with a sigmoid loss (``bce`` / ``dice_bce``).
+    with a sigmoid loss (``bce`` / ``dice_bce``); a region model has one per region.
+
+    Raises:
+        ValueError: ``model.out_channels`` is set to another count than the regions'.
     """
     model = config.model
     updates: dict[str, Any] = {}
@@ -29,7 +32,13 @@ def resolve_model_config(config: Config, data: TrainData) -> Config:
         log.info("model.in_channels: %d -> %d (from the images)",
                  model.in_channels, data.in_channels)
         updates["in_channels"] = data.in_channels
-    if model.out_channels is None:
+    if data.regions and model.out_channels not in (None, len(data.regions)):
+        raise ValueError(f"model.out_channels {model.out_channels}: a region model has one "
+                         f"sigmoid output per region ({len(data.regions)}: "
+                         f"{', '.join(r.name for r in data.regions)}); leave it unset")
+    if data.regions and model.out_channels is None:
+        updates["out_channels"] = len(data.regions)
+    elif model.out_channels is None:
         n = len(data.labels)
         sigmoid = config.train.loss.name in BINARY_LOSSES and n == 2
         updates["out_channels"] = 1 if sigmoid else n
@@ -41,7 +50,8 @@ def resolve_model_config(config: Config, data: TrainData) -> Config:
 def resolve_data_config(config: Config, data: TrainData) -> Config:
     """What the data decided, written into the config so that checkpoints and run folders
     record it: ``data.image_offset: auto`` -> the offset measured on the training cases;
-    regions of interest -> ``train.loss.ignore_index`` = the label outside them.
+    regions of interest -> ``train.loss.ignore_index`` = the label outside them; the regions of
+    a dataset.json -> ``data.regions`` / ``data.regions_class_order``.
 
     Raises:
         ValueError: ``train.loss.ignore_index`` is set to another value than the data's.
@@ -49,6 +59,12 @@ def resolve_data_config(config: Config, data: TrainData) -> Config:
     if config.data.image_offset == "auto":
         config = config.model_copy(update={"data": config.data.model_copy(
             update={"image_offset": data.image_offset})})
+    if data.regions and not config.data.regions:
+        log.info("data.regions: %s, painted as labels %s (dataset.json)",
+                 ", ".join(f"{r.name} {r.labels}" for r in data.regions),
+                 data.regions_class_order)
+        config = config.model_copy(update={"data": config.data.model_copy(update={
+            "regions": data.regions, "regions_class_order": data.regions_class_order})})
     return resolve_ignore_index(config, data.ignore_index)
 
 
@@ -91,10 +107,14 @@ def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optim
 
 
 def build_loss_fn(config: Config) -> torch.nn.Module:
-    """The configured loss, wrapped in ``DeepSupervisionLoss`` when deep supervision is on."""
+    """The configured loss (per region for a region model: ``unetkit.losses.regions``), wrapped
+    in ``DeepSupervisionLoss`` when deep supervision is on."""
     from unetkit.losses import DeepSupervisionLoss, build_loss
+    from unetkit.losses.regions import build_region_loss
 
-    loss = build_loss(config.train.loss, config.model.out_channels)
+    regions = config.data.regions
+    loss = build_region_loss(config.train.loss, [r.labels for r in regions]) if regions else \
+        build_loss(config.train.loss, config.model.out_channels)
     return DeepSupervisionLoss(loss) if config.model.deep_supervision else loss
 
 

@@ -39,7 +39,12 @@ def wants_calibration(config: Config) -> bool:
 
 
 def check_calibration(config: Config, labels: dict[int, str]) -> None:
-    """Refuse ``threshold: auto`` before training when the data are not two-class."""
+    """Refuse ``threshold: auto`` before training when the data are not two-class or the
+    model has regions (each decided at probability 0.5)."""
+    if wants_calibration(config) and config.data.regions:
+        raise ValueError("infer.threshold: auto calibrates a two-class decision; a region "
+                         "model (data.regions) decides each region at probability 0.5: leave "
+                         "infer.threshold unset")
     if wants_calibration(config) and len(labels) != 2:
         raise ValueError(f"infer.threshold: auto needs two labels (background and one class); "
                          f"this data set has {len(labels)}: {sorted(labels)}")

@@ -7,7 +7,9 @@ training mask files store for each label (e.g. ``{0: 0, 1: 255}`` for 0/255 mask
 (``unetkit.data.roi``) get ``ROI_IGNORE`` outside it in their masks, and pixels of the ignore
 label (``data.ignore_label`` or dataset.json's ``ignore``: sparse annotations,
 ``unetkit.data.ignore``) get the same label, after the labels and the normaliser are fitted;
-``TrainData.ignore_index`` says so.
+``TrainData.ignore_index`` says so. Overlapping regions (``data.regions``, else those of
+``dataset.json``: ``unetkit.data.regions``) set the labels (``0..K-1``, so a label value is its
+class index) and ``TrainData.regions``; ``unetkit.data.declared`` resolves all three.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from typing import Any
 import numpy as np
 
 from unetkit.config import Config
-from unetkit.data.ignore import class_labels, ignore_value, mark_cases, split_cases, unscaled
+from unetkit.config.regions import Region, region_names
+from unetkit.data.declared import DeclaredLabels, declare_labels
+from unetkit.data.ignore import mark_cases, split_cases, unscaled
 from unetkit.data.normalization import Normalizer
 from unetkit.data.preprocessing import Preprocessor
 from unetkit.data.sampling import to_slices
+from unetkit.train.labels import contiguous, label_names, mask_format, stored_mask_values
 from unetkit.train.splits import hold_out_bands, make_split
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,15 @@ class TrainData:
     calibration_masks: list[np.ndarray] = field(default_factory=list)
     # data.slice_axis: slices per training case (train_images/masks hold them case after case)
     train_slices: list[int] = field(default_factory=list)
+    # overlapping regions (data.regions or dataset.json): one sigmoid output per region
+    regions: list[Region] | None = None
+    regions_class_order: list[int] | None = None
+
+    @property
+    def scored(self) -> dict[int, str]:
+        """What validation scores, ``{k: name}``: the labels (0 is never scored), or the
+        regions numbered from 1 (``dice_<name>`` columns of metrics.csv)."""
+        return region_names(self.regions) if self.regions else self.labels
 
 
 def run_doctor(data_dir: Path, labels: dict[int, str] | None, roi_dir: Path | None = None,
@@ -73,61 +87,6 @@ def run_doctor(data_dir: Path, labels: dict[int, str] | None, roi_dir: Path | No
         lines = "\n".join(f"  - {e}" for e in report.errors)
         count = len(report.errors)
         raise DataError(f"{data_dir}: the data doctor found {count} error(s):\n{lines}")
-
-
-def mask_format(cases: list[Any]) -> str | None:
-    """The suffix most training mask files have (``".png"``), so that predictions of images
-    in another format (DRIVE: TIFF photographs, PNG masks) come out like the masks."""
-    from collections import Counter
-
-    from unetkit.data import io
-
-    suffixes = Counter(io.split_suffix(c.mask_path)[1].lower() for c in cases
-                       if c.mask_path is not None and not Path(c.mask_path).is_dir())
-    return suffixes.most_common(1)[0][0] if suffixes else None
-
-
-def stored_mask_values(case: Any, mask: np.ndarray) -> dict[int, int]:
-    """``{label: value stored in the mask file}`` by reading the file raw (no 0/255 conversion)."""
-    from unetkit.data import io
-
-    raw, _ = io.read_image(case.mask_path)
-    raw = np.asarray(raw).reshape(mask.shape) if raw.size == mask.size else None
-    values: dict[int, int] = {}
-    for label in np.unique(mask).tolist():
-        if raw is None:
-            values[int(label)] = int(label)
-            continue
-        stored, counts = np.unique(raw[mask == label], return_counts=True)
-        values[int(label)] = int(stored[np.argmax(counts)])
-    return values
-
-
-def label_names(
-    declared: dict[int, str] | None, masks: list[np.ndarray]
-) -> dict[int, str]:
-    """``{label value: name}`` from the config / dataset.json, else the values the masks hold."""
-    if declared:
-        names = {int(k): v for k, v in declared.items()}
-        names.setdefault(0, "background")
-        return dict(sorted(names.items()))
-    present = sorted({int(v) for m in masks for v in np.unique(m)} | {0})
-    return {v: ("background" if v == 0 else f"class{v}") for v in present}
-
-
-def contiguous(labels: dict[int, str]) -> tuple[dict[int, str], np.ndarray | None]:
-    """Relabel values to 0..K-1 (the network's channels) when they are not already.
-
-    Returns:
-        ``({index: name}, lookup table value -> index)``; the table is None when no change.
-    """
-    values = sorted(labels)
-    if values == list(range(len(values))):
-        return labels, None
-    table = np.zeros(max(values) + 1, dtype=np.int64)
-    for index, value in enumerate(values):
-        table[value] = index
-    return {i: labels[v] for i, v in enumerate(values)}, table
 
 
 def load_cases(cases: list[Any], declared: dict[int, str] | None) -> dict[str, tuple]:
@@ -200,8 +159,9 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True,
         raise DataError(str(error)) from None
     if not train_ids:
         raise DataError(f"--data {data_dir}: the split leaves no training case")
-    declared, ignore = declared_labels(config, data_dir)
-    loaded = load_cases([cases[cid] for cid in train_ids + val_ids], declared)
+    declared = declared_labels(config, data_dir)
+    ignore, regions = declared.ignore, declared.regions
+    loaded = load_cases([cases[cid] for cid in train_ids + val_ids], declared.allowed())
     images = {cid: item[0].astype(np.float32, copy=False) for cid, item in loaded.items()}
     masks = {cid: unscaled(item[1].astype(np.int64, copy=False), cases[cid].mask_path, ignore)
              for cid, item in loaded.items()}
@@ -209,7 +169,7 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True,
     for cid in train_ids[:5]:
         stored.update(stored_mask_values(cases[cid], masks[cid]))
     masks, ignored = split_cases(masks, ignore)  # ignored pixels: background until marked
-    labels = label_names(class_labels(declared, ignore), list(masks.values()))
+    labels = label_names(declared.classes, list(masks.values()))
     labels_by_value = labels
     labels, table = contiguous(labels)
     if table is not None:
@@ -251,6 +211,8 @@ def prepare_data(config: Config, data_dir: str | Path, check: bool = True,
         image_offset=preprocessor.image_offset, ignore_index=ignore_index,
         mask_format=mask_format([cases[c] for c in train_ids]),
         calibration_masks=[np.ascontiguousarray(band) for band in bands], train_slices=slices,
+        regions=regions.regions if regions else None,
+        regions_class_order=regions.order if regions else None,
     )
 
 
@@ -265,20 +227,19 @@ def band_ignore_label(config: Config, roi_ignore: int | None) -> int:
     return configured if configured is not None else ROI_IGNORE
 
 
-def declared_labels(config: Config, data_dir: Path) -> tuple[dict[int, str] | None, int | None]:
-    """``data.labels`` or dataset.json's labels (with the ignore label, so that masks holding
-    it pass the check), and the ignore label (``unetkit.data.ignore.ignore_value``).
+def declared_labels(config: Config, data_dir: Path) -> DeclaredLabels:
+    """The classes, ignore label and regions of a run (``unetkit.data.declared``):
+    ``data.labels`` / ``data.ignore_label`` / ``data.regions`` or dataset.json's.
 
     Raises:
-        DataError: an ignore label against nnU-Net's convention or naming a class.
+        DataError: dataset.json or its regions are not usable, or an ignore label against
+            nnU-Net's convention or naming a class (one line).
     """
-    from unetkit.data.dataset import DatasetError, read_dataset_json
+    from unetkit.data.dataset import DatasetError
 
-    declared = config.data.labels or read_dataset_json(data_dir)[0]
+    d = config.data
     try:
-        ignore = ignore_value(config.data.ignore_label, declared)
+        return declare_labels(data_dir, d.labels, d.ignore_label, d.regions,
+                              d.regions_class_order)
     except DatasetError as error:
         raise DataError(str(error)) from None
-    if declared and ignore is not None:
-        declared = {**declared, ignore: "ignore"}
-    return declared, ignore

@@ -241,7 +241,7 @@ def end_of_epoch(run: Run, train_loss: float, seconds: float) -> bool:
             metrics = validate(run.ddp_model, run.data.val_images, run.data.val_masks,
                                run.val_loss_fn, run.config, run.device, run.infer_plan,
                                run.data.labels)
-            row.update(_named(metrics, run.data.labels))
+            row.update(_named(metrics, run.data.scored))  # labels, or regions
         row = broadcast_object(row, run.info)
         val_seconds = time.monotonic() - started
         if run.budget is not None:

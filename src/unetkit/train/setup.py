@@ -259,7 +259,7 @@ def _open_run_dir(run: Run, run_dir: Path, checkpoint: dict[str, Any] | None) ->
 
     note = None if run.data.val_images else no_validation_reason(
         run.config.data, len(run.data.train_ids))
-    run.logs = RunLogs(run_dir, run.data.labels, run.config.train.tensorboard, note)
+    run.logs = RunLogs(run_dir, run.data.scored, run.config.train.tensorboard, note)
     try:
         save_config(run.config, run_dir / "config.yaml")
     except BaseException:

@@ -5,7 +5,9 @@ Each validation case (already preprocessed, as training loaded it) goes through
 ``unetkit predict``), ``decide`` and ``postprocess``, so the validation Dice is the Dice that
 ``unetkit predict`` + ``unetkit evaluate`` give on the same images (tested). Pixels labelled
 ``train.loss.ignore_index`` (outside a region of interest) count in neither the loss nor the Dice,
-as ``unetkit evaluate --roi`` scores them.
+as ``unetkit evaluate --roi`` scores them. A region model (``data.regions``) is scored per region:
+the region of the painted prediction against the region of the mask, as ``unetkit evaluate``
+scores a data set that declares regions.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from unetkit.config import Config
 from unetkit.infer.postprocess import keep_largest_component
 from unetkit.infer.predictor import Predictor
 from unetkit.metrics import case_metrics
+from unetkit.metrics.regions import region_case_metrics
 from unetkit.runtime.device import PrecisionPlan
 from unetkit.runtime.network import fuse_conv_bn, torch_network
 from unetkit.train.state import unwrap
@@ -49,6 +52,18 @@ def scored_pixels(classes: np.ndarray, mask: np.ndarray, ignore_index: int | Non
         return classes, mask
     ignored = mask == ignore_index
     return np.where(ignored, 0, classes), np.where(ignored, 0, mask)
+
+
+def case_dice(classes: np.ndarray, mask: np.ndarray, config: Config, foreground: list[int]
+              ) -> dict[int, dict[str, float]]:
+    """``{k: {"dice": value}}`` of one decided case: per foreground label, or per region
+    ``k = 1..R`` for a region model; ignored pixels (``train.loss.ignore_index``) left out."""
+    ignore = config.train.loss.ignore_index
+    if config.data.regions:  # an ignored pixel is off in every region of both maps
+        return region_case_metrics(classes, mask, [r.labels for r in config.data.regions],
+                                   metrics=("dice",),
+                                   scored=None if ignore is None else mask != ignore)
+    return case_metrics(*scored_pixels(classes, mask, ignore), foreground, metrics=("dice",))
 
 
 def live_predictor(model: torch.nn.Module, config: Config, labels: dict[int, str],
@@ -83,31 +98,33 @@ def validate(
         config: the run's config (``infer`` settings as ``unetkit predict`` will use them).
         device: where the network lives.
         plan: precision and memory format of the network.
-        labels: ``{index: name}`` of the classes (default: one per output channel).
+        labels: ``{index: name}`` of the classes (default: one per output channel, or the
+            labels painted by a region model).
 
     Returns:
-        ``{"val_loss": float, "val_dice": float, "dice_<label>": float, ...}``, foreground only;
+        ``{"val_loss": float, "val_dice": float, "dice_<label>": float, ...}``, foreground only
+        (a region model: ``dice_<k>`` of region ``k = 1..R``);
         with ``infer.postprocess.keep_largest: auto`` also ``val_dice_largest``, the mean Dice
         with only the largest component of each class kept (``unetkit.train.postprocessing``).
     """
     channels = max(unwrap(model).out_channels, 2)
-    labels = labels or {i: str(i) for i in range(channels)}
+    order = config.data.regions_class_order if config.data.regions else None
+    classes = range(max(order) + 1) if order else range(channels)
+    labels = labels or {i: str(i) for i in classes}
     predictor = live_predictor(model, config, labels, device, plan)
-    foreground = list(range(1, channels))
+    foreground = list(range(1, len(config.data.regions) + 1 if order else channels))
     choose_largest = config.infer.postprocess.keep_largest == "auto"
-    ignore = config.train.loss.ignore_index
     losses, per_case, per_case_largest = [], [], []
     for image, mask in zip(images, masks, strict=True):
         # on ``device``, unless memory ran out there and the windows were blended on the CPU
         logits = predictor.predict_logits(torch.from_numpy(image).to(device)).to(device)
         target = torch.from_numpy(mask)[None].to(device)
         losses.append(float(loss_fn(logits[None], target)))
-        classes = predictor.postprocess(predictor.decide(logits))
-        per_case.append(case_metrics(*scored_pixels(classes, mask, ignore), foreground,
-                                     metrics=("dice",)))
+        decided = predictor.postprocess(predictor.decide(logits))
+        per_case.append(case_dice(decided, mask, config, foreground))
         if choose_largest:  # the same map with only the largest component of each class
-            per_case_largest.append(case_metrics(*scored_pixels(
-                keep_largest_component(classes), mask, ignore), foreground, metrics=("dice",)))
+            per_case_largest.append(case_dice(keep_largest_component(decided), mask, config,
+                                              foreground))
     out = {"val_loss": float(np.mean(losses)), **mean_dice(per_case, foreground)}
     if choose_largest:
         out["val_dice_largest"] = mean_dice(per_case_largest, foreground)["val_dice"]
