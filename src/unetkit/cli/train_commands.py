@@ -91,6 +91,10 @@ def train(
     precision: str = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16"),
     fold: int = typer.Option(None, "--fold", help="k-fold: which fold validates"),
     folds: int = typer.Option(None, "--folds", help="k-fold: number of folds"),
+    cross_validate: int = typer.Option(None, "--cross-validate", metavar="K", help="train all "
+                                       "K folds of one plan within --time, score each on the "
+                                       "cases it never saw (cross_validation.json); predict "
+                                       "with the folder for the ensemble of the folds"),
     val_fraction: float = typer.Option(None, "--val-fraction", help="share of the cases held "
                                        "out for validation, 0 for none (data.val_fraction)"),
     resume: str = typer.Option(None, "--resume", help="run folder to continue exactly; with "
@@ -118,7 +122,6 @@ def train(
 
     from unetkit.config import ConfigError, overrides_to_values, parse_size
     from unetkit.data.dataset import DatasetError
-    from unetkit.runtime.checkpoint import CheckpointError
     from unetkit.runtime.distributed import is_main_process
 
     started = time.monotonic()
@@ -141,30 +144,22 @@ def train(
             changes = {**values, **overrides_to_values(overrides)}
         else:
             config, plan = _run_config(data, config_file, values, overrides, main_rank and
-                                       not quiet)
+                                       not quiet, cross_validate)
     except ConfigError as error:
         fail(escape(str(error)), code=2)
     except (DatasetError, ValueError) as error:
         fail(escape(str(error)), code=1)
-    from unetkit.train.data import DataError
+    from unetkit.train.cross_validation import is_cross_validation
     from unetkit.train.fit import fit
-    from unetkit.train.signals import Interrupted
 
+    if cross_validate is not None or (resume and is_cross_validation(resume)):
+        _cross_validate(config, data, out, cross_validate, resume, started, plan,
+                        main_rank and not quiet)
+        return
     progress = _TrainProgress() if main_rank and not quiet else None
-    try:
-        result = fit(config, data, out, resume=resume, changes=changes, on_step=progress,
-                     started=started, extra_files=_plan_files(plan))
-    except Interrupted as stop:
-        fail(f"stopped at step {stop.step}; last.pt is saved there: continue exactly with "
-             f"unetkit train --resume {escape(str(out or resume))}", code=stop.exit_code)
-    except KeyboardInterrupt:
-        fail("aborted (no checkpoint written for the step in progress)", code=130)
-    except (DataError, ConfigError, CheckpointError, ValueError, FileExistsError,
-            OSError, FloatingPointError) as error:
-        fail(escape(str(error)), code=2 if isinstance(error, ConfigError) else 1)
-    finally:
-        if progress is not None:
-            progress.finish()
+    result = _guarded(lambda: fit(config, data, out, resume=resume, changes=changes,
+                                  on_step=progress, started=started,
+                                  extra_files=_plan_files(plan)), str(out or resume), [progress])
     if main_rank:
         best = ("no validation cases" if result.best_metric is None else
                 f"best val Dice {result.best_metric:.4f} (epoch {result.best_epoch})")
@@ -181,15 +176,77 @@ def train(
                       f"{result.run_dir}/best.pt IMAGES -o OUT)")
 
 
+def _guarded(call, where: str, bars: list) -> object:  # noqa: ANN001 - a callable
+    """``call()`` with training's failures as one line each; the progress ``bars`` (a list
+    the call may append to) are finished whatever happens."""
+    from rich.markup import escape
+
+    from unetkit.config import ConfigError
+    from unetkit.runtime.checkpoint import CheckpointError
+    from unetkit.train.data import DataError
+    from unetkit.train.signals import Interrupted
+
+    try:
+        return call()
+    except Interrupted as stop:
+        fail(f"stopped at step {stop.step}; last.pt is saved there: continue exactly with "
+             f"unetkit train --resume {escape(where)}", code=stop.exit_code)
+    except KeyboardInterrupt:
+        fail("aborted (no checkpoint written for the step in progress)", code=130)
+    except (DataError, ConfigError, CheckpointError, ValueError, FileExistsError,
+            OSError, FloatingPointError) as error:
+        fail(escape(str(error)), code=2 if isinstance(error, ConfigError) else 1)
+    finally:
+        for bar in bars:
+            if bar is not None:
+                bar.finish()
+
+
+def _cross_validate(config, data: str | None, out: str | None,  # noqa: ANN001 - a Config
+                    folds: int | None, resume: str | None, started: float, plan,  # noqa: ANN001
+                    verbose: bool) -> None:
+    """``--cross-validate K`` (or ``--resume`` of one): every fold, then its scores."""
+    from unetkit.train.cross_validation import cross_validate
+    from unetkit.train.run_dir import default_run_dir
+
+    out = out or (None if resume else str(default_run_dir()))
+    bars: list = []
+
+    def progress(fold: int, count: int) -> _TrainProgress | None:
+        if bars:
+            bars.pop().finish()
+        if not verbose:
+            return None
+        err_console.print(f"fold {fold + 1} of {count}")
+        bars.append(_TrainProgress())
+        return bars[-1]
+
+    result = _guarded(lambda: cross_validate(config, data, out, folds=folds, resume=resume,
+                                             progress=progress, started=started,
+                                             extra_files=_plan_files(plan)),
+                      str(out or resume), bars)
+    if result.summary is not None:  # rank 0
+        from unetkit.train.out_of_fold import summary_lines
+
+        for line in summary_lines(result.summary):
+            console.print(line, highlight=False)
+        console.print(f"run folder: {result.run_dir}  (predict with the ensemble of the folds: "
+                      f"unetkit predict {result.run_dir} IMAGES -o OUT)")
+
 def _run_config(data: str, config_file: str | None, values: dict, overrides: list[str],
-                verbose: bool) -> tuple:
-    """The run's config: the file, or a plan for the data (printed unless quiet)."""
+                verbose: bool, folds: int | None = None) -> tuple:
+    """The run's config: the file, or a plan for the data (printed unless quiet); with
+    ``folds``, the config of a cross-validation (planned for one fold's share)."""
     from unetkit.cli.plan_commands import print_plan
     from unetkit.plan.auto import run_config
+    from unetkit.plan.cross_validation import cross_validation_config
 
     if config_file is None and verbose:
         err_console.print(f"planning a run for {data} (no --config) ...")
-    config, plan = run_config(data, config_file, values, overrides)
+    if folds is not None:
+        config, plan = cross_validation_config(data, config_file, values, overrides, folds)
+    else:
+        config, plan = run_config(data, config_file, values, overrides)
     if plan is not None and verbose:
         print_plan(plan)
     return config, plan

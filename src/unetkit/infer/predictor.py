@@ -162,8 +162,7 @@ class Predictor:
                                 x.device if self.device is None else self.device)
 
     def _logits(self, x: torch.Tensor, progress: Progress | None) -> torch.Tensor:
-        network = mirror_tta(self.network, self.infer.tta_axes)
-        strategy = Strategy(self.config, self.plan, self._out_channels())
+        network, strategy = self.tta_network(), self.strategy()
         if self.config.model.padding == "valid":
             return strategy.overlap_tile(x, network, progress)[0]
         axis = self.config.data.slice_axis
@@ -181,8 +180,7 @@ class Predictor:
         """Preprocessed ``(C_in, *S)`` -> classes ``(*S)`` decided slab by slab (bounded memory;
         no wall closing)."""
         x = torch.as_tensor(x, dtype=torch.float32)[None]
-        network = mirror_tta(self.network, self.infer.tta_axes)
-        strategy = Strategy(self.config, self.plan, self._out_channels())
+        network, strategy = self.tta_network(), self.strategy()
 
         def labels_on(device: torch.device) -> np.ndarray:
             padded, crop, window, overlap = strategy.windows(x.to(device), keep_scores=False)
@@ -228,6 +226,15 @@ class Predictor:
         Raises:
             ValueError: the image does not fit the model or holds NaN/inf (names the source).
         """
+        probs, classes, geometry = self.decide_image(image, probabilities, progress, spacing,
+                                                     source)
+        return Prediction(probs, label_map(self.postprocess(classes), self.label_values),
+                          geometry)
+
+    def decide_image(self, image: np.ndarray | str | Path, probabilities: bool = True,
+                     progress: Progress | None = None, spacing: Sequence[float] | None = None,
+                     source: str = "array") -> tuple[np.ndarray | None, np.ndarray, Any]:
+        """``predict`` before post-processing: ``(probabilities or None, classes, geometry)``."""
         geometry = None
         if isinstance(image, (str, Path)):
             from unetkit.data import io
@@ -239,8 +246,7 @@ class Predictor:
         del image  # a file's raw array is not needed any more (memory_budget_mb)
         probs = None
         slices = self.config.data.slice_axis is not None
-        strategy = Strategy(self.config, self.plan, self._out_channels())
-        if not probabilities and not slices and strategy.scores_exceed_budget(x):
+        if not probabilities and not slices and self.strategy().scores_exceed_budget(x):
             log.info("predictor: class scores exceed infer.memory_budget_mb; labels by region")
             classes = self.restore(torch.from_numpy(self.predict_labels(x, progress)), record)
             classes = classes.numpy()
@@ -250,8 +256,7 @@ class Predictor:
             classes = self.decide(logits)
             if probabilities:
                 probs = decision.probabilities(logits).cpu().numpy()
-        return Prediction(probs, label_map(self.postprocess(classes), self.label_values),
-                          geometry)
+        return probs, classes, geometry
 
     def write_values(self, labels: np.ndarray) -> np.ndarray:
         """Label values -> the values the training masks stored (e.g. 1 -> 255), if recorded."""
@@ -263,6 +268,12 @@ class Predictor:
         return lut[labels]
 
     # --- helpers ---
+    def tta_network(self) -> Network:  # an ensemble runs each member's own TTA instead
+        return mirror_tta(self.network, self.infer.tta_axes)
+
+    def strategy(self) -> Strategy:  # the window strategy under the current settings
+        return Strategy(self.config, self.plan, self._out_channels())
+
     def _threshold(self) -> float | None:
         threshold = self.infer.threshold
         return float(threshold) if isinstance(threshold, float) else None
