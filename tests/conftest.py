@@ -68,3 +68,28 @@ def make_checkpoint(tmp_path: Path):
         return build_checkpoint(tmp_path / name, **options)
 
     return make
+
+
+@pytest.fixture
+def memory_peak():
+    """``memory_peak(size, budget_mb, *models)``: bytes of RSS a fresh process adds over one
+    prediction of a ``size`` x ``size`` image (``tests/infer/memory_probe.py``; several models:
+    their ensemble), with this checkout's unetkit first on the path."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import unetkit
+
+    def measure(size: int, budget_mb: float, *models: Path) -> int:
+        source = str(Path(unetkit.__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([source,
+                                                            os.environ.get("PYTHONPATH", "")])}
+        script = Path(__file__).with_name("infer") / "memory_probe.py"
+        out = subprocess.run([sys.executable, str(script), str(size), str(budget_mb),
+                              *map(str, models)], capture_output=True, text=True, check=True,
+                             env=env)
+        return json.loads(out.stdout.strip().splitlines()[-1])["peak"]
+
+    return measure

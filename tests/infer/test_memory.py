@@ -8,16 +8,11 @@ the image size), which is no memory of the prediction and no budget can bound.""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-import unetkit
 from unetkit.infer import tiling
 from unetkit.infer.tiling import map_bytes_per_voxel, memory_estimate, plan_window
 
@@ -68,42 +63,14 @@ def test_tiles_recompute_little() -> None:
         assert not plan.whole and computed / math.prod(size) < 1.15
 
 
-PROBE = """
-import json, sys
-from pathlib import Path
-import numpy as np
-from unetkit.infer.predictor import Predictor
-
-def status(key):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-
-path, size, budget = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-predictor = Predictor.from_checkpoint(path, settings={"infer.memory_budget_mb": budget})
-image = np.random.default_rng(0).normal(0, 1, (1, size, size)).astype(np.float32)
-predictor.predict(image[:, :64, :64], probabilities=False)  # one-time costs: see below
-base = status("VmRSS")
-Path("/proc/self/clear_refs").write_text("5")
-predictor.predict(image, probabilities=False)
-print(json.dumps({"peak": status("VmHWM") - base}))
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
-def test_measured_peak_stays_within_the_budget(make_checkpoint, tmp_path) -> None:
+def test_measured_peak_stays_within_the_budget(make_checkpoint, memory_peak) -> None:
     path = make_checkpoint(out_channels=2, base_width=16, depth=4)
     size, budget = 1536, 96.0
     bpv = tiling.forward_bytes_per_voxel(16, 4)
     plan = plan_window((size, size), bytes_per_voxel=bpv, out_channels=2, budget_mb=budget,
                        multiple=16)
     assert not plan.whole  # the budget forces tiles
-    script = tmp_path / "probe.py"
-    script.write_text(PROBE)
-    source = str(Path(unetkit.__file__).resolve().parents[1])  # this checkout's unetkit
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, str(script), str(path), str(size), str(budget)],
-                         capture_output=True, text=True, check=True, env=env)
-    peak = json.loads(out.stdout.strip().splitlines()[-1])["peak"]
+    peak = memory_peak(size, budget, path)
     assert peak <= 1.05 * budget * 2**20, f"peak {peak / 2**20:.1f} MB > budget {budget} MB"

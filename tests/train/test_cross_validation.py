@@ -210,3 +210,71 @@ def test_a_finished_cross_validation_folder_is_not_overwritten(tmp_path, disks,
     assert yaml.safe_load((run / "config.yaml").read_text()) == {"x": 1}
     with pytest.raises(ValueError, match="not a cross-validation folder"):
         cross_validate(None, None, resume=run)
+
+
+def _ddp_worker(rank: int, world: int, port: int, data_dir: str, out: str) -> None:
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from unetkit.config import Config, apply_overrides
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        config = apply_overrides(Config(), [
+            "model.base_width=4", "model.depth=2", "model.norm=instance",
+            "data.patch_size=[32, 32]", "data.batch_size=2", "train.precision=fp32",
+            "train.device=cpu", "train.steps_per_epoch=2", "train.epochs=1",
+            "data.augment.enabled=false"])
+        result = cross_validate(config, data_dir, os.path.join(out, "cv"), folds=2)
+        with open(os.path.join(out, f"rank{rank}.json"), "w") as handle:
+            json.dump({"run_dir": str(result.run_dir), "summary": result.summary is not None,
+                       "steps": [f.steps for f in result.folds]}, handle)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_under_torchrun_every_fold_trains_on_all_ranks_and_rank0_writes(tmp_path, disks
+                                                                         ) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    data = disks(tmp_path / "data", n_cases=4)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(data), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["run_dir"] == ranks[1]["run_dir"] == str(tmp_path / "cv")
+    assert [r["summary"] for r in ranks] == [True, False]
+    assert ranks[0]["steps"] == ranks[1]["steps"] == [2, 2]
+    summary = json.loads((tmp_path / "cv" / "cross_validation.json").read_text())
+    assert sorted(summary["per_case"]) == ["c0", "c1", "c2", "c3"]
+
+
+def test_train_resume_of_a_cross_validation_folder_continues_it(tmp_path, disks,
+                                                                tiny_config) -> None:
+    data = disks(tmp_path / "data", n_cases=4)
+    config = tiny_config("train.epochs=1", "train.steps_per_epoch=2")
+    run = tmp_path / "cv"
+
+    def stop_in_fold_1(k: int, folds: int):
+        if k == 1:
+            raise KeyboardInterrupt  # before fold 1 trains: it has no folder yet
+
+    with pytest.raises(KeyboardInterrupt):
+        cross_validate(config, data, run, folds=2, progress=stop_in_fold_1)
+    assert not (run / "cross_validation.json").exists()
+    with pytest.raises(Exception, match="has not finished"):  # nothing to predict with yet
+        from unetkit.infer.ensemble import load_models
+        load_models(run)
+    done = runner.invoke(app, ["train", "--resume", str(run), "-q"])
+    assert done.exit_code == 0, done.output
+    assert "fold 1: mean Dice" in done.output and "cross-validation Dice" in done.output
+    assert sorted(json.loads((run / "cross_validation.json").read_text())["per_case"]) == [
+        "c0", "c1", "c2", "c3"]

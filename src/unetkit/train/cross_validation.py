@@ -2,28 +2,26 @@
 never saw, as nnU-Net's five folds.
 
 ``cross_validate(config, data_dir, out_dir, folds=K)`` (``unetkit train --cross-validate K``)
-trains fold k of a seeded K-fold split (``train.splits.split_kfold``, or the k-th fold of a
-split file holding K) for every k into ``RUN/fold_k/`` (an ordinary run folder), predicts each
-fold's held-out cases with its ``best.pt`` (``unetkit.train.out_of_fold``) and writes
-``RUN/cross_validation.json``: Dice per case, per fold and pooled over all out-of-fold cases,
-and the post-processing choice made on the pooled predictions (``keep_largest: auto``), written
-into every fold's ``best.pt``. ``unetkit predict RUN`` predicts with the ensemble of the folds
-(``unetkit.infer.ensemble``).
+trains fold k of a seeded K-fold split (``train.splits``; or the k-th fold of a split file) for
+every k into ``RUN/fold_k/`` (an ordinary run folder), predicts each fold's held-out cases with
+its ``best.pt`` (``unetkit.train.out_of_fold``) and writes ``RUN/cross_validation.json``: Dice
+per case, per fold and pooled over all out-of-fold cases, and the post-processing choice made on
+the pooled predictions (``keep_largest: auto``), written into every fold's ``best.pt``.
+``unetkit predict RUN`` predicts with the ensemble of the folds (``unetkit.infer.ensemble``).
 
 Time: ``train.time_budget`` is the budget of all folds together, everything counted: planning
 (before ``started``), each fold's training, validation and calibration, its held-out
 predictions, the summary. Before each fold the time left, less ``SUMMARY_SHARE`` of the budget,
 is shared by the folds still to train, less the fold's held-out predictions (``PREDICT_SHARE``
-of its share until a fold has been timed, then the slowest case so far times its cases times
+of its share until a fold was timed, then the slowest case so far times its cases times
 ``PREDICT_MARGIN``). A fold that overran shortens the later ones.
 
 Resume (``unetkit train --resume RUN``): folds with scores are skipped, a fold with ``last.pt``
 continues exactly (``fit(resume=...)``), the others start. ``RUN/cv_state.json`` holds the
 folds, the data folder and the time used (written at every fold boundary and interruption).
-
-Layout: ``RUN/config.yaml`` (the folds' config), ``cv_state.json``, ``plan.yaml`` and
-``fingerprint.json`` when planned, ``fold_k/`` (+ ``out_of_fold.json``), ``cross_validation.json``,
-``train.log``. Under torchrun every fold trains on all ranks (DDP); rank 0 predicts and writes.
+Also in ``RUN``: ``config.yaml`` (the folds' config), ``plan.yaml`` and ``fingerprint.json``
+when planned, ``fold_k/out_of_fold.json``, ``train.log``. Under torchrun every fold trains on
+all ranks (DDP); rank 0 predicts and writes.
 """
 
 from __future__ import annotations
@@ -222,10 +220,12 @@ def _run_folds(config: Config, data_dir: Path, run_dir: Path, state: dict[str, A
         if k not in state["trained"]:
             budget = None if total is None else fold_budget_s(
                 total, time.monotonic() - clock, folds - k, _predict_estimate(scored, splits[k]))
-            log.info("cross-validation: fold %d of %d, %d held-out cases%s", k + 1, folds,
-                     len(splits[k]), "" if budget is None else f", {budget:.1f} s to train")
-            on_step = progress(k, folds) if progress is not None else None
+            log.log(logging.WARNING if budget is not None and budget < 1 else logging.INFO,
+                     "cross-validation: fold %d of %d, %d held-out cases%s", k + 1, folds,
+                     len(splits[k]), "" if budget is None else f", {budget:.1f} s to train"
+                     + (" (the budget is spent: 1 s)" if budget < 1 else ""))
             try:
+                on_step = progress(k, folds) if progress is not None else None
                 result = _train_fold(fold_config(config, k, folds, budget), data_dir, path,
                                      on_step, check_data and not state["trained"])
             except (Interrupted, KeyboardInterrupt):  # the time used so far counts on resume
