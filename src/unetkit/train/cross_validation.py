@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from unetkit.train.run_dir import (
     default_run_dir,
     detach_log_file,
     store_end_of_run,
+    write_json,
 )
 from unetkit.train.signals import Interrupted
 
@@ -70,7 +70,6 @@ OOF_FILE = "out_of_fold.json"
 @dataclass
 class CrossValidationResult:
     """What ``cross_validate`` returns (``summary`` on rank 0 only)."""
-
     run_dir: Path
     summary: dict[str, Any] | None
     folds: list[TrainResult | None] = field(default_factory=list)  # None: done before resume
@@ -91,22 +90,13 @@ def fold_budget_s(total_s: float, spent_s: float, folds_left: int,
     return share - (PREDICT_SHARE * share if predict_s is None else predict_s)
 
 
-def check_folds(folds: int) -> None:
-    """Raise ``ValueError`` (one line) unless ``folds`` is at least 2."""
+def check_folds(folds: int) -> None:  # one line, before anything is planned or written
     if folds < 2:
         raise ValueError(f"--cross-validate {folds}: needs at least 2 folds")
 
 
-def is_cross_validation(path: str | Path) -> bool:
-    """True for a folder ``cross_validate`` made (finished or not)."""
+def is_cross_validation(path: str | Path) -> bool:  # a folder cross_validate made
     return (Path(path) / CV_STATE).is_file()
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON atomically (a crash leaves the old file or the new one)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def fold_config(config: Config, fold: int, folds: int, budget_s: float | None) -> Config:
@@ -178,10 +168,17 @@ def cross_validate(config: Config | None, data_dir: str | Path | None,
     splits = [held_out(config, list(cases), k, folds) for k in range(folds)]  # errors first
     info = init_distributed(pick_device(config.train.device))
     try:
-        if resume is None:
-            config, run_dir, state = broadcast_object(
-                new_run(config, data_dir, out_dir, folds, extra_files) if info.is_main
-                else None, info)
+        if resume is None:  # rank 0 claims the folder; a refusal stops every rank
+            made: Any = None
+            try:
+                made = new_run(config, data_dir, out_dir, folds, extra_files) if info.is_main \
+                    else None
+            except (ValueError, OSError) as error:
+                made = error
+            made = broadcast_object(made, info)
+            if isinstance(made, Exception):
+                raise made
+            config, run_dir, state = made
         handler = attach_log_file(run_dir) if info.is_main else None
         try:
             return _run_folds(config, Path(data_dir), run_dir, state, info, progress,

@@ -18,6 +18,7 @@ import csv
 import json
 import logging
 import math
+import os
 import tempfile
 from collections.abc import Callable
 from datetime import datetime
@@ -175,6 +176,13 @@ class TensorBoardLog:
     def close(self) -> None:
         """Close the event file."""
         self.writer.close()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically (a crash leaves the old file or the new one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
 
 
 def store_end_of_run(run_dir: Path, store: Callable[[Path, dict[str, Any]], None],
