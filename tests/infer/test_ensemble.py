@@ -308,3 +308,20 @@ def test_measured_peak_does_not_grow_with_the_members(make_checkpoint, memory_pe
     peaks = [memory_peak(size, budget, *members) for members in (paths[:1], paths)]
     assert all(peak <= 1.05 * budget * 2**20 for peak in peaks), peaks
     assert peaks[1] <= 1.1 * peaks[0], peaks
+
+
+def test_slice_models_with_their_own_normalisation_form_an_ensemble(make_checkpoint) -> None:
+    """2.5D members (2D networks on the slices of volumes, one slice of context on each side)
+    whose statistics differ: each reads its own normalised copy, its slices and context."""
+    def stats(mean):
+        return {"scheme": "zscore_dataset", "percentiles": [0.5, 99.5], "window": None,
+                "stats": {"mean": [mean], "std": [2.0]}}
+    data = {"slice_axis": 2, "slice_context": 1}
+    paths = [make_checkpoint(f"{k}.pt", out_channels=2, in_channels=3, seed=k, data=data,
+                             normalization=stats(mean), infer={"tta_axes": [0]})
+             for k, mean in enumerate((1.0, 3.0))]
+    x = 2 + 2 * image((1, 12, 16, 5), seed=7)
+    ensemble = load_models(paths[0], paths[1:])
+    assert len(ensemble.group_members) == 2
+    np.testing.assert_allclose(ensemble.predict(x).probabilities, hand_mean(paths, x),
+                               atol=2e-6)
