@@ -273,8 +273,10 @@ def test_train_resume_of_a_cross_validation_folder_continues_it(tmp_path, disks,
     with pytest.raises(Exception, match="has not finished"):  # nothing to predict with yet
         from unetkit.infer.ensemble import load_models
         load_models(run)
-    done = runner.invoke(app, ["train", "--resume", str(run), "-q"])
+    done = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "9", "-q"])
     assert done.exit_code == 0, done.output
+    assert "ignored: train.epochs" in done.output  # the saved config continues
+    assert load_config(run / "fold_1" / "config.yaml").train.epochs == 1
     assert "fold 1: mean Dice" in done.output and "cross-validation Dice" in done.output
     assert sorted(json.loads((run / "cross_validation.json").read_text())["per_case"]) == [
         "c0", "c1", "c2", "c3"]

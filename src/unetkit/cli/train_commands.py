@@ -154,7 +154,7 @@ def train(
 
     if cross_validate is not None or (resume and is_cross_validation(resume)):
         _cross_validate(config, data, out, cross_validate, resume, started, plan,
-                        main_rank and not quiet)
+                        main_rank and not quiet, changes)
         return
     progress = _TrainProgress() if main_rank and not quiet else None
     result = _guarded(lambda: fit(config, data, out, resume=resume, changes=changes,
@@ -204,7 +204,7 @@ def _guarded(call, where: str, bars: list) -> object:  # noqa: ANN001 - a callab
 
 def _cross_validate(config, data: str | None, out: str | None,  # noqa: ANN001 - a Config
                     folds: int | None, resume: str | None, started: float, plan,  # noqa: ANN001
-                    verbose: bool) -> None:
+                    verbose: bool, changes: dict | None) -> None:
     """``--cross-validate K`` (or ``--resume`` of one): every fold, then its scores."""
     from unetkit.train.cross_validation import cross_validate
     from unetkit.train.run_dir import default_run_dir
@@ -223,7 +223,7 @@ def _cross_validate(config, data: str | None, out: str | None,  # noqa: ANN001 -
 
     result = _guarded(lambda: cross_validate(config, data, out, folds=folds, resume=resume,
                                              progress=progress, started=started,
-                                             extra_files=_plan_files(plan)),
+                                             extra_files=_plan_files(plan), changes=changes),
                       str(out or resume), bars)
     if result.summary is not None:  # rank 0
         from unetkit.train.out_of_fold import summary_lines

@@ -17,11 +17,9 @@ of its share until a fold was timed, then the slowest case so far times its case
 ``PREDICT_MARGIN``). A fold that overran shortens the later ones.
 
 Resume (``unetkit train --resume RUN``): folds with scores are skipped, a fold with ``last.pt``
-continues exactly (``fit(resume=...)``), the others start. ``RUN/cv_state.json`` holds the
-folds, the data folder and the time used (written at every fold boundary and interruption).
-Also in ``RUN``: ``config.yaml`` (the folds' config), ``plan.yaml`` and ``fingerprint.json``
-when planned, ``fold_k/out_of_fold.json``, ``train.log``. Under torchrun every fold trains on
-all ranks (DDP); rank 0 predicts and writes.
+continues exactly, the others start, with the saved config and budget. ``RUN/cv_state.json``
+holds the folds, the data folder and the time used (at every fold boundary and interruption).
+Under torchrun every fold trains on all ranks (DDP); rank 0 predicts and writes.
 """
 
 from __future__ import annotations
@@ -133,7 +131,8 @@ def cross_validate(config: Config | None, data_dir: str | Path | None,
                    resume: str | Path | None = None,
                    progress: Callable[[int, int], StepCallback | None] | None = None,
                    started: float | None = None, extra_files: dict[str, str] | None = None,
-                   check_data: bool = True) -> CrossValidationResult:
+                   check_data: bool = True, changes: dict[str, Any] | None = None
+                   ) -> CrossValidationResult:
     """Train and score every fold of one config; write ``RUN/cross_validation.json``.
 
     Args:
@@ -147,6 +146,7 @@ def cross_validate(config: Config | None, data_dir: str | Path | None,
         started: ``time.monotonic()`` when the budget started (planning included).
         extra_files: ``{name: text}`` written into the folder (``plan.yaml``).
         check_data: run the data doctor before the first fold trains.
+        changes: with ``resume``, options the user gave: reported as ignored.
 
     Raises:
         Interrupted: SIGINT/SIGTERM during a fold; its ``last.pt`` holds the step boundary and
@@ -161,6 +161,9 @@ def cross_validate(config: Config | None, data_dir: str | Path | None,
         state = json.loads((run_dir / CV_STATE).read_text())
         config = load_config(run_dir / "config.yaml")
         data_dir, folds = data_dir or state["data_dir"], int(state["folds"])
+        if any(v is not None for v in (changes or {}).values()):
+            log.warning("resume continues the saved cross-validation, its config and budget; "
+                        "ignored: %s", ", ".join(k for k, v in changes.items() if v is not None))
     elif config is None or data_dir is None or folds is None:
         raise ValueError("cross_validate: a config, a data folder and folds are needed unless "
                          "resuming")
