@@ -305,3 +305,35 @@ class RecordingBackend:
 def recording_backend():
     """``RecordingBackend``: a CUDA graph's capture and replay as the CPU can run them."""
     return RecordingBackend
+
+
+@pytest.fixture
+def memory_peak():
+    """``memory_peak(size, budget_mb, *models, precision="fp32", batch_size=1)`` ->
+    ``{"peak": bytes, "precision": plan name}``: the RSS high-water mark of the second
+    prediction of a ``size`` x ``size`` image in a fresh process, after ``malloc_trim``
+    (``tests/infer/memory_probe.py``; several models: their ensemble), with this checkout's
+    unetkit first on the path. Skips where there is no Linux ``/proc`` or no glibc."""
+    import json
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    import unetkit
+
+    if not Path("/proc/self/clear_refs").exists() or platform.libc_ver()[0] != "glibc":
+        pytest.skip("measuring a peak needs Linux /proc and glibc (malloc_trim)")
+
+    def measure(size: int, budget_mb: float, *models: Path, precision: str = "fp32",
+                batch_size: int = 1) -> dict[str, Any]:
+        source = str(Path(unetkit.__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([source,
+                                                            os.environ.get("PYTHONPATH", "")])}
+        script = Path(__file__).with_name("infer") / "memory_probe.py"
+        out = subprocess.run([sys.executable, str(script), str(size), str(budget_mb),
+                              precision, str(batch_size), *map(str, models)],
+                             capture_output=True, text=True, check=True, env=env)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    return measure

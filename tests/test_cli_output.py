@@ -72,12 +72,12 @@ def test_epochs_without_validation_log_no_dice(tmp_path, cells, tiny_yaml):
 
 
 def test_progress_shows_nothing_before_the_first_step_and_no_made_up_totals(capsys):
-    from unetkit.cli.train_commands import _TrainProgress
+    from unetkit.cli.train_progress import TrainProgress
 
-    progress = _TrainProgress()
+    progress = TrainProgress()
     progress.finish()  # a run that failed before its first step
     assert capsys.readouterr().err == ""
-    progress = _TrainProgress()
+    progress = TrainProgress()
     step = {"step": 1, "total_steps": None, "epoch": 0, "epochs": None, "loss": 0.5, "lr": 1e-3,
             "dice": None, "eta_s": 12.0, "steps_left": None}
     progress(step)  # a time budget not yet planned: totals unknown

@@ -11,22 +11,18 @@ prediction peaked at up to 1.9x a 24 MB budget on an AVX512-BF16 EPYC: the ``fir
 ``benchmarks/results/memory.json``). Between the two predictions
 ``malloc_trim`` gives the heap the first one freed back to the system, so that the high-water
 mark counts every page the second one touches (without it, that prediction reuses pages left
-resident and seems to need almost nothing)."""
+resident and seems to need almost nothing). The ``memory_peak`` fixture (tests/conftest.py,
+tests/infer/memory_probe.py) measures this way, for one model here and for an ensemble in
+tests/infer/test_ensemble.py."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-import unetkit
 from unetkit.infer import tiling
 from unetkit.infer.tiling import map_bytes_per_voxel, memory_estimate, plan_window
 
@@ -113,31 +109,6 @@ def test_the_forward_estimate_follows_the_model_and_the_precision(name) -> None:
     assert tiling.ACTIVATION_FACTORS["unetplusplus"] > tiling.ACTIVATION_FACTORS["unet"]
 
 
-PROBE = """
-import ctypes, json, sys
-from pathlib import Path
-import numpy as np
-from unetkit.infer.predictor import Predictor
-
-def status(key):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-
-path, size, budget, precision, batch = sys.argv[1:6]
-predictor = Predictor.from_checkpoint(path, settings={
-    "infer.memory_budget_mb": float(budget), "infer.precision": precision,
-    "infer.batch_size": int(batch)})
-image = np.random.default_rng(0).normal(0, 1, (1, int(size), int(size))).astype(np.float32)
-predictor.predict(image, probabilities=False)  # one-time costs: see the module docstring
-ctypes.CDLL(None).malloc_trim(0)
-base = status("VmRSS")
-Path("/proc/self/clear_refs").write_text("5")
-predictor.predict(image, probabilities=False)
-print(json.dumps({"peak": status("VmHWM") - base, "precision": predictor.plan.name}))
-"""
-
-
 def onednn_runs_bf16() -> bool:
     """True when torch runs bf16 convolutions through oneDNN on this CPU (AVX512 BW/VL/DQ, the
     test of torch's ``mkldnn_bf16_device_check``); elsewhere (AVX2) it falls back to its own
@@ -146,27 +117,15 @@ def onednn_runs_bf16() -> bool:
     return all(caps.get(f"avx512_{x}", False) for x in ("bw", "vl", "dq"))
 
 
-NEEDS_PROC = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists()
-                                or platform.libc_ver()[0] != "glibc",
-                                reason="needs Linux /proc and glibc")
-
-
-def measured_peak(checkpoint: Path, folder: Path, precision: str, batch_size: int,
-                  size: int = 1024, budget: float = 48.0) -> None:
-    """Predict a ``size``^2 image twice in a fresh process (``PROBE``) and check the second
-    prediction's peak against ``budget`` MB (+5%)."""
+def check_peak(memory_peak, checkpoint: Path, precision: str, batch_size: int,
+               size: int = 1024, budget: float = 48.0) -> None:
+    """Predict a ``size``^2 image twice in a fresh process (the ``memory_peak`` fixture) and
+    check the second prediction's peak against ``budget`` MB (+5%)."""
     bpv = tiling.forward_bytes_per_voxel(16, 4 if precision == "fp32" else 2)
     plan = plan_window((size, size), bytes_per_voxel=bpv, out_channels=2, budget_mb=budget,
                        multiple=16, batch_size=batch_size)
     assert not plan.whole  # the budget forces tiles
-    script = folder / "probe.py"
-    script.write_text(PROBE)
-    source = str(Path(unetkit.__file__).resolve().parents[1])  # this checkout's unetkit
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, str(script), str(checkpoint), str(size), str(budget),
-                          precision, str(batch_size)],
-                         capture_output=True, text=True, check=True, env=env)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = memory_peak(size, budget, checkpoint, precision=precision, batch_size=batch_size)
     assert result["precision"] == precision
     peak = result["peak"]
     assert peak <= 1.05 * budget * 2**20, (
@@ -175,19 +134,17 @@ def measured_peak(checkpoint: Path, folder: Path, precision: str, batch_size: in
 
 
 @pytest.mark.slow
-@NEEDS_PROC
-def test_measured_peak_stays_within_the_budget(make_checkpoint, tmp_path, precision) -> None:
+def test_measured_peak_stays_within_the_budget(make_checkpoint, memory_peak, precision) -> None:
     if precision.name == "bf16" and not onednn_runs_bf16():
         pytest.skip("bf16 without AVX512 runs torch's fallback convolutions (docs/inference.md)")
-    measured_peak(make_checkpoint(out_channels=2, base_width=16, depth=4), tmp_path,
-                  precision.name, batch_size=1)
+    check_peak(memory_peak, make_checkpoint(out_channels=2, base_width=16, depth=4),
+               precision.name, batch_size=1)
 
 
 @pytest.mark.slow
-@NEEDS_PROC
-def test_two_windows_per_forward_stay_within_the_budget(make_checkpoint, tmp_path) -> None:
+def test_two_windows_per_forward_stay_within_the_budget(make_checkpoint, memory_peak) -> None:
     """``infer.batch_size: 2``: the plan counts both windows of a forward (before, the forward
     ran twice the windows the plan had counted). In fp32: what the batch adds does not depend
     on the precision, which the test above covers."""
-    measured_peak(make_checkpoint(out_channels=2, base_width=16, depth=4), tmp_path, "fp32",
-                  batch_size=2)
+    check_peak(memory_peak, make_checkpoint(out_channels=2, base_width=16, depth=4), "fp32",
+               batch_size=2)

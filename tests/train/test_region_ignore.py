@@ -220,3 +220,39 @@ def test_a_configured_ignore_label_in_a_region_is_refused_by_the_config() -> Non
     with pytest.raises(ValueError, match="regions_class_order paints the ignore label 2"):
         apply_overrides(Config(), ["data.regions=[[1, 3], [3]]",
                                    "data.regions_class_order=[2, 3]", "data.ignore_label=2"])
+
+
+@pytest.mark.slow
+def test_cross_validation_scores_regions_on_labelled_pixels_as_evaluate_does(
+        tmp_path, tiny_config) -> None:
+    """Out-of-fold scores of a region data set with an ignore label: per region, keyed and
+    named as ``unetkit evaluate`` keys them, the ignored pixels scored nowhere; the folds
+    predict as an ensemble that averages each region's sigmoid."""
+    from unetkit.train.cross_validation import cross_validate
+
+    root, dense, ignored = write_nested_ignore(tmp_path / "d", n_cases=4)
+    result = cross_validate(tiny_config("train.epochs=1", "train.steps_per_epoch=2"), root,
+                            tmp_path / "cv", folds=2)
+    summary = result.summary
+    assert summary["labels"] == {str(k): n for k, n in enumerate(NAMES, start=1)}
+    for k, fold in enumerate(summary["per_fold"]):
+        out = tmp_path / f"pred_{k}"
+        done = CliRunner().invoke(app, ["predict", str(tmp_path / "cv" / f"fold_{k}" /
+                                                       "best.pt"),
+                                        str(root / "imagesTr"), "-o", str(out), "--quiet"])
+        assert done.exit_code == 0, done.output
+        scored = evaluate_folders(out, root / "labelsTr")  # regions, ignore: dataset.json
+        for case in fold["cases"]:
+            got = summary["per_case"][case]["dice"]
+            expected = [scored.per_case[case][r]["dice"] for r in (1, 2, 3)]
+            assert [got[str(r)] for r in (1, 2, 3)] == pytest.approx(
+                [None if np.isnan(v) else v for v in expected])
+            i = int(case[-3:])
+            pred = np.asarray(nib.load(out / f"{case}.nii.gz").dataobj).astype(np.int64)
+            assert [got[str(r)] for r in (1, 2, 3)] == pytest.approx(
+                region_dice(pred, dense[i], ~ignored[i]), nan_ok=True)
+    done = CliRunner().invoke(app, ["predict", str(tmp_path / "cv"), str(root / "imagesTr"),
+                                    "-o", str(tmp_path / "ensemble"), "--quiet"])
+    assert done.exit_code == 0, done.output
+    pred = np.asarray(nib.load(tmp_path / "ensemble" / "nested_000.nii.gz").dataobj)
+    assert set(np.unique(pred).tolist()) <= {0, 1, 2, 3}

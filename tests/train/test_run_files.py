@@ -133,17 +133,17 @@ def test_epoch_lines_show_a_time_budget_count_as_an_estimate(caplog) -> None:
 
 
 def test_the_progress_bar_counts_time_under_a_budget_and_steps_otherwise() -> None:
-    from unetkit.cli.train_commands import _bar_fields
+    from unetkit.cli.train_progress import bar_fields
 
     step = {"step": 40, "total_steps": 620, "epoch": 5, "epochs": 62, "loss": 0.5, "dice": 0.81,
             "validates": True, "estimated": True, "budget_s": 600.0, "elapsed_s": 72.0}
-    fields = _bar_fields(step)
+    fields = bar_fields(step)
     assert fields["epoch"] == "6/~62" and fields["count"] == "1m12s of 10m00s"
     assert (fields["completed"], fields["total"]) == (72.0, 600.0)  # the budget never moves
     assert fields["dice"] == "best Dice 0.8100"
     fixed = {**step, "estimated": False, "budget_s": None, "elapsed_s": None, "epochs": 10,
              "total_steps": 100, "validates": False, "dice": None}
-    fields = _bar_fields(fixed)
+    fields = bar_fields(fixed)
     assert fields["epoch"] == "6/10" and fields["count"] == "step 40/100"
     assert (fields["completed"], fields["total"]) == (40, 100)
     assert fields["dice"] == "no validation cases"

@@ -1,8 +1,8 @@
 """The ``unetkit`` command line: arguments -> config -> library calls; no logic of its own.
 
 One module per group of commands: ``data_commands`` (check, info), ``plan_commands`` (plan, config),
-``train_commands`` (train, demo), ``predict_commands`` (predict, calibrate), ``report_commands``
-(evaluate, export).
+``train_commands`` (train, demo; their progress bar: ``train_progress``), ``predict_commands``
+(predict, calibrate), ``report_commands`` (evaluate, export).
 """
 
 from unetkit.cli import (  # noqa: F401  (registers the commands)

@@ -50,11 +50,15 @@ def _infer_settings(window: str | None, overlap: float | None, tta: str | None,
 
 @app.command()
 def predict(
-    checkpoint: str = typer.Argument(..., help="checkpoint .pt, run folder, or exported .onnx"),
+    checkpoint: str = typer.Argument(..., help="checkpoint .pt, run folder, exported .onnx, "
+                                     "or a cross-validation folder (the ensemble of its folds)"),
     inputs: list[str] = typer.Argument(..., help="image files and/or folders of images"),
     out: str = typer.Option(..., "--out", "-o", help="output folder (created)"),
     force: bool = typer.Option(False, "--force", help="replace files of an earlier run at the "
                                "outputs (inputs and data folders are never written)"),
+    models: list[str] = typer.Option([], "--model", metavar="MODEL", help="another model "
+                                     "(.pt, run folder, .onnx, cross-validation folder) for an "
+                                     "ensemble: class probabilities averaged (repeatable)"),
     onnx: str = typer.Option(None, "--onnx", help="run the network from this .onnx file in "
                              "onnxruntime (same windowing, TTA and post-processing)"),
     save_probabilities: bool = typer.Option(False, "--save-probabilities",
@@ -102,14 +106,15 @@ def predict(
     except ValueError as error:
         fail(escape(str(error)), code=2)
     with sigterm_exits(), process_group() as info:
-        _predict(checkpoint, inputs, out, onnx=onnx, save_probabilities=save_probabilities,
-                 overlay=overlay, palette=palette, roi=roi, device=device, part=shard_of,
+        _predict([checkpoint, *models], inputs, out, onnx=onnx,
+                 save_probabilities=save_probabilities, overlay=overlay, palette=palette,
+                 roi=roi, device=device, part=shard_of,
                  info=info, quiet=quiet, overrides=overrides, force=force,
                  settings=(window, overlap, tta, precision, batch_size, keep_largest, min_size,
                            fill_holes))
 
 
-def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
+def _predict(checkpoints: list[str], inputs: list[str], out: str, *, onnx: str | None,
              save_probabilities: bool, overlay: bool, palette: bool, roi: str | None,
              device: str, part: tuple[int, int] | None, info, quiet: bool,  # noqa: ANN001
              overrides: list[str], settings: tuple, force: bool = False) -> None:
@@ -120,8 +125,8 @@ def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from unetkit.config import ConfigError
+    from unetkit.infer.ensemble import EnsemblePredictor, load_models
     from unetkit.infer.files import OutputPathError, hidden_files, input_cases
-    from unetkit.infer.predictor import Predictor
     from unetkit.infer.shards import assigned, predict_sharded, rank_device_name
     from unetkit.report import save_overlay
     from unetkit.runtime.atomic import WriteError
@@ -131,12 +136,9 @@ def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
     try:
         values = _infer_settings(*settings)
         check_options({**values, "infer.tta_axes": None}, _OPTIONS)  # --tta: checked per model
-        if Path(checkpoint).suffix.lower() == ".onnx":
-            predictor = Predictor.from_onnx(checkpoint, settings=values, overrides=overrides)
-        else:
-            predictor = Predictor.from_checkpoint(checkpoint, settings=values,
-                                                  overrides=overrides, onnx=onnx,
-                                                  device=rank_device_name(device, info))
+        predictor = load_models(checkpoints[0], checkpoints[1:], settings=values,
+                                overrides=overrides, onnx=onnx,
+                                device=rank_device_name(device, info))
         files = input_cases(inputs, predictor.config.model.in_channels)
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError, ImportError) as error:
         fail(rank + escape(str(error)), code=2)
@@ -171,9 +173,12 @@ def _predict(checkpoint: str, inputs: list[str], out: str, *, onnx: str | None,
         _stop(info, escape(str(error)), code=1)
     shared = [f"part {part[0]} of {part[1]}"] if part else []
     shared += [f"{info.world_size} processes"] if info.enabled else []
-    if info.is_main:  # the engine that ran (after any fallback), not the one asked for
+    engine = predictor.engine  # the engine that ran (after any fallback), not the one asked for
+    if isinstance(predictor, EnsemblePredictor):  # the members' engines
+        engine = f"ensemble of {len(predictor.members)} models, {engine}"
+    if info.is_main:
         console.print(f"wrote {result.written} mask(s) to {out} ({predictor.plan.name}, "
-                      + ", ".join([predictor.engine, *shared]) + ")")
+                      + ", ".join([engine, *shared]) + ")")
         console.print(_decision_line(predictor))
     if result.failed:
         _stop(info, f"{len(result.failed)} of {result.cases} input(s) failed: "

@@ -1,4 +1,5 @@
-"""``unetkit train`` and ``unetkit demo``, with the training progress bar."""
+"""``unetkit train`` (one run, or a cross-validation) and ``unetkit demo``; the progress bar is
+``unetkit.cli.train_progress``."""
 
 from __future__ import annotations
 
@@ -14,82 +15,13 @@ from unetkit.cli.app import (  # noqa: F401
     log_to_console,
 )
 from unetkit.cli.plan_commands import print_init, print_plan
+from unetkit.cli.train_progress import TrainProgress
 
 _OPTIONS = {"train.time_budget": "--time", "train.epochs": "--epochs", "train.lr": "--lr",
             "data.batch_size": "--batch-size", "data.patch_size": "--patch-size",
             "model.name": "--model", "train.device": "--device", "train.precision": "--precision",
             "data.fold": "--fold", "data.folds": "--folds", "data.val_fraction": "--val-fraction",
             "train.seed": "--seed", "train.init": "--init"}
-
-
-class _TrainProgress:
-    """A rich progress bar fed by ``fit``'s ``on_step`` callback (rank 0 only).
-
-    It appears with the first step's numbers: before it nothing is known (no epoch count, no
-    loss), and a bar showing ``0/?`` and a zero loss would say something false. Under a time
-    budget the bar fills with the budget's time, which never moves, and the epoch count is
-    shown as the estimate it is (``~62``); without one it counts steps.
-    """
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(
-            TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
-            TextColumn("{task.fields[count]}"), TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[dice]}"), TimeElapsedColumn(),
-            TextColumn("ETA {task.fields[eta]}"), console=err_console, transient=False,
-        )
-        self.task = self.bar.add_task("train", total=None, epoch="-", count="", loss="-",
-                                      dice="-", eta="-")
-        self.first: tuple[float, int] | None = None
-
-    def __call__(self, info: dict) -> None:
-        import time
-
-        from unetkit.train.budget import format_seconds
-
-        now = time.monotonic()
-        if self.first is None:
-            self.first = (now, info["step"])
-            self.bar.start()
-        eta = info["eta_s"]  # the time budget's remainder, when there is one
-        if eta is None and info["steps_left"] is not None and info["step"] > self.first[1]:
-            per_step = (now - self.first[0]) / (info["step"] - self.first[1])
-            eta = per_step * info["steps_left"]
-        self.bar.update(self.task, **_bar_fields(info), loss=f"{info['loss']:.4f}",
-                        eta="-" if eta is None else format_seconds(max(eta, 0.0)))
-
-    def finish(self, best: float | None = None) -> None:
-        """Show the bar's last state (nothing when no step ran, or when shown already), with
-        the run's ``best`` validation Dice when it ended (the last validation follows the last
-        step)."""
-        if self.first is None:
-            return
-        task = self.bar.tasks[0]
-        final = {"dice": f"best Dice {best:.4f}"} if best is not None else {}
-        self.bar.update(self.task, total=task.completed, eta="0.0s", **final)
-        self.bar.stop()
-        self.first = None
-
-
-def _bar_fields(info: dict) -> dict:
-    """Progress and wording of one step: time of the budget or steps, ``epoch 3/~62`` (an
-    estimate) or ``3/10``, ``?`` until a budget planned; ``best Dice``, or why there is none."""
-    from unetkit.train.budget import format_seconds
-
-    epochs = info["epochs"]
-    of = "?" if epochs is None else f"~{epochs}" if info.get("estimated") else str(epochs)
-    dice = ("no validation cases" if not info.get("validates", True) else "Dice -"
-            if info["dice"] is None else f"best Dice {info['dice']:.4f}")
-    fields = {"epoch": f"{info['epoch'] + 1}/{of}", "dice": dice}
-    if info.get("budget_s"):
-        elapsed, budget = min(info["elapsed_s"], info["budget_s"]), info["budget_s"]
-        return {**fields, "completed": elapsed, "total": budget,
-                "count": f"{format_seconds(elapsed)} of {format_seconds(budget)}"}
-    total = info["total_steps"]
-    return {**fields, "completed": info["step"], "total": total,
-            "count": f"step {info['step']}/{'?' if total is None else total}"}
 
 
 @app.command()
@@ -114,6 +46,10 @@ def train(
     precision: str = typer.Option(None, "--precision", help="auto | fp32 | bf16 | fp16"),
     fold: int = typer.Option(None, "--fold", help="k-fold: which fold validates"),
     folds: int = typer.Option(None, "--folds", help="k-fold: number of folds"),
+    cross_validate: int = typer.Option(None, "--cross-validate", metavar="K", help="train all "
+                                       "K folds of one plan within --time, score each on the "
+                                       "cases it never saw (cross_validation.json); predict "
+                                       "with the folder for the ensemble of the folds"),
     val_fraction: float = typer.Option(None, "--val-fraction", help="share of the cases held "
                                        "out for validation, 0 for none (data.val_fraction)"),
     resume: str = typer.Option(None, "--resume", help="run folder to continue exactly; with "
@@ -144,7 +80,6 @@ def train(
 
     from unetkit.config import ConfigError, overrides_to_values, parse_size
     from unetkit.data.dataset import DatasetError
-    from unetkit.runtime.checkpoint import CheckpointError
     from unetkit.runtime.distributed import is_main_process
     from unetkit.train.run_dir import check_run_dir
 
@@ -171,33 +106,29 @@ def train(
             if out is not None:  # before planning: a wrong --out fails in seconds
                 check_run_dir(out, data_dir=data)
             config, plan = _run_config(data, config_file, values, overrides, main_rank and
-                                       not quiet)
+                                       not quiet, cross_validate)
     except ConfigError as error:
         fail(escape(str(error)), code=2)
     except (DatasetError, ValueError, OSError) as error:  # OutputError, FileExistsError
         fail(escape(str(error)), code=1)
-    from unetkit.train.data import DataError
+    from unetkit.train.cross_validation import is_cross_validation
     from unetkit.train.fit import fit
-    from unetkit.train.signals import Interrupted
 
-    progress = _TrainProgress() if main_rank and not quiet else None
-    try:
+    if cross_validate is not None or (resume and is_cross_validation(resume)):
+        _cross_validate(config, data, out, cross_validate, resume, started, plan,
+                        main_rank and not quiet, changes)
+        return
+    progress = TrainProgress() if main_rank and not quiet else None
+
+    def run_fit():  # noqa: ANN202 - a TrainResult
         result = fit(config, data, out, resume=resume, changes=changes, on_step=progress,
                      started=started, extra_files=_plan_files(plan),
                      on_init=print_init if main_rank and not quiet else None)
         if progress is not None:
             progress.finish(result.best_metric)
-    except Interrupted as stop:
-        fail(f"stopped at step {stop.step}; last.pt is saved there: continue exactly with "
-             f"unetkit train --resume {escape(str(out or resume))}", code=stop.exit_code)
-    except KeyboardInterrupt:
-        fail("aborted (no checkpoint written for the step in progress)", code=130)
-    except (DataError, ConfigError, CheckpointError, ValueError, FileExistsError,
-            OSError, FloatingPointError) as error:
-        fail(escape(str(error)), code=2 if isinstance(error, ConfigError) else 1)
-    finally:
-        if progress is not None:
-            progress.finish()
+        return result
+
+    result = _guarded(run_fit, str(out or resume), [progress])
     if main_rank:
         best = ("no validation cases" if result.best_metric is None else
                 f"best val Dice {result.best_metric:.4f} (epoch {result.best_epoch})")
@@ -214,14 +145,76 @@ def train(
                       f"{result.run_dir}/best.pt IMAGES -o OUT)")
 
 
+def _guarded(call, where: str, bars: list) -> object:  # noqa: ANN001 - a callable
+    """``call()`` with training's failures as one line each; the progress ``bars`` (a list
+    the call may append to) are finished whatever happens."""
+    from rich.markup import escape
+
+    from unetkit.config import ConfigError
+    from unetkit.runtime.checkpoint import CheckpointError
+    from unetkit.train.data import DataError
+    from unetkit.train.signals import Interrupted
+
+    try:
+        return call()
+    except Interrupted as stop:
+        fail(f"stopped at step {stop.step}; last.pt is saved there: continue exactly with "
+             f"unetkit train --resume {escape(where)}", code=stop.exit_code)
+    except KeyboardInterrupt:
+        fail("aborted (no checkpoint written for the step in progress)", code=130)
+    except (DataError, ConfigError, CheckpointError, ValueError, FileExistsError,
+            OSError, FloatingPointError) as error:
+        fail(escape(str(error)), code=2 if isinstance(error, ConfigError) else 1)
+    finally:
+        for bar in bars:
+            if bar is not None:
+                bar.finish()
+
+
+def _cross_validate(config, data: str | None, out: str | None,  # noqa: ANN001 - a Config
+                    folds: int | None, resume: str | None, started: float, plan,  # noqa: ANN001
+                    verbose: bool, changes: dict | None) -> None:
+    """``--cross-validate K`` (or ``--resume`` of one): every fold, then its scores."""
+    from unetkit.train.cross_validation import cross_validate
+    from unetkit.train.run_dir import default_run_dir
+
+    out = out or (None if resume else str(default_run_dir()))
+    bars: list = []
+
+    def progress(fold: int, count: int) -> TrainProgress | None:
+        if bars:
+            bars.pop().finish()
+        if not verbose:
+            return None
+        err_console.print(f"fold {fold + 1} of {count}")
+        bars.append(TrainProgress())
+        return bars[-1]
+
+    result = _guarded(lambda: cross_validate(config, data, out, folds=folds, resume=resume,
+                                             progress=progress, started=started,
+                                             extra_files=_plan_files(plan), changes=changes),
+                      str(out or resume), bars)
+    if result.summary is not None:  # rank 0
+        from unetkit.train.out_of_fold import summary_lines
+
+        for line in summary_lines(result.summary):
+            console.print(line, highlight=False)
+        console.print(f"run folder: {result.run_dir}  (predict with the ensemble of the folds: "
+                      f"unetkit predict {result.run_dir} IMAGES -o OUT)")
+
 def _run_config(data: str, config_file: str | None, values: dict, overrides: list[str],
-                verbose: bool) -> tuple:
-    """The run's config: the file, or a plan for the data (printed unless quiet)."""
+                verbose: bool, folds: int | None = None) -> tuple:
+    """The run's config: the file, or a plan for the data (printed unless quiet); with
+    ``folds``, the config of a cross-validation (planned for one fold's share)."""
     from unetkit.plan.auto import run_config
+    from unetkit.plan.cross_validation import cross_validation_config
 
     if config_file is None and verbose:
         err_console.print(f"planning a run for {data} (no --config) ...")
-    config, plan = run_config(data, config_file, values, overrides)
+    if folds is not None:
+        config, plan = cross_validation_config(data, config_file, values, overrides, folds)
+    else:
+        config, plan = run_config(data, config_file, values, overrides)
     if plan is not None and verbose:
         print_plan(plan)
     return config, plan
@@ -253,7 +246,7 @@ def demo(
     except ValueError as error:
         fail(escape(str(error)), code=2)
     log_to_console()
-    progress = _TrainProgress()
+    progress = TrainProgress()
     sizes = {"n_train": 6, "n_test": 2, "size": 48} if quick else {}
     try:
         result = run_demo(out, time_budget, quick=quick, on_step=progress, force=force,

@@ -2,6 +2,7 @@
 staged ``Predictor``."""
 
 from unetkit.infer.decision import decide, probabilities
+from unetkit.infer.ensemble import EnsemblePredictor, load_models
 from unetkit.infer.overlap_tile import overlap_tile_inference
 from unetkit.infer.postprocess import fill_holes, keep_largest_component, remove_small_components
 from unetkit.infer.predictor import Prediction, Predictor
@@ -9,11 +10,13 @@ from unetkit.infer.tta import mirror_tta
 from unetkit.infer.windows import sliding_window_inference, sliding_window_labels
 
 __all__ = [
+    "EnsemblePredictor",
     "Prediction",
     "Predictor",
     "decide",
     "fill_holes",
     "keep_largest_component",
+    "load_models",
     "mirror_tta",
     "overlap_tile_inference",
     "probabilities",

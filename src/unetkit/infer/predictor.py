@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from unetkit.infer import decision
 from unetkit.infer.boundaries import wall_decision
 from unetkit.infer.placement import on_device_or_cpu
 from unetkit.infer.postprocess import postprocess
+from unetkit.infer.prediction import Prediction, label_map
 from unetkit.infer.settings import check_image, check_settings, configure, resolve_auto_threshold
 from unetkit.infer.strategy import Strategy
 from unetkit.infer.tta import mirror_tta
@@ -42,25 +42,6 @@ from unetkit.runtime.device import PrecisionPlan
 from unetkit.runtime.network import Network
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Prediction:
-    """One predicted case.
-
-    Attributes:
-        probabilities: ``(K, *spatial)`` float32 class probabilities (K = number of labels; a
-            sigmoid model gives ``[1 - p, p]``; a region model one sigmoid per region), or None
-            when not asked for or memory-bounded.
-        labels: ``(*spatial)`` label map holding the checkpoint's label values.
-        geometry: the input's ``unetkit.data.io.Geometry`` (None for a bare array).
-        regions: the names of the probability channels when they are regions, else None.
-    """
-
-    probabilities: np.ndarray | None
-    labels: np.ndarray
-    geometry: Any = None
-    regions: list[str] | None = None
 
 
 class Predictor:
@@ -166,8 +147,7 @@ class Predictor:
                                 x.device if self.device is None else self.device)
 
     def _logits(self, x: torch.Tensor, progress: Progress | None) -> torch.Tensor:
-        network = mirror_tta(self.network, self.infer.tta_axes)
-        strategy = Strategy(self.config, self.plan, self._out_channels())
+        network, strategy = self.tta_network(), self.strategy()
         if self.config.model.padding == "valid":
             return strategy.overlap_tile(x, network, progress)[0]
         axis = self.config.data.slice_axis
@@ -185,8 +165,7 @@ class Predictor:
         """Preprocessed ``(C_in, *S)`` -> classes ``(*S)`` decided slab by slab (bounded memory;
         no wall closing)."""
         x = torch.as_tensor(x, dtype=torch.float32)[None]
-        network = mirror_tta(self.network, self.infer.tta_axes)
-        strategy = Strategy(self.config, self.plan, self._out_channels())
+        network, strategy = self.tta_network(), self.strategy()
 
         def labels_on(device: torch.device) -> np.ndarray:
             padded, crop, window, overlap = strategy.windows(x.to(device), keep_scores=False)
@@ -232,6 +211,15 @@ class Predictor:
         Raises:
             ValueError: the image does not fit the model or holds NaN/inf (names the source).
         """
+        probs, classes, geometry = self.decide_image(image, probabilities, progress, spacing,
+                                                     source)
+        return Prediction(probs, label_map(self.postprocess(classes), self.label_values),
+                          geometry, [r.name for r in self.config.data.regions or []] or None)
+
+    def decide_image(self, image: np.ndarray | str | Path, probabilities: bool = True,
+                     progress: Progress | None = None, spacing: Sequence[float] | None = None,
+                     source: str = "array") -> tuple[np.ndarray | None, np.ndarray, Any]:
+        """``predict`` before post-processing: ``(probabilities or None, classes, geometry)``."""
         geometry = None
         if isinstance(image, (str, Path)):
             from unetkit.data import io
@@ -243,8 +231,7 @@ class Predictor:
         del image  # a file's raw array is not needed any more (memory_budget_mb)
         probs = None
         slices = self.config.data.slice_axis is not None
-        strategy = Strategy(self.config, self.plan, self._out_channels())
-        if not probabilities and not slices and strategy.scores_exceed_budget(x):
+        if not probabilities and not slices and self.strategy().scores_exceed_budget(x):
             log.info("predictor: class scores exceed infer.memory_budget_mb; labels by region")
             classes = self.restore(torch.from_numpy(self.predict_labels(x, progress)), record)
             classes = classes.numpy()
@@ -253,10 +240,8 @@ class Predictor:
             del x
             classes = self.decide(logits)
             if probabilities:
-                probs = (decision.probabilities if self.region_order is None
-                         else decision.region_probabilities)(logits).cpu().numpy()
-        return Prediction(probs, label_map(self.postprocess(classes), self.label_values),
-                          geometry, [r.name for r in self.config.data.regions or []] or None)
+                probs = self._probabilities(logits).cpu().numpy()
+        return probs, classes, geometry
 
     def write_values(self, labels: np.ndarray) -> np.ndarray:
         """Label values -> the values the training masks stored (e.g. 1 -> 255), if recorded."""
@@ -268,10 +253,21 @@ class Predictor:
         return lut[labels]
 
     # --- helpers ---
+    def tta_network(self) -> Network:  # an ensemble runs each member's own TTA instead
+        return mirror_tta(self.network, self.infer.tta_axes)
+
+    def strategy(self) -> Strategy:  # the window strategy under the current settings
+        return Strategy(self.config, self.plan, self._out_channels())
+
     def _classes(self, logits: torch.Tensor) -> torch.Tensor:
         """``(C, *S)`` logits -> ``(*S)`` classes: regions painted, else threshold / arg-max."""
         return decision.decide(logits, self._threshold()) if self.region_order is None else \
             decision.decide_regions(logits, self.region_order)
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(C, *S)`` logits -> class probabilities, or one sigmoid per region."""
+        return (decision.probabilities if self.region_order is None
+                else decision.region_probabilities)(logits)
 
     def _threshold(self) -> float | None:
         threshold = self.infer.threshold
@@ -281,19 +277,4 @@ class Predictor:
         return max(self.config.model.out_channels or len(self.labels), 1)
 
 
-def label_map(classes: np.ndarray, values: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
-    """Class indices ``(*S)`` -> label ``values[classes]`` (uint8 when all fit, else int32).
-
-    Looked up a chunk at a time: NumPy indexes through an 8-byte copy of the indices, which for
-    a whole 4096^2 image would be the largest buffer of the prediction.
-    """
-    wide = int(values.max(initial=0)) >= 256
-    table = values.astype(np.int32 if wide else np.uint8)
-    if np.array_equal(values, np.arange(len(values))) and not wide:
-        return classes.astype(np.uint8, copy=False)
-    flat = np.ascontiguousarray(classes).reshape(-1)
-    out = np.empty(flat.shape, dtype=table.dtype)
-    for start in range(0, flat.size, chunk):
-        out[start:start + chunk] = table[flat[start:start + chunk]]
-    out = out.reshape(classes.shape)
-    return out.astype(np.uint8) if wide and int(out.max(initial=0)) < 256 else out
+__all__ = ["Prediction", "Predictor", "label_map"]

@@ -32,6 +32,7 @@ class Strategy:
     def __init__(self, config: Config, plan: PrecisionPlan, out_channels: int) -> None:
         self.config, self.infer, self.plan = config, config.infer, plan
         self.out_channels = out_channels
+        self.in_channels = config.model.in_channels  # of the whole-input maps
         self.multiples = model_multiples(config.model)
         self.ramp: tuple[int, ...] | None = None  # planned tiles crossfade across their margin
 
@@ -58,7 +59,7 @@ class Strategy:
                                   out_channels=self.out_channels,
                                   budget_mb=self.infer.memory_budget_mb,
                                   multiple=self.multiples, keep_scores=keep_scores,
-                                  in_channels=self.config.model.in_channels,
+                                  in_channels=self.in_channels,
                                   batch_size=self.infer.batch_size)
 
     def windows(self, x: torch.Tensor, keep_scores: bool = True
@@ -97,7 +98,7 @@ class Strategy:
         padded = self.padded(plane)
         estimate = tiling.memory_estimate(padded, padded, bytes_per_voxel=self.bytes_per_voxel(),
                                           out_channels=self.out_channels, keep_scores=True,
-                                          in_channels=self.config.model.in_channels)
+                                          in_channels=self.in_channels)
         return max(1, int(self.infer.memory_budget_mb * 2**20 // max(estimate, 1)))
 
     def overlap_tile(self, x: torch.Tensor, network: Network, progress: Progress | None

@@ -26,16 +26,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def keep_largest_choice(metrics: dict[str, Any]) -> dict[str, Any]:
+def keep_largest_choice(metrics: dict[str, Any], on: str = "validation") -> dict[str, Any]:
     """``{"keep_largest": bool, "val_dice": .., "val_dice_largest": .., "reason": ..}`` from
-    one validation's metrics: kept only when it raises the mean Dice (ties keep the map)."""
+    one validation's metrics (or, ``on``, other predictions' such as a cross-validation's
+    pooled out-of-fold ones): kept only when it raises the mean Dice (ties keep the map)."""
     plain, largest = metrics.get("val_dice"), metrics.get("val_dice_largest")
     if plain is None or largest is None or math.isnan(plain) or math.isnan(largest):
         return {"keep_largest": False, "val_dice": plain, "val_dice_largest": largest,
-                "reason": "no validation Dice to decide on: off"}
+                "reason": f"no {on} Dice to decide on: off"}
     keep = largest > plain
     return {"keep_largest": keep, "val_dice": plain, "val_dice_largest": largest,
-            "reason": f"validation Dice {largest:.4f} with the largest component per class "
+            "reason": f"{on} Dice {largest:.4f} with the largest component per class "
                       f"against {plain:.4f} without: {'kept' if keep else 'off'}"}
 
 

@@ -217,6 +217,12 @@ class TensorBoardLog:
         self.writer.close()
 
 
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically (``runtime.atomic.write_text``: a crash leaves the old
+    file or the new one; a failed write raises ``WriteError`` naming the path)."""
+    write_text(path, json.dumps(data, indent=2))
+
+
 def store_end_of_run(run_dir: Path, store: Callable[[Path, dict[str, Any]], None],
                      record: dict[str, Any], step: int, json_name: str) -> None:
     """Write an end-of-run choice (threshold, post-processing) with ``store`` into ``best.pt``
@@ -228,4 +234,4 @@ def store_end_of_run(run_dir: Path, store: Callable[[Path, dict[str, Any]], None
     last = run_dir / "last.pt"
     if last.is_file() and TrainingState.from_checkpoint(load_checkpoint(last)).step == step:
         store(last, record)
-    write_text(run_dir / json_name, json.dumps(record, indent=2))
+    write_json(run_dir / json_name, record)
