@@ -94,9 +94,10 @@ def step_rate(config: Config, mode: str, steps: int, augment: bool = False) -> d
     mask = torch.randint(0, classes, (d.batch_size, *d.patch_size), device=device,
                          generator=generator)
     augmenter = builders.build_augmenter(config) if augment else None
+    host = torch.Generator().manual_seed(0)  # the augmenter draws on the host
 
     def step() -> None:
-        x, y = augmenter(image, mask, generator) if augmenter is not None else (image, mask)
+        x, y = augmenter(image, mask, host) if augmenter is not None else (image, mask)
         runner(to_memory_format(x, plan), y, config.train.lr)
 
     _sync(device)

@@ -59,7 +59,7 @@ def test_lr_at_dispatch_and_errors():
 def test_replanned_budget_never_raises_the_learning_rate():
     from unetkit.config import Config
     from unetkit.runtime.checkpoint import TrainingState
-    from unetkit.train.loop import scheduled_lr
+    from unetkit.train.schedule import scheduled_lr
 
     config = Config()
     state = TrainingState(step=0, total_steps=100, warmup_steps=2, lr=0.0)
@@ -80,7 +80,7 @@ def test_replanned_budget_never_raises_the_learning_rate():
 def test_a_replan_restarts_the_poly_decay_and_ends_at_the_new_end():
     from unetkit.config import Config
     from unetkit.runtime.checkpoint import TrainingState
-    from unetkit.train.loop import replan, scheduled_lr
+    from unetkit.train.schedule import replan, scheduled_lr
 
     config = Config()
     base = config.train.lr

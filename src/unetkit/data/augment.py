@@ -11,6 +11,12 @@
 Each transform is applied to each sample with its own probability from ``AugmentConfig``.  All
 random values come from the given ``torch.Generator``: the same seed gives the same batch.
 ``draw`` and ``apply`` are separate so that parameters can be inspected or set by hand.
+
+Nothing waits for a GPU: the generator is a CPU one and every random value (the noise fields
+included) is drawn on the host, so which samples a transform touches, kernel radii and sizes are
+known without reading the device; the values reach the batch's device by copies from pinned
+memory that do not wait (``unetkit.data.transfer``), and no operation on the batch has a shape
+that depends on its values. The same seed gives the same parameters on every device.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from unetkit.config import AugmentConfig
 from unetkit.data import augment_intensity as intensity
 from unetkit.data import augment_spatial as spatial
+from unetkit.data.transfer import to_device
 
 
 @dataclass
@@ -97,13 +104,20 @@ class Augmenter:
 
     def draw(self, shape: torch.Size | tuple[int, ...],
              generator: torch.Generator | None = None) -> AugmentParams:
-        """Draw every random parameter for a batch of ``shape`` ``(B, C, *spatial)``."""
+        """Draw every random parameter for a batch of ``shape`` ``(B, C, *spatial)``, on the
+        host, from a CPU ``generator`` (None: torch's global one).
+
+        Raises:
+            ValueError: ``generator`` is not a CPU generator.
+        """
         cfg, n = self.config, self.spatial_dims
         batch, channels, size = shape[0], shape[1], tuple(shape[2:])
-        device = generator.device if generator is not None else torch.device("cpu")
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(f"Augmenter: the generator must be a CPU torch.Generator (random "
+                             f"parameters are drawn on the host), got one on {generator.device}")
 
         def rand(*dims: int) -> torch.Tensor:
-            return torch.rand(*dims, generator=generator, device=device).cpu()
+            return torch.rand(*dims, generator=generator)
 
         def uniform(low: float, high: float, *dims: int) -> torch.Tensor:
             return low + (high - low) * rand(*dims)
@@ -112,7 +126,7 @@ class Augmenter:
             return rand(batch) < p
 
         def randn(*dims: int) -> torch.Tensor:
-            return torch.randn(*dims, generator=generator, device=device)
+            return torch.randn(*dims, generator=generator)
 
         planes = [(a, b) for a, b in combinations(range(n), 2) if size[a] == size[b]]
         rot = coin(cfg.rot90_prob) & bool(planes)
@@ -175,7 +189,7 @@ class Augmenter:
                 continue
             if not copied:
                 image, copied = image.clone(), True
-            device_index = index.to(image.device)
+            device_index = to_device(index, image.device)
             image[device_index] = transform(image[device_index], index)
         return image, mask
 
@@ -203,7 +217,7 @@ class Augmenter:
         index = torch.nonzero(resampled).flatten()
         if len(index):
             grid = self._grid(params, index, size, image.device)
-            device_index = index.to(image.device)
+            device_index = to_device(index, image.device)
             sub_mask = mask[device_index] if mask is not None else None
             new_image, new_mask = spatial.resample(image[device_index], sub_mask, grid,
                                                    self.padding_mode,
@@ -236,12 +250,11 @@ class Augmenter:
             matrix[affine] = matrix[affine] @ spatial.affine_matrix(
                 params.angles[sub], params.scales[sub], size)
         elastic = params.elastic[index]
-        matrix = matrix.to(device)
         coarse = spatial.control_grid(size, self.config.elastic_sigma) if elastic.any() \
             else (2,) * n
-        control = torch.zeros(len(index), n, *coarse, device=device)
+        control = torch.zeros(len(index), n, *coarse)
         if elastic.any():
             assert params.elastic_noise is not None
-            control[elastic.to(device)] = params.elastic_noise.to(device) * \
-                self.config.elastic_alpha
-        return spatial.interpolated_grid(matrix, size, control)
+            control[elastic] = params.elastic_noise * self.config.elastic_alpha
+        return spatial.interpolated_grid(to_device(matrix, device), size,
+                                         to_device(control, device))

@@ -1,7 +1,10 @@
 """Intensity augmentation as pure functions on batches ``(B, C, *spatial)`` with per-sample values.
 
 Parameters are tensors of shape ``(B,)``; statistics (mean, min, max) are per sample and channel.
-Intensities are in normalised units (after ``Normalizer``).
+Intensities are in normalised units (after ``Normalizer``). Parameters are host tensors (as
+``Augmenter.draw`` makes them): sizes and kernel radii are read from them without waiting for a
+GPU, and their values reach the batch's device by copies that do not wait
+(``unetkit.data.transfer``).
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import math
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from unetkit.data.transfer import to_device
+
 _EPS = 1e-7
 
 
 def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` -> ``(B, 1, 1, ...)`` broadcastable against ``x``."""
-    return values.to(device=x.device, dtype=x.dtype).view(-1, *[1] * (x.ndim - 1))
+    """``(B,)`` -> ``(B, 1, 1, ...)`` broadcastable against ``x``, on its device."""
+    return to_device(values, x.device, x.dtype).view(-1, *[1] * (x.ndim - 1))
 
 
 def gamma(x: torch.Tensor, gammas: torch.Tensor) -> torch.Tensor:
@@ -37,7 +42,7 @@ def brightness_contrast(x: torch.Tensor, brightness: torch.Tensor,
 
 def gaussian_noise(x: torch.Tensor, std: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """``x + std * noise`` with ``noise`` standard normal of ``x``'s shape."""
-    return x + _per_sample(std, x) * noise.to(device=x.device, dtype=x.dtype)
+    return x + _per_sample(std, x) * to_device(noise, x.device, x.dtype)
 
 
 def gaussian_kernels(sigmas: torch.Tensor, radius: int) -> torch.Tensor:
@@ -56,7 +61,7 @@ def gaussian_blur(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     batch, channels, *spatial = x.shape
     n = len(spatial)
     radius = max(1, math.ceil(3 * float(sigmas.max())))
-    kernels = gaussian_kernels(sigmas, radius).to(device=x.device, dtype=x.dtype)
+    kernels = to_device(gaussian_kernels(sigmas, radius), x.device, x.dtype)
     out = x
     for axis in range(n):
         pad = [0, 0] * n

@@ -14,6 +14,7 @@ only need flips/rot90 skip resampling and are permuted by indexing instead (exac
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from scipy.interpolate import CubicSpline
+
+from unetkit.data.transfer import to_device
 
 
 def flip_matrix(flips: torch.Tensor) -> torch.Tensor:
@@ -128,11 +131,11 @@ def interpolated_grid(matrix: torch.Tensor, shape: Sequence[int],
     device = matrix.device
     axes = [torch.linspace(-1.0, 1.0, k, device=device) for k in coarse]
     base = torch.stack(torch.meshgrid(*axes, indexing="ij"))  # (n, *coarse)
-    to_norm = torch.tensor([2.0 / max(s - 1, 1) for s in shape], device=device)
+    to_norm = to_device(torch.tensor([2.0 / max(s - 1, 1) for s in shape]), device)
     points = torch.einsum("bij,j...->bi...", matrix, base)
     points = points + displacement * to_norm.view(1, n, *[1] * n)
     points = points.flip(1)  # array order -> grid_sample's (x, y, z) order
-    weights = [spline_weights(k, s).to(device) for k, s in zip(coarse, shape, strict=True)]
+    weights = [to_device(spline_weights(k, s), device) for k, s in zip(coarse, shape, strict=True)]
     if n == 2:
         return torch.einsum("bnij,yi,xj->byxn", points, *weights).contiguous()
     return torch.einsum("bnijk,zi,yj,xk->bzyxn", points, *weights).contiguous()
@@ -170,8 +173,12 @@ def _resample_labels_linear(mask: torch.Tensor, grid: torch.Tensor, padding_mode
     """Label map resampled by linear interpolation of one-hot indicators, then argmax.
 
     With zero padding, voxels that see only outside get ``mask_fill``, or the smallest label
-    (the background) when that is 0.
+    (the background) when that is 0. On the CPU one indicator per label in the batch
+    (``torch.unique``); elsewhere the same choice among the corners each voxel interpolates
+    (``_most_covered_corner``), since finding the labels of a GPU batch would wait for the GPU.
     """
+    if mask.device.type != "cpu":
+        return _most_covered_corner(mask, grid, padding_mode, mask_fill)
     values = torch.unique(mask)
     one_hot = (mask[:, None] == values.view(1, -1, *[1] * (mask.ndim - 1))).to(grid.dtype)
     weights = F.grid_sample(one_hot, grid, mode="bilinear", padding_mode=padding_mode,
@@ -180,6 +187,57 @@ def _resample_labels_linear(mask: torch.Tensor, grid: torch.Tensor, padding_mode
     if mask_fill and padding_mode == "zeros":
         labels = torch.where(weights.sum(dim=1) > 0, labels, mask_fill)
     return labels
+
+
+def _source_position(grid: torch.Tensor, size: int, padding_mode: str) -> torch.Tensor:
+    """Voxel coordinate along one axis that ``grid_sample`` (``align_corners=True``) reads for
+    normalised ``grid`` values: clamped (``border``) or mirrored (``reflection``) into the axis."""
+    position = (grid + 1) * 0.5 * (size - 1)
+    if padding_mode == "reflection" and size > 1:
+        span = float(size - 1)
+        position = position.abs()
+        flips = torch.floor(position / span)
+        extra = torch.fmod(position, span)
+        position = torch.where(torch.remainder(flips, 2) == 0, extra, span - extra)
+    if padding_mode != "zeros":
+        position = position.clamp(0, size - 1)
+    return position
+
+
+def _most_covered_corner(mask: torch.Tensor, grid: torch.Tensor, padding_mode: str,
+                         mask_fill: int = 0) -> torch.Tensor:
+    """``_resample_labels_linear`` without knowing the labels: among the ``2**n`` voxels that
+    linear interpolation weighs for an output voxel, the label whose weights sum highest (ties:
+    the smaller label; voxels that see only outside: ``mask_fill``). Fixed shapes, nothing read
+    back."""
+    batch, size = mask.shape[0], mask.shape[1:]
+    n = len(size)
+    flat = mask.reshape(batch, -1)
+    position = [_source_position(grid[..., n - 1 - a], size[a], padding_mode) for a in range(n)]
+    low = [p.floor() for p in position]
+    labels, weights = [], []
+    for corner in itertools.product((0, 1), repeat=n):
+        index, weight, inside = None, None, None
+        for a, step in enumerate(corner):
+            i = low[a].long() + step
+            w = position[a] - low[a] if step else low[a] + 1 - position[a]
+            ok = (i >= 0) & (i < size[a])
+            i = i.clamp(0, size[a] - 1)
+            index = i if index is None else index * size[a] + i
+            weight = w if weight is None else weight * w
+            inside = ok if inside is None else inside & ok
+        labels.append(torch.gather(flat, 1, index.reshape(batch, -1)).view(index.shape))
+        weights.append(torch.where(inside, weight, 0.0))
+    covered = [w.clone() for w in weights]
+    for c, d in itertools.combinations(range(len(labels)), 2):
+        same = labels[c] == labels[d]
+        covered[c] += torch.where(same, weights[d], 0.0)
+        covered[d] += torch.where(same, weights[c], 0.0)
+    best, out = covered[0], labels[0]
+    for score, label in zip(covered[1:], labels[1:], strict=True):
+        better = (score > best) | ((score == best) & (label < out))
+        best, out = torch.where(better, score, best), torch.where(better, label, out)
+    return torch.where(best > 0, out, mask_fill).to(mask.dtype)
 
 
 def permute_sample(x: torch.Tensor, flips: Sequence[bool], k: int,

@@ -18,7 +18,7 @@ class TrainingState:
     ``partial_loss`` locate a stop inside an epoch; ``total_steps`` / ``planned_epochs`` are the
     schedule's current plan (``planned``: set by the time budget); ``lr`` caps the next step's
     learning rate, and ``anchor_step``/``anchor_lr`` are where a re-plan re-started the poly
-    decay (``unetkit.train.loop.scheduled_lr``).
+    decay (``unetkit.train.schedule.scheduled_lr``).
     """
 
     epoch: int = 0

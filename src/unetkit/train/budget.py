@@ -85,11 +85,13 @@ class TimeBudget:
         """Seconds left (may be negative once the budget is spent)."""
         return self.budget_s - self.elapsed()
 
-    def expired(self) -> bool:
-        """True when only the final validation, checkpoint and safety margin still fit."""
+    def expired(self, ahead_s: float = 0.0) -> bool:
+        """True when only the final validation, checkpoint and safety margin still fit, or
+        will no longer fit after ``ahead_s`` more seconds of training (the steps a run takes
+        before it next checks: under DDP the ranks agree every few steps)."""
         val_s = self.val_s if self.val_s is not None else self.val_estimate_s
         reserve = self.budget_s * SAFETY_FRACTION + val_s + self.overhead_s + self.final_s
-        return self.remaining() <= reserve
+        return self.remaining() - ahead_s <= reserve
 
     def record_step(self, seconds: float, global_step: int) -> None:
         """Add one training iteration's duration (ignored for the first ``warmup_steps``).

@@ -151,9 +151,10 @@ def step_augmenter(config: Config) -> Any:
     return build_augmenter(config) if config.data.augment.device == "train" else None
 
 
-def augment_generator(device: torch.device, seed: int, epoch: int, rank: int) -> torch.Generator:
-    """The augmentation generator of one epoch (on the batch's device)."""
-    generator = torch.Generator(device=device)
+def augment_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """The augmentation generator of one epoch: a CPU one, whatever the device (the augmenter
+    draws its parameters on the host, so that a GPU step never waits for them)."""
+    generator = torch.Generator()
     generator.manual_seed(epoch_seed(seed, epoch, rank))
     return generator
 
@@ -162,19 +163,14 @@ def build_step_runner(config: Config, pieces: Any, info: DistInfo, world_size: i
     """The ``StepRunner`` of a run: candidate modes from ``train.compile`` /
     ``train.cuda_graphs`` and the device, decided from cached timings or tried on the first
     steps (``runtime.compile.decide``; rank 0 decides for every rank)."""
-    from unetkit.config import parse_duration
     from unetkit.runtime import compile as modes
     from unetkit.runtime.distributed import broadcast_object
     from unetkit.train.step import StepRunner
 
-    t, device = config.train, pieces.device
-    allowed = modes.support(device, scaler=pieces.scaler is not None, distributed=info.enabled)
-    cache = modes.TimingCache()
+    device, cache = pieces.device, modes.TimingCache()
     key = modes.step_key(device, step_signature(config, pieces.plan.name, world_size))
-    budget = parse_duration(t.time_budget) if t.time_budget else None
-    candidates, chosen, reasons = modes.decide(
-        t.compile, t.cuda_graphs, allowed, cache.get(key), budget_s=budget,
-        steps=None if budget else t.epochs * t.steps_per_epoch)
+    candidates, chosen, reasons = _decide_mode(config, device, pieces.scaler is not None,
+                                               info.enabled, cache.get(key))
     for reason in reasons:
         log.warning("%s", reason)
     # every rank runs rank 0's candidates and choice (their caches may differ); rank 0 records
@@ -189,6 +185,30 @@ def build_step_runner(config: Config, pieces: Any, info: DistInfo, world_size: i
 
     return StepRunner(pieces, candidates, chosen, cache=cache, key=key, sync=sync,
                       agree=lambda mode: broadcast_object(mode, info))
+
+
+def cached_step_mode(config: Config, device: torch.device, precision: str, *,
+                     scaler: bool = False) -> tuple[str | None, dict[str, Any]]:
+    """The mode a one-process run of ``config`` would take from the cached timings of its step
+    (None: it would try the candidates) and those ``{mode: Timing}`` (the planner's view)."""
+    from unetkit.runtime import compile as modes
+
+    key = modes.step_key(device, step_signature(config, precision, 1))
+    timings = modes.TimingCache().get(key)
+    return _decide_mode(config, device, scaler, False, timings)[1], timings
+
+
+def _decide_mode(config: Config, device: torch.device, scaler: bool, distributed: bool,
+                 timings: dict[str, Any]) -> tuple[list[str], str | None, list[str]]:
+    """``runtime.compile.decide`` for a run of ``config`` (its options, budget or steps)."""
+    from unetkit.config import parse_duration
+    from unetkit.runtime import compile as modes
+
+    t = config.train
+    allowed = modes.support(device, scaler=scaler, distributed=distributed)
+    budget = parse_duration(t.time_budget) if t.time_budget else None
+    return modes.decide(t.compile, t.cuda_graphs, allowed, timings, budget_s=budget,
+                        steps=None if budget else t.epochs * t.steps_per_epoch)
 
 
 def step_signature(config: Config, precision: str, world_size: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@ One run = set up (``unetkit.train.setup``), then epochs of ``steps_per_epoch`` p
 validation every ``val_every`` epochs, ``last.pt`` after every epoch and ``best.pt`` on the best
 mean foreground Dice (``unetkit.train.fit`` drives it). The learning rate is a pure function of
 the global step and the planned total steps (``unetkit.train.schedule``); with a time budget the
-total is re-planned from measured step times after the first iterations and at every step.
+total is re-planned from measured step times after the first iterations and as it goes.
 Where the run stands lives in one ``TrainingState`` (``run.state``), written into checkpoints.
 """
 
@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 
-from unetkit.config import TrainConfig
-from unetkit.runtime.checkpoint import TrainingState, save_checkpoint, training_checkpoint
+from unetkit.runtime.checkpoint import save_checkpoint, training_checkpoint
 from unetkit.runtime.device import to_memory_format
 from unetkit.runtime.distributed import all_reduce_mean, broadcast_object
 from unetkit.train import builders
@@ -28,7 +27,7 @@ from unetkit.train.batches import BatchStream
 from unetkit.train.budget import format_seconds, inference_estimate_s
 from unetkit.train.calibrate import calibration_cases, wants_calibration
 from unetkit.train.loss_meter import NonFiniteLoss
-from unetkit.train.schedule import lr_at, poly_lr
+from unetkit.train.schedule import replan, scheduled_lr
 from unetkit.train.setup import Run
 from unetkit.train.state import capture_rng, model_state_cpu
 from unetkit.train.validation import validate
@@ -36,6 +35,8 @@ from unetkit.train.validation import validate
 log = logging.getLogger(__name__)
 StepCallback = Callable[[dict[str, Any]], None]
 FIRST_PLAN_STEPS = 5  # timed iterations (after the warm-up ones) before the first plan
+AGREE_S = 0.5  # DDP: seconds of steps between the ranks' agreements on stopping and planning
+AGREE_STEPS = 16  # ... and at most this many steps
 
 
 def train_step(run: Run, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -71,42 +72,18 @@ def read_losses(run: Run) -> None:
     run.state.partial_loss = run.losses.total
 
 
-def scheduled_lr(train: TrainConfig, s: TrainingState) -> float:
-    """The schedule's learning rate at step ``s.step``, never above the previous step's
-    (``s.lr``) after warm-up.
-
-    A time-budget re-plan moves the schedule's end. For the poly schedule the decay restarts
-    from the re-plan's step and learning rate (``replan``) and reaches 0 at the new end: the
-    rate neither jumps back up when the plan grows nor sits at ~0 for the steps a longer plan
-    adds (unchanged plans give exactly the original curve). Other schedules are capped.
-    """
-    if train.schedule == "poly" and s.anchor_lr > 0.0 and s.step >= s.anchor_step:
-        remaining = max(s.total_steps - s.anchor_step, 1)
-        return s.anchor_lr * poly_lr(s.step - s.anchor_step, remaining, 1.0)
-    lr = lr_at(train.schedule, s.step, s.total_steps, train.lr, s.warmup_steps)
-    if s.step > s.warmup_steps and s.lr > 0.0:
-        lr = min(lr, s.lr)
-    return lr
-
-
-def replan(s: TrainingState, total_steps: int) -> None:
-    """Set a new planned total of steps; after warm-up the poly decay restarts from here."""
-    total_steps = max(total_steps, s.step, 1)
-    if total_steps != s.total_steps and s.step > s.warmup_steps and s.lr > 0.0:
-        s.anchor_step, s.anchor_lr = s.step, s.lr
-    s.total_steps = total_steps
-
-
 def train_one_epoch(run: Run, on_step: StepCallback | None = None) -> float:
     """Run the rest of epoch ``state.epoch`` (from ``state.step_in_epoch``); its mean loss.
 
     Stops early when the time budget is spent (``run.budget_stop``) or a stop signal arrived
-    (``run.stop_signal``); both are decided by rank 0 for every rank, at step boundaries.
+    (``run.stop_signal``); both are decided by rank 0 for every rank, at the step boundaries
+    where the ranks agree (``_agree``: every step in one process; under DDP about every
+    ``AGREE_S`` seconds and at the epoch's end, so that no step waits on the other ranks).
     """
     s = run.state
     if s.step_in_epoch == 0:
-        run.generator = builders.augment_generator(
-            run.device, run.config.train.seed, s.epoch, run.info.rank)
+        run.generator = builders.augment_generator(run.config.train.seed, s.epoch,
+                                                   run.info.rank)
     if run.batches is None or run.batches.position != (s.epoch, s.step_in_epoch):
         if run.batches is not None:
             run.batches.close()
@@ -114,6 +91,8 @@ def train_one_epoch(run: Run, on_step: StepCallback | None = None) -> float:
                                   pin=run.device.type == "cuda")
     run.losses.reset(s.partial_loss, s.step_in_epoch)
     tick = time.monotonic()
+    epoch_end = s.step - s.step_in_epoch + run.config.train.steps_per_epoch
+    agree_at, since = s.step + 1, (s.step, tick)
     for image, mask in run.batches.take(run.config.train.steps_per_epoch - s.step_in_epoch):
         run.losses.add(train_step(run, image, mask), s.step)
         s.step += 1
@@ -131,7 +110,6 @@ def train_one_epoch(run: Run, on_step: StepCallback | None = None) -> float:
             if run.stepper.switched:
                 run.budget.restart_steps()
             tick = now
-            _budget_tick(run)
         if on_step is not None:
             try:
                 on_step(_step_info(run))
@@ -139,13 +117,37 @@ def train_one_epoch(run: Run, on_step: StepCallback | None = None) -> float:
                 if run.signals is None:
                     raise
                 run.signals.requested = run.signals.requested or signal.SIGINT
-        if run.signals is not None:
-            run.stop_signal = broadcast_object(run.signals.requested, run.info)
+        if s.step >= agree_at:
+            pace = (time.monotonic() - since[1]) / max(s.step - since[0], 1)
+            agree_at = min(s.step + _agree(run, pace), epoch_end)
+            since = (s.step, time.monotonic())
         if run.budget_stop or run.stop_signal is not None:
             break
     read_losses(run)
     mean_loss = s.partial_loss / max(s.step_in_epoch, 1)
     return all_reduce_mean(mean_loss, run.info, run.device)
+
+
+def _agree(run: Run, pace_s: float) -> int:
+    """Rank 0's decisions (the stop signal, the budget's stop and plan), applied by every
+    rank after this step; returns the steps until the ranks agree again: 1 in one process,
+    where it costs nothing. Under DDP an agreement waits for every rank (on GPUs for their
+    queued kernels too): about every ``AGREE_S`` seconds of steps (``pace_s`` per step on
+    rank 0), at most ``AGREE_STEPS`` apart; the budget looks that far ahead."""
+    decision = None
+    if run.info.is_main:
+        steps = 1 if not run.info.enabled else \
+            max(1, min(AGREE_STEPS, int(AGREE_S / max(pace_s, 1e-9))))
+        requested = run.signals.requested if run.signals is not None else None
+        budget = _budget_tick(run, steps - 1) if run.budget is not None else (False, None)
+        decision = (requested, *budget, steps)
+    run.stop_signal, expired, planned, steps = broadcast_object(decision, run.info)
+    if planned is not None:
+        _set_plan(run, planned)
+        run.state.planned = True
+    if expired:
+        run.budget_stop = True
+    return steps
 
 
 def estimates(run: Run) -> tuple[float, float]:
@@ -163,11 +165,12 @@ def estimates(run: Run) -> tuple[float, float]:
     return val, final
 
 
-def _budget_tick(run: Run) -> None:
-    """After every step: re-plan the epochs (and so the schedule's end), check the budget.
+def _budget_tick(run: Run, ahead_steps: int = 0) -> tuple[bool, int | None]:
+    """Rank 0's budget decision at an agreement: whether the budget is spent (or will be
+    within ``ahead_steps`` more steps), and the epochs that fit (None: not planned yet).
 
-    Re-planning at every step lets a slowdown in the middle of an epoch shorten the schedule at
-    once, so the learning rate still decays before the time runs out. Rank 0 decides for all.
+    Re-planning at every agreement lets a slowdown in the middle of an epoch shorten the
+    schedule at once, so the learning rate still decays before the time runs out.
     """
     budget, s = run.budget, run.state
     budget.val_estimate_s, budget.final_s = estimates(run)
@@ -175,12 +178,7 @@ def _budget_tick(run: Run) -> None:
     if budget.ready() and budget.timed_steps >= FIRST_PLAN_STEPS:
         progress = s.step_in_epoch / run.config.train.steps_per_epoch
         planned = max(budget.plan(s.epoch, epoch_progress=progress), s.epoch + 1)
-    expired, planned = broadcast_object((budget.expired(), planned), run.info)
-    if planned is not None:
-        _set_plan(run, planned)
-        s.planned = True
-    if expired:
-        run.budget_stop = True
+    return budget.expired(ahead_s=ahead_steps * (budget.step_s or 0.0)), planned
 
 
 def _set_plan(run: Run, epochs: int) -> None:

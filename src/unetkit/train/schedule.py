@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 
+from unetkit.config import TrainConfig
+from unetkit.runtime.training_state import TrainingState
+
 POLY_EXPONENT = 0.9  # nnU-Net's value
 
 
@@ -71,3 +74,29 @@ def lr_at(
     if schedule == "constant":
         return base_lr * warmup_factor(step, warmup_steps)
     raise ValueError(f"unknown schedule {schedule!r}: use 'poly', 'cosine' or 'constant'")
+
+
+def scheduled_lr(train: TrainConfig, s: TrainingState) -> float:
+    """The schedule's learning rate at step ``s.step``, never above the previous step's
+    (``s.lr``) after warm-up.
+
+    A time-budget re-plan moves the schedule's end. For the poly schedule the decay restarts
+    from the re-plan's step and learning rate (``replan``) and reaches 0 at the new end: the
+    rate neither jumps back up when the plan grows nor sits at ~0 for the steps a longer plan
+    adds (unchanged plans give exactly the original curve). Other schedules are capped.
+    """
+    if train.schedule == "poly" and s.anchor_lr > 0.0 and s.step >= s.anchor_step:
+        remaining = max(s.total_steps - s.anchor_step, 1)
+        return s.anchor_lr * poly_lr(s.step - s.anchor_step, remaining, 1.0)
+    lr = lr_at(train.schedule, s.step, s.total_steps, train.lr, s.warmup_steps)
+    if s.step > s.warmup_steps and s.lr > 0.0:
+        lr = min(lr, s.lr)
+    return lr
+
+
+def replan(s: TrainingState, total_steps: int) -> None:
+    """Set a new planned total of steps; after warm-up the poly decay restarts from here."""
+    total_steps = max(total_steps, s.step, 1)
+    if total_steps != s.total_steps and s.step > s.warmup_steps and s.lr > 0.0:
+        s.anchor_step, s.anchor_lr = s.step, s.lr
+    s.total_steps = total_steps

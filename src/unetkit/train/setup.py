@@ -227,7 +227,7 @@ def _build_run(config: Config, data: TrainData, device: torch.device, info: Dist
         loss_fn=builders.build_loss_fn(config), val_loss_fn=builders.build_loss_fn(val_config),
         sampler=builders.build_sampler(config, data, info),
         augmenter=builders.step_augmenter(config),
-        generator=builders.augment_generator(device, config.train.seed, 0, info.rank),
+        generator=builders.augment_generator(config.train.seed, 0, info.rank),
         losses=LossMeter(device), workers=workers,
     )
     run.data_dir = Path(data_dir).resolve() if data_dir is not None else None

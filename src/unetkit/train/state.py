@@ -9,11 +9,14 @@ an epoch resumes by re-drawing and skipping the batches it already used.
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -53,7 +56,12 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator | None = None)
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     if generator is not None and "augment" in state:
-        generator.set_state(state["augment"])
+        if state["augment"].numel() == generator.get_state().numel():
+            generator.set_state(state["augment"])
+        else:  # a CUDA generator's state (augmentation drew on the GPU in older runs)
+            log.warning("the checkpoint's augmentation generator was a GPU one; augmentation "
+                        "continues from a fresh seed (the resumed run will not equal an "
+                        "uninterrupted one exactly)")
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

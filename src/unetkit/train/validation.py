@@ -21,6 +21,7 @@ import torch
 from unetkit.config import Config
 from unetkit.infer.postprocess import keep_largest_component
 from unetkit.infer.predictor import Predictor
+from unetkit.losses.targets import unchecked_labels
 from unetkit.metrics import case_metrics
 from unetkit.metrics.regions import region_case_metrics
 from unetkit.runtime.device import PrecisionPlan
@@ -64,6 +65,20 @@ def case_dice(classes: np.ndarray, mask: np.ndarray, config: Config, foreground:
                                    metrics=("dice",),
                                    scored=None if ignore is None else mask != ignore)
     return case_metrics(*scored_pixels(classes, mask, ignore), foreground, metrics=("dice",))
+
+
+def case_loss(loss_fn: torch.nn.Module, logits: torch.Tensor, target: torch.Tensor
+              ) -> torch.Tensor:
+    """The loss of one case's logits ``(1, C, *S)`` against ``target`` ``(1, *S)``, a 0-d
+    tensor on their device, not read back (``mean_loss`` reads them all at once); no label-range
+    check: the masks' values were mapped to labels when the data were loaded."""
+    with unchecked_labels():
+        return loss_fn(logits, target).detach()
+
+
+def mean_loss(losses: list[torch.Tensor]) -> float:
+    """Mean of the cases' losses (one read-back; NaN without cases)."""
+    return float(torch.stack(losses).cpu().double().mean()) if losses else math.nan
 
 
 def live_predictor(model: torch.nn.Module, config: Config, labels: dict[int, str],
@@ -119,13 +134,13 @@ def validate(
         # on ``device``, unless memory ran out there and the windows were blended on the CPU
         logits = predictor.predict_logits(torch.from_numpy(image).to(device)).to(device)
         target = torch.from_numpy(mask)[None].to(device)
-        losses.append(float(loss_fn(logits[None], target)))
+        losses.append(case_loss(loss_fn, logits[None], target))
         decided = predictor.postprocess(predictor.decide(logits))
         per_case.append(case_dice(decided, mask, config, foreground))
         if choose_largest:  # the same map with only the largest component of each class
             per_case_largest.append(case_dice(keep_largest_component(decided), mask, config,
                                               foreground))
-    out = {"val_loss": float(np.mean(losses)), **mean_dice(per_case, foreground)}
+    out = {"val_loss": mean_loss(losses), **mean_dice(per_case, foreground)}
     if choose_largest:
         out["val_dice_largest"] = mean_dice(per_case_largest, foreground)["val_dice"]
     return out
