@@ -337,7 +337,8 @@ def test_slice_models_with_their_own_normalisation_form_an_ensemble(make_checkpo
                                atol=2e-6)
 
 
-def test_an_ensemble_of_region_models_averages_each_regions_sigmoid(tmp_path) -> None:
+def test_an_ensemble_of_region_models_averages_each_regions_sigmoid(tmp_path,
+                                                                   make_checkpoint) -> None:
     """Region members (one sigmoid per overlapping region): the mean of each region's
     probability, a region on where that mean exceeds 0.5, painted in regions_class_order; not
     a softmax over the regions."""
@@ -359,10 +360,9 @@ def test_an_ensemble_of_region_models_averages_each_regions_sigmoid(tmp_path) ->
     assert np.array_equal(got.labels, expected)
     assert len(np.unique(expected)) > 1
     # a region model and a label model of the same labels do not form an ensemble
-    from conftest import build_checkpoint
     from unetkit.runtime.checkpoint import load_checkpoint, save_checkpoint
 
-    plain = build_checkpoint(tmp_path / "plain.pt", out_channels=4)
+    plain = make_checkpoint("plain.pt", out_channels=4)
     checkpoint = load_checkpoint(plain)
     checkpoint["labels"] = {0: "background", 1: "whole", 2: "core", 3: "enh"}
     save_checkpoint(checkpoint, plain)
