@@ -10,6 +10,11 @@ Usage (the lead's quiet-machine run; about 10 + 5 + 5 minutes of training):
     python benchmarks/finetune.py /work/shared/data/hippocampus --pretrain-time 10m --time 5m \
         --cases 20 --test every:10:9 --out /tmp/unetkit_finetune
 
+``--pretrain-set KEY=VALUE`` (repeatable) is a ``--set`` of the pre-training only: the
+fine-tuned run keeps the pre-trained network, so ``--pretrain-set model.spatial_dims=2``
+compares fine-tuning and training from scratch on the same network family when the small set's
+plan is 2D.
+
 The pre-training, fine-tuning and test folders are symlink/NIfTI folders under ``--out``
 (outside the repository); the merged labels are written there, never next to the data.
 """
@@ -102,6 +107,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/unetkit_finetune"),
                         help="work folder (outside the repository)")
     parser.add_argument("--json", type=Path, default=RESULTS / "finetune_hippocampus.json")
+    parser.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="--set for the pre-training only (repeatable), e.g. "
+                        "model.spatial_dims=2 to pre-train the network family the small set "
+                        "is planned with")
     args = parser.parse_args()
 
     work = args.out.resolve()
@@ -113,8 +122,9 @@ def main() -> None:
     test_dir = write_folder(work / "test", test, labels_by_value or {}, merge=False)
     test_ids = [c.case_id for c in test]
     logs = work / "logs"
+    pre_options = [a for item in args.pretrain_set for a in ("--set", item)]
     seconds = {"pretrain": train(pre_dir, work / "pretrain_run", args.pretrain_time, args.seed,
-                                 [], logs / "pretrain.log")}
+                                 pre_options, logs / "pretrain.log")}
     seconds["finetune"] = train(tune_dir, work / "finetune_run", args.time, args.seed,
                                 ["--init", str(work / "pretrain_run")], logs / "finetune.log")
     seconds["scratch"] = train(tune_dir, work / "scratch_run", args.time, args.seed, [],
@@ -123,6 +133,7 @@ def main() -> None:
     result = {
         "data": str(args.data_dir), "cpu": cpu_name(), "seed": args.seed,
         "pretrain_time": args.pretrain_time, "time": args.time,
+        "pretrain_set": args.pretrain_set,
         "cases": {"pretrain": len(pre), "finetune": len(tune), "test": len(test)},
         "test_ids": test_ids, "train_wall_seconds": seconds,
         "init": {k: v for k, v in json.loads((work / "finetune_run" / "init.json").read_text())
