@@ -93,3 +93,18 @@ def test_unetkit_plan_times_and_writes_what_set_fixes(timed, iso3d, tmp_path):
     assert load_config(out).data.batch_size == 1
     bad = CliRunner().invoke(app, ["plan", str(iso3d), "--set", "train.lr=fast"])
     assert bad.exit_code == 2 and "train.lr" in bad.output
+
+
+def test_2d_or_3d_the_user_fixed_is_given_as_the_users_choice(timed, iso3d):
+    """The plan's reason for 2D on slices is the user's option, not a step count the planner
+    never compared (it timed no 3D candidate)."""
+    _, plan = run_config(iso3d, None, {"train.time_budget": "600s"}, ["data.slice_axis=0"])
+    reasons = {d.field: d.reason for d in plan.decisions}
+    assert reasons["model.spatial_dims"] == "set by you (data.slice_axis)"
+    assert reasons["data.slice_axis"] == "set by you (data.slice_axis)"
+    _, plan = run_config(iso3d, None, {"train.time_budget": "60s"}, ["model.spatial_dims=3"])
+    assert {d.field: d.reason for d in plan.decisions}["model.spatial_dims"] == \
+        "set by you (model.spatial_dims)"
+    # planned: the planner's own reason
+    plan = planner.make_plan(iso3d, "60s", device="cpu")
+    assert "set by you" not in {d.field: d.reason for d in plan.decisions}["model.spatial_dims"]

@@ -78,7 +78,9 @@ class UserChoices:
 
     def marked(self, decisions: list[Decision], config: Config) -> list[Decision]:
         """``decisions`` with each field ``--init`` fixes decided ``from --init`` (added when
-        the planner had no decision for it), and a patch rounded for its network noted."""
+        the planner had no decision for it), a patch rounded for its network noted, and 2D
+        vs 3D given as the user's choice where an option or ``--set`` fixed it."""
+        decisions = self._own_dims(decisions)
         if not self.init:
             return decisions
         why = f"from --init {self.init_name}"
@@ -89,6 +91,17 @@ class UserChoices:
                         "accepts") if d.field == "data.patch_size" and d.value != patch else d
                for d in out]
         return out + list(fixed.values())
+
+    def _own_dims(self, decisions: list[Decision]) -> list[Decision]:
+        """The reasons of ``model.spatial_dims`` and ``data.slice_axis`` when the user fixed
+        either: the planner's own reason (its step counts) did not decide them."""
+        own = self.own_fields & {"model.spatial_dims", "data.slice_axis"}
+        if not own:
+            return decisions
+        why = f"set by you ({', '.join(sorted(own))})"
+        return [Decision(d.field, d.value, why)
+                if d.field in ("model.spatial_dims", "data.slice_axis") else d
+                for d in decisions]
 
 
 def leaves(values: dict[str, Any]) -> dict[str, Any]:
