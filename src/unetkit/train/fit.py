@@ -148,12 +148,30 @@ def fit(
             check_lockstep(unwrap(run.model), run.state.step, run.info)
     finally:
         run.close()
-        run.ddp_model = run.model  # the DDP wrapper and its reducer go before their group
+        _release_ddp(run)
         cleanup(run.info)
     s = run.state
     return TrainResult(run.run_dir, s.epoch, s.step, s.best_metric, s.best_epoch, run.stopped,
                        run.history, unwrap(run.model).eval(), calibration, postprocessing,
                        init_report)
+
+
+def _release_ddp(run: Any) -> None:
+    """Free the DDP wrapper (``run.ddp_model``, and ``run.stepper``, whose step holds it) while
+    its process group is still registered, then let other threads run for a moment.
+
+    Otherwise the wrapper's reducer outlives ``destroy_process_group`` and, when it is freed
+    later, holds the last reference to the gloo group: the group's destructor joins its worker
+    threads while the freeing thread holds the GIL, and a worker still releasing the tensors of
+    the last collective (``check_lockstep``'s all-gather) waits for the GIL: a deadlock, seen
+    as a two-rank CPU run that never exits after its last line. The sleep lets such a worker
+    take the GIL and finish before the group is destroyed."""
+    import gc
+
+    run.ddp_model = run.model
+    run.stepper = None
+    gc.collect()
+    time.sleep(0.05)
 
 
 def start_from(init: InitSource, run: Any, notes: list[str],
