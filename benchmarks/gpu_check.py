@@ -15,10 +15,12 @@ In about 8 minutes at most (``--budget``; a part that no longer fits is skipped 
 (b) throughput (``gpu_bench``): unetkit's training step vs nnU-Net v2's (eager and compiled, as
     nnU-Net runs by default) on nnU-Net's 3d_fullres and 2d plans (it/s, GFLOP/s, peak memory;
     nnU-Net rows need dynamic-network-architectures), then unetkit in the other memory layout;
-(c) ``unetkit train --data hippocampus --time 3m`` with no config on a held-out split (every
+(c) loop (``gpu_loop``): the hippocampus-sized step (4 x 40x56x40, widths 32-256) bare in eager
+    and CUDA-graph mode, and ``train_one_epoch`` around it, against issue 27's targets;
+(d) ``unetkit train --data hippocampus --time 3m`` with no config on a held-out split (every
     fifth case; ``peers.py``), then ``unetkit predict`` on the held-out cases: Dice per label
     (``--hippocampus``: the data folder; skipped when it is missing);
-(d) unetkit's sliding-window inference vs MONAI's on the same network (time, label agreement).
+(e) unetkit's sliding-window inference vs MONAI's on the same network (time, label agreement).
 
 Writes a JSON file, prints Markdown tables, exits 1 when a GPU test or the training failed.
 Without a CUDA device it prints "no CUDA device: skipped" and exits 0 at once.
@@ -36,10 +38,12 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from gpu_loop import LOOP_RESERVE_S, run_loop
+from gpu_tables import HOLDOUT, markdown
+
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("tests", "throughput", "train", "inference")
+PARTS = ("tests", "throughput", "loop", "train", "inference")
 TRAIN_RESERVE_S = 240.0  # a 3-minute training, its planning, prediction and scoring
-HOLDOUT = "every:5:4"
 
 
 class Deadline:
@@ -185,62 +189,6 @@ def inference_rows() -> list[dict]:
             for k, v in rows.items()]
 
 
-def _number(value: object, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) \
-        else str(value)
-
-
-def markdown(record: dict) -> str:
-    """The record as Markdown tables."""
-    lines = [f"## GPU check: {record.get('device', '?')}, torch {record.get('torch', '?')}", ""]
-    tests = record.get("tests")
-    if tests:
-        counts = {k: sum(t["outcome"] == k for t in tests["tests"])
-                  for k in ("passed", "failed", "error", "skipped")}
-        lines += [f"### GPU tests ({tests['status']}): " + ", ".join(
-            f"{v} {k}" for k, v in counts.items()), "", "| test | outcome | detail |",
-            "|---|---|---|"]
-        lines += [f"| {t['test']} | {t['outcome']} | {t['detail']} |" for t in tests["tests"]]
-        lines.append("")
-    training = record.get("training")
-    if training:
-        lines += [f"### Zero-config training on hippocampus (--time {record['train_time']}, "
-                  f"held out: {training.get('holdout', HOLDOUT)})", ""]
-        if training["status"] == "ok":
-            names = list(training["dice"])
-            lines += ["| test cases | steps | train s | " + " | ".join(
-                f"Dice {n}" for n in names) + " | mean Dice |",
-                "|---" * (4 + len(names)) + "|",
-                f"| {training['test_cases']} | {training['steps']} | "
-                f"{_number(training['train_s'], 0)} | " + " | ".join(
-                    _number(training["dice"][n], 4) for n in names)
-                + f" | {_number(training['mean_dice'], 4)} |"]
-        else:
-            lines.append(f"status: {training['status']}")
-        lines.append("")
-    if record.get("throughput"):
-        lines += ["### Training step, same plan", "",
-                  "| plan | implementation | precision | it/s | GFLOP/s | peak MiB |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {r['plan']} | {r['implementation']} | "
-                  + (f"{r.get('precision', '-')} | {_number(r['it_per_s'])} | "
-                     f"{_number(r['gflop_per_s'], 0)} | {_number(r['peak_mb'], 0)} |"
-                     if r["status"] == "ok" else f"{r['status']} | | | |")
-                  for r in record["throughput"]]
-        lines.append("")
-    if record.get("inference"):
-        lines += ["### Sliding-window inference, same network", "",
-                  "| volume | implementation | precision | s | Mvoxel/s | peak MiB | "
-                  "label agreement |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['volume']} | {r['implementation']} | "
-                  + (f"{r['precision']} | {_number(r['seconds'])} | "
-                     f"{_number(r['mvoxel_per_s'], 1)} | {_number(r['peak_mb'], 0)} | "
-                     f"{_number(r.get('label_agreement'), 5)} |"
-                     if r["status"] == "ok" else f"{r['status']} | | | | |")
-                  for r in record["inference"]]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" /
@@ -268,8 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     reserve = TRAIN_RESERVE_S if data is not None else 0.0
     if "tests" in parts:
         record["tests"] = run_gpu_tests(timeout_s=min(150.0, deadline.left() - reserve - 90))
+    loop_reserve = LOOP_RESERVE_S if "loop" in parts else 0.0
     if "throughput" in parts:
-        record["throughput"] = throughput(deadline, reserve + 20)
+        record["throughput"] = throughput(deadline, reserve + loop_reserve + 20)
+    if "loop" in parts:
+        record["loop"] = {"status": "skipped: out of time"} if deadline.left() < reserve + 60 \
+            else run_loop(deadline.left() - reserve, _env())
     if "train" in parts:
         if data is None:
             record["training"] = {"status": "skipped: no hippocampus data (--hippocampus)"}

@@ -116,14 +116,20 @@ XEPOCHS = "nnunetv2.training.nnUNetTrainer.variants.training_length.nnUNetTraine
 
 
 def run_unetkit(train: Path, test: Path, test_ids: list[str], labels: list[int], budget: str,
-                work: Path, overrides: list[str] = (), name: str = "unetkit") -> dict:
+                work: Path, overrides: list[str] = (), name: str = "unetkit",
+                rescore: bool = False) -> dict:
+    """Train, predict the held-out cases and score them; ``rescore``: score the predictions
+    already in ``work/name`` (their run's steps from its metrics; no seconds)."""
     out = work / name
-    shutil.rmtree(out, ignore_errors=True)
-    options = [a for item in overrides for a in ("--set", item)]
-    train_s = run([*UNETKIT, "train", "--data", str(train), "--time", budget, "--out",
-                   str(out / "run"), "-q", *options], out / "train.log")
-    predict_s = run([*UNETKIT, "predict", str(out / "run" / "best.pt"), str(test / "imagesTr"),
-                     "-o", str(out / "pred"), "-q"], out / "predict.log")
+    train_s = predict_s = None
+    if not rescore:
+        shutil.rmtree(out, ignore_errors=True)
+        options = [a for item in overrides for a in ("--set", item)]
+        train_s = run([*UNETKIT, "train", "--data", str(train), "--time", budget, "--out",
+                       str(out / "run"), "-q", *options], out / "train.log")
+        predict_s = run([*UNETKIT, "predict", str(out / "run" / "best.pt"),
+                         str(test / "imagesTr"), "-o", str(out / "pred"), "-q"],
+                        out / "predict.log")
     rows = (out / "run" / "metrics.csv").read_text().splitlines()[1:]
     steps = int(rows[-1].split(",")[1]) if rows else 0
     scores = dice_scores(out / "pred", test / "labelsTr", test_ids, labels)
@@ -260,7 +266,11 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="unetkit: section.field=value on top of its plan (experiments)")
     parser.add_argument("--name", default=None, help="result name (default: the data folder's)")
+    parser.add_argument("--rescore", action="store_true", help="unetkit: score the predictions "
+                        "already under --work (same --name); no training")
     args = parser.parse_args()
+    if args.rescore and args.peers != "unetkit":
+        parser.error("--rescore: with --peers unetkit only")
     train, test, test_ids = make_split(args.data, args.work / "split", args.holdout)
     meta = json.loads((args.data / "dataset.json").read_text())
     names = {int(v): k for k, v in meta["labels"].items()}
@@ -273,7 +283,7 @@ def main() -> None:
     for peer in args.peers.split(","):
         if peer == "unetkit":
             results[peer] = run_unetkit(train, test, test_ids, labels, budget, args.work,
-                                        args.overrides, args.name or "unetkit")
+                                        args.overrides, args.name or "unetkit", args.rescore)
         elif peer == "nnunet":
             results[peer] = run_nnunet(args.nnunet_python, train, test, test_ids, labels,
                                        "15m" if budget == "match" else budget, args.work,
@@ -283,11 +293,12 @@ def main() -> None:
                 budget = f"{round(results[peer]['train_s'])}s"
         means = summarise(results[peer], labels)
         print(f"{peer}: " + ", ".join(f"{names[k]} {v:.4f}" for k, v in means.items())
-              + f", mean {np.mean(list(means.values())):.4f}, {results[peer]['steps']} steps, "
-              f"train {results[peer]['train_s']:.0f} s", flush=True)
+              + f", mean {np.mean(list(means.values())):.4f}, {results[peer]['steps']} steps"
+              + ("" if results[peer]["train_s"] is None
+                 else f", train {results[peer]['train_s']:.0f} s"), flush=True)
     record = {"data": str(args.data), "time": budget, "holdout": args.holdout,
               "test_cases": len(test_ids), "machine": cpu_name(), "labels": names,
-              "overrides": args.overrides,
+              "overrides": args.overrides, "rescored": args.rescore,
               "results": {p: {**r, "mean_dice": summarise(r, labels)} for p, r in results.items()}}
     name = args.name or args.data.name
     write_json(ROOT / "benchmarks" / "results" / f"peers_{name}.json", record)

@@ -138,3 +138,44 @@ def test_junit_outcomes_and_markdown(tmp_path) -> None:
     assert "held out: every:5:4" in text
     record["training"] = {"status": "skipped: no hippocampus data (--hippocampus)"}
     assert "status: skipped: no hippocampus data" in gpu_check.markdown(record)
+
+
+LOOP_RECORD = {
+    "step": {"eager": {"steps_per_s": 60.0, "warmup_s": 1.0, "mode": "eager"},
+             "graphs": {"steps_per_s": 150.0, "warmup_s": 4.0, "mode": "graphs"}},
+    "step_augmented": {"eager": {"steps_per_s": 55.0, "warmup_s": 1.0, "mode": "eager"}},
+    "loop": {"today": {"steps_per_s": 31.0, "mode": "eager", "workers": 0, "augment": "train",
+                       "step_share": 0.5, "ratio": 31.0 / 60.0},
+             "auto": {"steps_per_s": 138.0, "mode": "graphs", "workers": 3,
+                      "augment": "train", "step_share": 0.2, "ratio": 138.0 / 150.0}},
+    "config": {"patch": [40, 56, 40], "batch": 4, "dims": 3, "widths": [32, 64, 128, 256],
+               "precision": "bf16"},
+}
+
+
+def test_the_loop_part_reads_the_best_step_and_the_loops_share_against_the_targets() -> None:
+    import gpu_loop
+
+    loop = gpu_loop.loop_summary(LOOP_RECORD)
+    assert loop["best_mode"] == "graphs" and loop["best_steps_per_s"] == 150.0
+    assert loop["step_vs_before"] == pytest.approx(150.0 / 45.0)  # issue 27: >= 3x of 45
+    assert loop["loop_share"] == pytest.approx(0.92) and loop["share_target"] == 0.9
+    text = gpu_check.markdown({"device": "GPU", "torch": "2", "train_time": "3m", "loop": loop})
+    assert "| bare step | graphs | 150.0 | 4.0 | |" in text
+    assert "| loop (auto) | graphs | 138.0 | | 92% |" in text
+    assert "Best bare step: 150.0 steps/s (graphs), 3.33x the 45 steps/s" in text
+    assert "batch 4 of 40x56x40, widths [32, 64, 128, 256], bf16" in text
+    failed = gpu_check.markdown({"device": "GPU", "torch": "2", "train_time": "3m",
+                                 "loop": {"status": "timed out after 90 s"}})
+    assert "status: timed out after 90 s" in failed
+
+
+def test_the_loop_part_runs_the_loop_benchmark_in_a_child_process() -> None:
+    import gpu_loop
+
+    loop = gpu_loop.run_loop(240, gpu_check._env(), device="cpu", plan="small", modes="eager",
+                             steps=20, epochs=1, steps_per_epoch=4)
+    assert loop["status"] == "ok", loop
+    assert set(loop["step"]) == {"eager"} and loop["best_steps_per_s"] > 0
+    assert set(loop["loop"]) == {"today", "workers", "auto"} and loop["loop_share"] > 0
+    assert loop["config"]["patch"] == [64, 64] and loop["config"]["batch"] == 4

@@ -41,6 +41,7 @@ def test_the_users_choices_win(tmp_path, fake_steps) -> None:
         ["infer.postprocess.keep_largest=false", "train.time_budget=5m"], 2)
     assert config.infer.postprocess.keep_largest is False
     assert config.train.time_budget == "5m"
-    assert not any(d.field == "infer.postprocess.keep_largest" for d in plan.decisions)
+    assert [(d.value, d.reason) for d in plan.decisions
+            if d.field == "infer.postprocess.keep_largest"] == [(False, "set by you")]
     chosen = next(c for c in plan.candidates if c.chosen)
     assert chosen.steps == affordable_steps(chosen.step_s, plan_share_s(300.0, 2))

@@ -143,8 +143,9 @@ def test_widest_candidate_that_affords_the_minimum_steps(iso3d, fake_steps):
         return seconds[key]
 
     fake_steps(fake)
-    plan = planner.make_plan(iso3d, "1000s", device="cpu")
-    # 3D candidates are widths 16 and 32: 1000 s * 0.85 / 1.0 = 850 >= 800 steps: width 32
+    plan = planner.make_plan(iso3d, "2500s", device="cpu")
+    # 3D candidates are widths 16 and 32: 2500 s * 0.85 / 1.0 = 2125 >= 2000 steps: width 32
+    assert planner.ENOUGH_STEPS[3] == 2000
     assert plan.config.model.spatial_dims == 3 and plan.config.model.widths[0] == 32
     assert [c.chosen for c in plan.candidates] == [False, True]
     assert timed == [(3, 16), (3, 16), (3, 32), (3, 32)]  # each channels-last and contiguous
@@ -164,7 +165,7 @@ def test_too_few_3d_steps_plan_2d_slices(iso3d, fake_steps):
 
     fake_steps(fake)
     plan = planner.make_plan(iso3d, "100s", device="cpu")
-    # 3D width 16: 21 steps < 800 (32 not timed); 2D: 8 -> 1700, 16 -> 1062 steps: below
+    # 3D width 16: 21 steps < 2000 (32 not timed); 2D: 8 -> 1700, 16 -> 1062 steps: below
     # ENOUGH_STEPS, so base 8 (and 32 is not timed)
     assert timed == [(3, 16), (3, 16), (2, 8), (2, 8), (2, 16), (2, 16)]  # in both layouts
     assert plan.config.model.spatial_dims == 2 and plan.config.data.slice_axis is not None
@@ -271,3 +272,15 @@ def test_the_plan_counts_passes_from_the_chosen_steps(monkeypatch, iso3d, fake_s
 
 def decided_reason(plan, name):
     return {d.field: d.reason for d in plan.decisions}[name]
+
+
+def test_3d_affording_1700_steps_trains_slices(iso3d, fake_steps):
+    """Hippocampus on a bf16 CPU: 3D of 1750-1800 steps lost to slices in two seeds
+    (docs/planner.md, results/peers_hip_dec5*); 3D needs ENOUGH_STEPS[3] = 2000."""
+    seconds = {(3, 16): 0.5, (3, 32): 1.0, (2, 8): 0.1, (2, 16): 0.2, (2, 32): 0.4}
+    fake_steps(lambda config: seconds[(config.model.spatial_dims, config.model.widths[0])])
+    plan = planner.make_plan(iso3d, "1000s", device="cpu")  # 3D base 16: 1700 steps
+    steps_3d = [c.steps for c in plan.candidates if c.spatial_dims == 3]
+    assert steps_3d and max(steps_3d) < planner.ENOUGH_STEPS[3] and max(steps_3d) > 1500
+    assert plan.config.model.spatial_dims == 2 and plan.config.data.slice_axis is not None
+    assert plan.config.model.widths[0] == 32  # 2125 steps >= ENOUGH_STEPS[2]

@@ -36,12 +36,13 @@ def timed(fake_steps):
 
 
 def test_the_planner_times_the_loss_and_batch_the_user_set(timed, iso3d):
-    plain = planner.make_plan(iso3d, "600s", device="cpu")
+    plain = planner.make_plan(iso3d, "6000s", device="cpu")  # 3D: >= ENOUGH_STEPS[3]
+    assert plain.config.model.spatial_dims == 3
     steps = {c.base_width: c.steps for c in plain.candidates if c.spatial_dims == 3}
     timed.clear()
-    user = UserChoices({"train.time_budget": "600s"},
+    user = UserChoices({"train.time_budget": "6000s"},
                        ["train.loss.name=cldice", "data.batch_size=1"])
-    plan = planner.make_plan(iso3d, "600s", device="cpu", user=user)
+    plan = planner.make_plan(iso3d, "6000s", device="cpu", user=user)
     assert timed and all(c.train.loss.name == "cldice" and c.data.batch_size == 1
                          for c in timed)
     chosen = next(c for c in plan.candidates if c.chosen)
@@ -72,7 +73,7 @@ def test_fixed_slices_are_planned_as_slices_without_timing_3d(timed, iso3d):
 
 
 def test_a_fixed_3d_network_is_not_replanned_as_slices(timed, iso3d):
-    # 3D steps this dear afford < 800 steps: without the user's choice the plan goes 2D
+    # 3D steps this dear afford < 2000 steps: without the user's choice the plan goes 2D
     assert planner.make_plan(iso3d, "60s", device="cpu").config.model.spatial_dims == 2
     timed.clear()
     config, _ = run_config(iso3d, None, {"train.time_budget": "60s"}, ["model.spatial_dims=3"])
@@ -108,3 +109,20 @@ def test_2d_or_3d_the_user_fixed_is_given_as_the_users_choice(timed, iso3d):
     # planned: the planner's own reason
     plan = planner.make_plan(iso3d, "60s", device="cpu")
     assert "set by you" not in {d.field: d.reason for d in plan.decisions}["model.spatial_dims"]
+
+
+def test_every_field_the_user_set_is_listed_with_the_value_that_trains(timed, iso3d, tmp_path):
+    """A planned value the user replaced is not printed with the planner's value and reason
+    (batch 9 "about 358,400 voxels per step" while batch 1 trains); a field the planner does
+    not decide is listed too."""
+    config, plan = run_config(iso3d, None, {"train.time_budget": "600s"},
+                              ["data.batch_size=1", "model.norm=batch", "train.grad_clip=2.0"])
+    decided = {d.field: (d.value, d.reason) for d in plan.decisions}
+    assert decided["data.batch_size"] == (1, "set by you")
+    assert decided["model.norm"] == ("batch", "set by you")
+    assert decided["train.grad_clip"] == (2.0, "set by you")  # the planner has no decision
+    assert decided["train.time_budget"] == ("600s", "set by you")
+    assert config.data.batch_size == 1 and config.model.norm == "batch"
+    assert "set by you" not in decided["data.patch_size"][1]  # planned fields keep theirs
+    out = plan.write(tmp_path / "plan.yaml").read_text()
+    assert "# data.batch_size = 1: set by you" in out

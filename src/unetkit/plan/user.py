@@ -23,6 +23,7 @@ from unetkit.train.init_source import lay_over
 
 NETWORK_SIZE = ("model.widths", "model.base_width", "model.depth")
 PER_STAGE = ("widths", "strides", "kernel_sizes")  # planned lists that follow the depth
+DIMS = frozenset({"model.spatial_dims", "data.slice_axis"})  # together they decide 2D vs 3D
 
 
 @dataclass
@@ -78,30 +79,45 @@ class UserChoices:
 
     def marked(self, decisions: list[Decision], config: Config) -> list[Decision]:
         """``decisions`` with each field ``--init`` fixes decided ``from --init`` (added when
-        the planner had no decision for it), a patch rounded for its network noted, and 2D
-        vs 3D given as the user's choice where an option or ``--set`` fixed it."""
-        decisions = self._own_dims(decisions)
-        if not self.init:
-            return decisions
-        why = f"from --init {self.init_name}"
-        fixed = {key: Decision(key, value, why) for key, value in leaves(self.init).items()}
-        out = [fixed.pop(d.field, d) for d in decisions]
-        patch = config.data.patch_size
-        out = [Decision(d.field, patch, f"{d.reason}; rounded to what the --init network "
-                        "accepts") if d.field == "data.patch_size" and d.value != patch else d
-               for d in out]
-        return out + list(fixed.values())
+        the planner had no decision for it), a patch rounded for its network noted, and each
+        field an option or ``--set`` fixed given as the user's choice with the value that
+        trains (2D vs 3D: both fields, naming the one set)."""
+        if self.init:
+            why = f"from --init {self.init_name}"
+            fixed = {key: Decision(key, value, why) for key, value in leaves(self.init).items()}
+            decisions = [fixed.pop(d.field, d) for d in decisions]
+            patch = config.data.patch_size
+            decisions = [Decision(d.field, patch, f"{d.reason}; rounded to what the --init "
+                                  "network accepts")
+                         if d.field == "data.patch_size" and d.value != patch else d
+                         for d in decisions] + list(fixed.values())
+        return self._own(decisions, config)
 
-    def _own_dims(self, decisions: list[Decision]) -> list[Decision]:
-        """The reasons of ``model.spatial_dims`` and ``data.slice_axis`` when the user fixed
-        either: the planner's own reason (its step counts) did not decide them."""
-        own = self.own_fields & {"model.spatial_dims", "data.slice_axis"}
-        if not own:
-            return decisions
-        why = f"set by you ({', '.join(sorted(own))})"
-        return [Decision(d.field, d.value, why)
-                if d.field in ("model.spatial_dims", "data.slice_axis") else d
-                for d in decisions]
+    def _own(self, decisions: list[Decision], config: Config) -> list[Decision]:
+        """The decisions of the fields the user set, as the user's choice: the planner's own
+        reason (a step count, the data) did not decide them, and its value may not train. A
+        reason that already credits the user (``the network you set``) is kept."""
+        own = self.own_fields
+        dims = own & DIMS
+        out = []
+        for d in decisions:
+            if d.field in DIMS and dims:
+                d = Decision(d.field, value_at(config, d.field),
+                             f"set by you ({', '.join(sorted(dims))})")
+            elif d.field in own and "you set" not in d.reason:
+                d = Decision(d.field, value_at(config, d.field), "set by you")
+            out.append(d)
+        decided = {d.field for d in out}
+        return out + [Decision(name, value_at(config, name), "set by you")
+                      for name in sorted(own - decided)]
+
+
+def value_at(config: Config, name: str) -> Any:
+    """The value of the dotted field ``name`` (``"data.batch_size"``) in ``config``."""
+    value: Any = config
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part)
+    return value
 
 
 def leaves(values: dict[str, Any]) -> dict[str, Any]:

@@ -101,12 +101,13 @@ def case_scores(predictor: Predictor, case: Case, label_values: Sequence[int],
             predicted, truth = (np.where(scored, predicted, values[0]),
                                 np.where(scored, mask, values[0]))
         if regions:
+            keys = list(range(1, len(regions) + 1))
             dice = region_case_metrics(predicted, truth, [r.labels for r in regions],
                                        metrics=("dice",), scored=scored)
         else:
-            dice = case_metrics(predicted, truth, list(values[1:]), metrics=("dice",))
-        scores[variant] = {str(k): finite_or_none(dice[int(k)]["dice"])
-                           for k in scored_names(dict.fromkeys(values.tolist(), ""), regions)}
+            keys = [int(v) for v in values[1:]]
+            dice = case_metrics(predicted, truth, keys, metrics=("dice",))
+        scores[variant] = {str(k): finite_or_none(dice[k]["dice"]) for k in keys}
     return scores
 
 
