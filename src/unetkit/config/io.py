@@ -232,3 +232,12 @@ def apply_values(config: Config, values: dict[str, Any], source: str = "options"
             raise ConfigError(f"{source}: unknown field {key!r}")
         node[name] = value
     return config_from_dict(data, source=source, names=names)
+
+
+def field_value(config: Config, name: str) -> Any:
+    """The value of the dotted field ``name`` (``"data.batch_size"``,
+    ``"data.normalization.scheme"``) in ``config``."""
+    value: Any = config
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part)
+    return value

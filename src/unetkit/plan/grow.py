@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from unetkit.config import Config, apply_values
+from unetkit.config import Config, apply_values, field_value
 from unetkit.plan import memory, rules
 from unetkit.plan.candidates import ENOUGH_STEPS, time_candidate
 from unetkit.plan.fingerprint import Fingerprint
@@ -189,7 +189,7 @@ def _decisions(start: Config, growth: Growth, why: str, floor: float, bound: int
     out = []
     for axis in AXES:
         for name in FIELDS[axis]:
-            before, after = _field(start, name), _field(growth.config, name)
+            before, after = field_value(start, name), field_value(growth.config, name)
             if name == "model.base_width" and growth.config.model.widths:
                 out.append(Decision(name, after, "the first stage of model.widths"))
             elif before != after:
@@ -197,8 +197,3 @@ def _decisions(start: Config, growth: Growth, why: str, floor: float, bound: int
             elif name == "model.widths":
                 out.append(Decision(name, after, f"{width_reason}; {rule}"))
     return out
-
-
-def _field(config: Config, name: str) -> Any:
-    section, key = name.split(".")
-    return getattr(getattr(config, section), key)

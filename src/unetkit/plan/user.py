@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from unetkit.config import Config, apply_overrides, apply_values, build_config
+from unetkit.config import Config, apply_overrides, apply_values, build_config, field_value
 from unetkit.config.io import overrides_to_values
 from unetkit.nn.sizes import model_multiples, nearest_valid_length
 from unetkit.plan.rules import Decision
@@ -102,22 +102,14 @@ class UserChoices:
         out = []
         for d in decisions:
             if d.field in DIMS and dims:
-                d = Decision(d.field, value_at(config, d.field),
+                d = Decision(d.field, field_value(config, d.field),
                              f"set by you ({', '.join(sorted(dims))})")
             elif d.field in own and "you set" not in d.reason:
-                d = Decision(d.field, value_at(config, d.field), "set by you")
+                d = Decision(d.field, field_value(config, d.field), "set by you")
             out.append(d)
         decided = {d.field for d in out}
-        return out + [Decision(name, value_at(config, name), "set by you")
+        return out + [Decision(name, field_value(config, name), "set by you")
                       for name in sorted(own - decided)]
-
-
-def value_at(config: Config, name: str) -> Any:
-    """The value of the dotted field ``name`` (``"data.batch_size"``) in ``config``."""
-    value: Any = config
-    for part in name.split("."):
-        value = value.get(part) if isinstance(value, dict) else getattr(value, part)
-    return value
 
 
 def leaves(values: dict[str, Any]) -> dict[str, Any]:
